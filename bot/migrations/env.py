@@ -1,0 +1,51 @@
+"""Alembic environment: runs on a connection handed in by ``bot.migrate`` or on DATABASE_URL."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+import services.models  # noqa: F401  (registers every table)
+from services.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _configure(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
+                      literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_async() -> None:
+    from bot.db import create_engine
+    from bot.settings import load_settings
+
+    url = config.get_main_option("sqlalchemy.url") or load_settings().db_url
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(_configure)
+    await engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+elif (conn := config.attributes.get("connection")) is not None:
+    _configure(conn)
+else:
+    asyncio.run(_run_async())

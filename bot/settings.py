@@ -1,0 +1,133 @@
+"""Settings from the environment and an optional ``.env`` (pydantic-settings)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_UNIT_SECONDS = {None: 1, "s": 1, "ms": 0.001, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> timedelta:
+    """``90`` (seconds), ``"45s"``, ``"30m"``, ``"2h"``, ``"1d"`` → timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError("expected seconds or a number with a unit (45s, 30m, 2h)")
+    return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: str | None = None
+    telegram_api_base: str | None = None
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    timezone: str = "Asia/Shanghai"
+    default_locale: str = "zh_Hans"
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str | None = None
+    secret_key: str | None = None
+    log_level: str = "INFO"
+
+    outbox_rate: float = Field(default=25.0, gt=0)
+    outbox_per_chat_rate: float = Field(default=1.0, gt=0)
+    tick_interval: Duration = timedelta(seconds=30)
+    checkin_reminder_after: Duration = timedelta(minutes=30)
+    checkin_escalate_after: Duration = timedelta(minutes=90)
+    alert_ack_timeout: Duration = timedelta(minutes=30)
+    alert_resolve_timeout: Duration = timedelta(hours=4)
+    invite_ttl: Duration = timedelta(days=30)
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"\d+:[\w-]+", value):
+            raise ValueError("must look like 123456:ABC-DEF (from @BotFather)")
+        return value or None
+
+    @field_validator("telegram_api_base", "public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL such as http://127.0.0.1:8081")
+        return value.rstrip("/") if value else None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
+        return value
+
+    @field_validator("default_locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        if value not in ("zh_Hans", "en"):
+            raise ValueError("must be zh_Hans or en")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_driver(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if value.startswith(("postgres://", "postgresql://")):
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must be sqlite+aiosqlite:///path or postgresql://user@host/db")
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'communitybot.sqlite3'}"
+
+    def ensure_secret_key(self) -> str:
+        """The HMAC/session key: from SECRET_KEY, else generated once into the data folder."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            self.secret_key = path.read_text().strip()
+        else:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.secret_key = secrets.token_urlsafe(48)
+            path.write_text(self.secret_key)
+            path.chmod(0o600)
+        return self.secret_key
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings or stop with one clear line naming the bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err["loc"] else "settings"
+        msg = err["msg"].removeprefix("Value error, ")
+        print(f"configuration error: {name}: {msg}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,175 @@
+"""Core tables: regions, households, residents, accounts, staff, audit log."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from services.models.base import Base, BigId
+
+
+class RegionLevel(enum.StrEnum):
+    city = "city"
+    district = "district"
+    street = "street"
+    committee = "committee"
+    compound = "compound"
+
+
+LEVEL_ORDER = [RegionLevel.city, RegionLevel.district, RegionLevel.street,
+               RegionLevel.committee, RegionLevel.compound]
+
+
+class StaffRole(enum.StrEnum):
+    committee = "committee"
+    street = "street"
+    district = "district"
+    admin = "admin"
+
+
+class ResidentStatus(enum.StrEnum):
+    active = "active"
+    moved_out = "moved_out"  # missing from the latest registry import; staff must confirm
+    withdrawn = "withdrawn"  # the resident used /forget; registry row kept, link erased
+
+
+class Region(Base):
+    """One node of city → district → street → committee → compound.
+
+    ``path`` is the materialised chain of codes (``/310000/310104/.../``) so that a scope
+    ("this region and everything below") is a single indexed prefix match.
+    """
+
+    __tablename__ = "regions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str | None] = mapped_column(String(100))
+    level: Mapped[RegionLevel] = mapped_column(Enum(RegionLevel, native_enum=False, length=16))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"), index=True)
+    path: Mapped[str] = mapped_column(String(400), index=True)
+
+    parent: Mapped[Region | None] = relationship(remote_side=[id], lazy="raise")
+
+
+class Household(Base):
+    __tablename__ = "households"
+    __table_args__ = (UniqueConstraint("committee_id", "code"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    committee_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"), index=True)
+    compound_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
+    code: Mapped[str] = mapped_column(String(64))
+    building: Mapped[str | None] = mapped_column(String(32))
+    unit: Mapped[str | None] = mapped_column(String(32))
+    room: Mapped[str | None] = mapped_column(String(32))
+
+
+class Resident(Base):
+    """A registry row, owned by the committee. Never holds an ID number in clear."""
+
+    __tablename__ = "residents"
+    __table_args__ = (
+        Index("ix_residents_committee_building", "committee_id", "building", "unit", "room"),
+        Index("ix_residents_committee_birth", "committee_id", "birth_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    committee_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"), index=True)
+    compound_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
+    household_id: Mapped[int | None] = mapped_column(
+        ForeignKey("households.id", ondelete="SET NULL"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(20), index=True)  # E.164, +86…
+    id_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # HMAC-SHA256 hex
+    id_last4: Mapped[str | None] = mapped_column(String(4))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    gender: Mapped[str | None] = mapped_column(String(1))  # "M" / "F"
+    compound: Mapped[str | None] = mapped_column(String(100))
+    building: Mapped[str | None] = mapped_column(String(32))
+    unit: Mapped[str | None] = mapped_column(String(32))
+    room: Mapped[str | None] = mapped_column(String(32))
+    living_alone: Mapped[bool | None] = mapped_column(Boolean)
+    hukou: Mapped[str | None] = mapped_column(String(32))  # "local" / "nonlocal" or a free code
+    disability_level: Mapped[int | None] = mapped_column(Integer)  # 1 (most severe) … 4
+    monthly_income: Mapped[int | None] = mapped_column(Integer)  # yuan
+    emergency_contact_phone: Mapped[str | None] = mapped_column(String(20))
+    status: Mapped[ResidentStatus] = mapped_column(
+        Enum(ResidentStatus, native_enum=False, length=16), default=ResidentStatus.active)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    household: Mapped[Household | None] = relationship(lazy="raise")
+
+
+class Account(Base):
+    """A Telegram user as the bot knows them."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    telegram_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    first_name: Mapped[str] = mapped_column(String(128), default="")
+    last_name: Mapped[str | None] = mapped_column(String(128))
+    username: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str | None] = mapped_column(String(16))  # chosen by /lang; None = from Telegram
+    resident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("residents.id", ondelete="SET NULL"), unique=True)
+    verification_method: Mapped[str | None] = mapped_column(String(16))  # contact / invite / review
+    verified_at: Mapped[datetime | None]
+    consent_at: Mapped[datetime | None]
+    unreachable_at: Mapped[datetime | None]  # blocked the bot (403 from Telegram)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None]
+
+    resident: Mapped[Resident | None] = relationship(lazy="raise")
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+    __table_args__ = (UniqueConstraint("account_id", "region_id", "role"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"), index=True)
+    role: Mapped[StaffRole] = mapped_column(Enum(StaffRole, native_enum=False, length=16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    on_duty: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+    region: Mapped[Region] = relationship(lazy="raise")
+
+
+class AuditLog(Base):
+    """Who did what, when, with what outcome. Never holds phone or ID numbers."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[int | None] = mapped_column(BigInteger)
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id", ondelete="SET NULL"), index=True)
+    outcome: Mapped[str] = mapped_column(String(32), default="ok")
+    detail: Mapped[dict | None] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)

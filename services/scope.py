@@ -1,0 +1,90 @@
+"""Who is acting, and what they may see.
+
+Every query for residents (and later topics, polls, notices, alerts) goes through a scope
+filter derived from the ``Actor``: staff see their region and every region below it; a
+verified resident sees their own committee; anyone else sees nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, false, select
+
+from services.models import Account, Region, Resident, ResidentStatus, Staff, StaffRole
+
+ROLE_RANK = {StaffRole.committee: 1, StaffRole.street: 2, StaffRole.district: 3, StaffRole.admin: 4}
+
+
+@dataclass(frozen=True, slots=True)
+class StaffGrant:
+    staff_id: int
+    role: StaffRole
+    region_id: int
+    region_path: str
+    region_code: str
+    region_name: str
+
+
+@dataclass(slots=True)
+class Actor:
+    """The resolved identity behind an update or a web request."""
+
+    account: Account | None = None
+    resident: Resident | None = None
+    staff: list[StaffGrant] = field(default_factory=list)
+    locale: str = "zh_Hans"
+
+    @property
+    def account_id(self) -> int | None:
+        return self.account.id if self.account else None
+
+    @property
+    def is_verified(self) -> bool:
+        """A linked resident whose registry row is current (not moved out or withdrawn)."""
+        return self.resident is not None and self.resident.status == ResidentStatus.active
+
+    @property
+    def is_staff(self) -> bool:
+        return bool(self.staff)
+
+    @property
+    def top_role(self) -> StaffRole | None:
+        return max((g.role for g in self.staff), key=ROLE_RANK.__getitem__, default=None)
+
+    def region_paths(self) -> list[str]:
+        return [g.region_path for g in self.staff]
+
+    def covers_path(self, path: str) -> bool:
+        """True when ``path`` (a region's materialised path) lies within this staff scope."""
+        return any(path.startswith(p) for p in self.region_paths())
+
+
+def committee_ids_in_scope(actor: Actor):
+    """A subquery of the region ids an actor may see residents of (committee level and below)."""
+    if actor.staff:
+        conds = [Region.path.startswith(p, autoescape=True) for p in actor.region_paths()]
+        from sqlalchemy import or_
+
+        return select(Region.id).where(or_(*conds)).scalar_subquery()
+    if actor.is_verified:
+        return select(Region.id).where(Region.id == actor.resident.committee_id).scalar_subquery()
+    return None
+
+
+def resident_scope(actor: Actor) -> ColumnElement[bool]:
+    """Filter over ``Resident`` rows that this actor may see."""
+    if actor.staff:
+        return Resident.committee_id.in_(committee_ids_in_scope(actor))
+    if actor.is_verified:
+        return Resident.committee_id == actor.resident.committee_id
+    return false()
+
+
+async def load_staff_grants(session, account_id: int) -> list[StaffGrant]:
+    rows = await session.execute(
+        select(Staff.id, Staff.role, Region.id, Region.path, Region.code, Region.name)
+        .join(Region, Region.id == Staff.region_id)
+        .where(Staff.account_id == account_id, Staff.active.is_(True))
+    )
+    return [StaffGrant(*row) for row in rows]

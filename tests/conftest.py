@@ -1,0 +1,96 @@
+"""Shared fixtures: real databases (SQLite file; PostgreSQL when TEST_DATABASE_URL is set)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+import services.models  # noqa: F401
+from bot.db import create_engine, session_factory
+from services.models import Base
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+
+
+def pg_url() -> str:
+    """The PostgreSQL URL for tests, or skip (fail when REQUIRE_POSTGRES=1)."""
+    if not TEST_DATABASE_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
+        pytest.skip("PostgreSQL not configured (set TEST_DATABASE_URL)")
+    url = TEST_DATABASE_URL
+    if url.startswith(("postgres://", "postgresql://")):
+        url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
+_pg_engine: AsyncEngine | None = None
+
+
+async def _postgres_engine() -> AsyncEngine:
+    global _pg_engine
+    if _pg_engine is None:
+        engine = create_engine(pg_url(), pool_size=5)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.drop_all)
+                await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+                await conn.run_sync(Base.metadata.create_all)
+        except OSError as exc:
+            await engine.dispose()
+            if REQUIRE_POSTGRES:
+                pytest.fail(f"PostgreSQL required but unreachable: {exc}")
+            pytest.skip(f"PostgreSQL unreachable: {exc}")
+        _pg_engine = engine
+    return _pg_engine
+
+
+async def _truncate(engine: AsyncEngine) -> None:
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def engine(request, tmp_path) -> AsyncIterator[AsyncEngine]:
+    """A migrated-schema engine on a fresh database: SQLite file, and PostgreSQL in CI."""
+    if request.param == "sqlite":
+        eng = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}")
+        async with eng.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        yield eng
+        await eng.dispose()
+    else:
+        eng = await _postgres_engine()
+        await _truncate(eng)
+        yield eng
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path) -> AsyncIterator[AsyncEngine]:
+    """SQLite only, for tests that need no second backend (e2e, CLI)."""
+    eng = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}")
+    async with eng.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+async def session(engine) -> AsyncIterator[AsyncSession]:
+    async with session_factory(engine)() as s:
+        yield s
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _dispose_pg() -> AsyncIterator[None]:
+    yield
+    if _pg_engine is not None:
+        await _pg_engine.dispose()
