@@ -1,0 +1,12 @@
+"""aiogram routers, one module per feature. ``routers()`` gives them in dispatch order."""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+
+def routers() -> list[Router]:
+    """Fresh routers (a second Dispatcher in the same process gets its own)."""
+    from handlers import common, errors, fallback
+
+    return [errors.router(), common.router(), fallback.router()]

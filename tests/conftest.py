@@ -94,3 +94,13 @@ async def _dispose_pg() -> AsyncIterator[None]:
     yield
     if _pg_engine is not None:
         await _pg_engine.dispose()
+
+
+@pytest.fixture
+async def stack(tmp_path, request):
+    """The sandbox and the real bot polling it (SQLite file); ``extra_routers`` via indirect params."""
+    from tests.harness import running_stack
+
+    extra = getattr(request, "param", None) or {}
+    async with running_stack(tmp_path, **extra) as s:
+        yield s

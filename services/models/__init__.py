@@ -13,6 +13,7 @@ from services.models.core import (
     Staff,
     StaffRole,
 )
+from services.models.outbox import FINAL_STATUSES, OutboxMessage, OutboxStatus  # noqa: F401
 
 __all__ = [
     "LEVEL_ORDER",

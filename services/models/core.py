@@ -112,6 +112,7 @@ class Resident(Base):
     emergency_contact_phone: Mapped[str | None] = mapped_column(String(20))
     status: Mapped[ResidentStatus] = mapped_column(
         Enum(ResidentStatus, native_enum=False, length=16), default=ResidentStatus.active)
+    registry_seen_at: Mapped[datetime | None]  # start of the last import that listed this row
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -1,0 +1,128 @@
+"""Composition root: Bot, Dispatcher, middlewares, background tasks, and the process runners."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from aiogram import Bot, Dispatcher, Router
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramAPIError
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import BotCommand, BotCommandScopeDefault
+from aiohttp import ClientError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+import handlers
+from bot.db import create_engine, session_factory
+from bot.middlewares import ActorMiddleware, DbSessionMiddleware
+from bot.settings import Settings
+from handlers.commands import commands_for
+from services.i18n import LOCALES, use_locale
+from services.i18n import _ as gettext
+
+log = logging.getLogger("bot")
+
+# Telegram language codes for which we register a translated command list.
+COMMAND_LANGUAGES = {"zh_Hans": ("zh", "zh-hans"), "en": ("en",)}
+
+
+def build_bot(settings: Settings, token: str | None = None) -> Bot:
+    token = token or settings.bot_token
+    if not token:
+        raise SystemExit("configuration error: BOT_TOKEN: required to talk to Telegram (or use `demo`)")
+    session = None
+    if settings.telegram_api_base:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+    return Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+
+def build_storage(settings: Settings) -> BaseStorage:
+    if settings.redis_url:
+        from aiogram.fsm.storage.redis import RedisStorage
+
+        return RedisStorage.from_url(settings.redis_url)
+    return MemoryStorage()
+
+
+def build_dispatcher(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    storage: BaseStorage | None = None,
+    extra_routers: Iterable[Router] = (),
+) -> Dispatcher:
+    dp = Dispatcher(storage=storage or build_storage(settings), settings=settings, sessions=sessions)
+    dp.update.outer_middleware(DbSessionMiddleware(sessions))
+    dp.update.outer_middleware(ActorMiddleware(settings.default_locale))
+    dp.include_routers(*extra_routers, *handlers.routers())
+    dp.startup.register(register_commands)
+    return dp
+
+
+async def register_commands(bot: Bot) -> None:
+    """Publish the command list per language; a refusal must not stop the bot."""
+    try:
+        for locale in LOCALES:
+            with use_locale(locale):
+                commands = [BotCommand(command=c.name, description=gettext(c.description))
+                            for c in commands_for(None)]
+            for code in COMMAND_LANGUAGES[locale]:
+                await bot.set_my_commands(commands, scope=BotCommandScopeDefault(), language_code=code)
+            if locale == LOCALES[0]:
+                await bot.set_my_commands(commands, scope=BotCommandScopeDefault())
+    except (TelegramAPIError, ClientError, TimeoutError) as exc:
+        log.warning("could not register the command list (%s); carrying on", type(exc).__name__)
+
+
+BackgroundTask = Callable[["Runtime", asyncio.Event], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """Everything one running bot process owns."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    bot: Bot
+    dp: Dispatcher
+    background: list[BackgroundTask] = field(default_factory=list)
+
+
+async def open_runtime(settings: Settings, *, token: str | None = None, migrate: bool = True) -> Runtime:
+    settings.ensure_secret_key()
+    engine = create_engine(settings.db_url)
+    if migrate:
+        from bot.migrate import upgrade
+
+        await upgrade(engine)
+    sessions = session_factory(engine)
+    bot = build_bot(settings, token)
+    dp = build_dispatcher(settings, sessions)
+    return Runtime(settings, engine, sessions, bot, dp)
+
+
+async def run_polling(rt: Runtime, *, handle_signals: bool = True) -> None:
+    """Long polling plus the background tasks, until a signal or the dispatcher stops."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(job(rt, stop), name=getattr(job, "__name__", "job"))
+             for job in rt.background]
+    try:
+        with contextlib.suppress(TelegramAPIError):
+            await rt.bot.delete_webhook(drop_pending_updates=False)
+        await rt.dp.start_polling(rt.bot, handle_signals=handle_signals)
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await rt.bot.session.close()
+        await rt.engine.dispose()

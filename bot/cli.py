@@ -1,0 +1,148 @@
+"""The ``communitybot`` command line (also ``python -m bot``). Heavy imports happen per command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int | None]]
+
+
+def _settings(**overrides):
+    from bot.settings import load_settings
+
+    return load_settings(**overrides)
+
+
+async def _engine(settings, migrate: bool = True):
+    from bot.db import create_engine
+    from bot.migrate import upgrade
+
+    engine = create_engine(settings.db_url)
+    if migrate:
+        await upgrade(engine)
+    return engine
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    from bot.app import open_runtime, run_polling
+    from bot.runtime import add_background_jobs
+
+    settings = _settings()
+    rt = await open_runtime(settings)
+    add_background_jobs(rt)
+    await run_polling(rt)
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    await run_demo(_settings(), host=args.host, port=args.port)
+    return 0
+
+
+async def cmd_db(args: argparse.Namespace) -> int:
+    from bot.migrate import current_revision, downgrade, head_revision, upgrade
+
+    settings = _settings()
+    engine = await _engine(settings, migrate=False)
+    try:
+        if args.action == "upgrade":
+            await upgrade(engine, args.revision or "head")
+        elif args.action == "downgrade":
+            await downgrade(engine, args.revision or "-1")
+        print(f"database at revision {await current_revision(engine)} (head {head_revision()})")
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def cmd_regions(args: argparse.Namespace) -> int:
+    from bot.db import session_factory
+    from services.regions import ensure_demo_regions, parse_regions_csv, upsert_regions
+
+    settings = _settings()
+    engine = await _engine(settings)
+    try:
+        async with session_factory(engine)() as session:
+            if args.action == "demo":
+                await ensure_demo_regions(session)
+                await session.commit()
+                print("demo regions ready")
+                return 0
+            with open(args.file, encoding="utf-8-sig") as fh:
+                rows, errors = parse_regions_csv(fh.read())
+            result = await upsert_regions(session, rows)
+            await session.commit()
+            for err in errors + (result.errors or []):
+                print(f"  rejected {err}", file=sys.stderr)
+            print(f"regions: {result.created} created, {result.updated} updated, "
+                  f"{len(errors) + len(result.errors or [])} rejected")
+            return 0
+    finally:
+        await engine.dispose()
+
+
+async def cmd_i18n(args: argparse.Namespace) -> int:
+    from bot.i18n_tools import main as i18n_main
+
+    return i18n_main(args.action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="communitybot", description="Community Cloud bot")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the bot (long polling) against Telegram or TELEGRAM_API_BASE",
+                       description="Run the bot with long polling. Needs BOT_TOKEN; set TELEGRAM_API_BASE "
+                                   "for a local Bot API server. Upgrades the database first.")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="sandbox + bot in one process, with a seeded demo committee",
+                       description="Start the local Bot API sandbox and the bot in one process; seed a "
+                                   "demo committee if the database is empty; print the web chat URL.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080, help="web chat / sandbox port (default 8080)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("db", help="database migrations", description="Alembic migrations.")
+    p.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    p.add_argument("revision", nargs="?", help="target revision (default: head / one step down)")
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("regions", help="region hierarchy",
+                       description="`regions import FILE` (CSV: code,name,level,parent_code[,name_en]) "
+                                   "or `regions demo` (the built-in demo hierarchy).")
+    p.add_argument("action", choices=["import", "demo"])
+    p.add_argument("file", nargs="?")
+    p.set_defaults(func=cmd_regions)
+
+    p = sub.add_parser("i18n", help="translation catalogues",
+                       description="update: extract and merge; compile: write .mo files; "
+                                   "missing: list untranslated entries.")
+    p.add_argument("action", choices=["update", "compile", "missing"])
+    p.set_defaults(func=cmd_i18n)
+
+    from bot import cli_registry
+
+    cli_registry.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "regions" and args.action == "import" and not args.file:
+        print("regions import: FILE is required", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(args.func(args)) or 0
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,38 @@
+"""The bot's commands, in one place: /help, the menu and ``set_my_commands`` read this list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.i18n import N_
+from services.scope import Actor
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    description: str  # an untranslated msgid; translate with _() where shown
+    audience: str  # "all", "resident" (verified), "staff"
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("start", N_("Start, or join your community"), "all"),
+    Command("menu", N_("Main menu"), "all"),
+    Command("help", N_("What I can do"), "all"),
+    Command("lang", N_("Switch language (中文 / English)"), "all"),
+    Command("mydata", N_("See what is held about you"), "all"),
+    Command("forget", N_("Delete your personal data"), "all"),
+    Command("pending", N_("Verification requests waiting for review"), "staff"),
+    Command("invite", N_("Issue household invite codes"), "staff"),
+    Command("whois", N_("Look up a resident by name or room"), "staff"),
+)
+
+
+def commands_for(actor: Actor | None) -> list[Command]:
+    """The commands this actor may use, in display order."""
+    staff = actor is not None and actor.is_staff
+    verified = actor is not None and actor.is_verified
+    return [
+        c for c in COMMANDS
+        if c.audience == "all" or (c.audience == "staff" and staff) or (c.audience == "resident" and verified)
+    ]

@@ -1,0 +1,30 @@
+"""Last router: anything no feature claimed gets a polite pointer, never silence."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.types import CallbackQuery, Message
+
+from services.i18n import _
+
+MAX_TEXT = 4096
+
+
+def router() -> Router:
+    r = Router(name="fallback")
+    r.message.register(unknown_command, F.text.startswith("/"))
+    r.message.register(anything_else)
+    r.callback_query.register(stale_button)
+    return r
+
+
+async def unknown_command(message: Message) -> None:
+    await message.answer(_("Sorry, I don't know that command. Send /help to see what I can do."))
+
+
+async def anything_else(message: Message) -> None:
+    await message.answer(_("I didn't understand that. Use /menu or send /help to see what I can do."))
+
+
+async def stale_button(query: CallbackQuery) -> None:
+    await query.answer(_("This button is no longer valid."), show_alert=True)

@@ -1,0 +1,467 @@
+"""The resident registry: import (CSV/XLSX), re-import, moved-out flags, export.
+
+Imports stream the file in batches, so memory stays bounded by the batch size plus one small
+entry per household and per ID hash seen in the file (to report duplicates with their line).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services import audit
+from services.i18n import N_, _
+from services.identity import InvalidIdNumber, hash_id_number, last4, normalize_phone, parse_id_number
+from services.models import Account, Household, Region, RegionLevel, Resident, ResidentStatus
+from services.regions import committee_compounds
+
+BATCH = 1000
+
+# Canonical column → accepted header spellings (lower-cased, spaces removed).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "name": ("name", "姓名", "fullname"),
+    "phone": ("phone", "手机", "手机号", "手机号码", "电话", "mobile"),
+    "id_number": ("id_number", "idnumber", "身份证号", "身份证", "身份证号码", "id"),
+    "birth_date": ("birth_date", "birthdate", "出生日期", "生日"),
+    "gender": ("gender", "sex", "性别"),
+    "compound": ("compound", "小区"),
+    "building": ("building", "楼号", "楼", "幢"),
+    "unit": ("unit", "单元"),
+    "room": ("room", "室", "房号", "门牌"),
+    "household": ("household", "户号", "household_code"),
+    "living_alone": ("living_alone", "独居"),
+    "hukou": ("hukou", "户籍"),
+    "disability_level": ("disability_level", "残疾等级"),
+    "monthly_income": ("monthly_income", "月收入"),
+    "emergency_contact_phone": ("emergency_contact_phone", "紧急联系人电话", "紧急联系电话"),
+}
+_HEADER = {alias: canon for canon, names in ALIASES.items() for alias in names}
+_TRUE = {"1", "y", "yes", "true", "是", "√", "✓", "x"}
+_FALSE = {"0", "n", "no", "false", "否", ""}
+_GENDER = {"m": "M", "male": "M", "男": "M", "f": "F", "female": "F", "女": "F"}
+_HUKOU = {"本市": "local", "上海": "local", "local": "local", "外省市": "nonlocal", "外地": "nonlocal",
+          "nonlocal": "nonlocal", "non-local": "nonlocal"}
+_CN_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4}
+ID_REASONS = {
+    "length": N_("the ID number must have 18 characters"),
+    "characters": N_("the ID number has characters other than digits and a final X"),
+    "checksum": N_("the ID number's check digit is wrong"),
+    "birth_date": N_("the ID number holds an impossible birth date"),
+}
+
+
+class RowError(ValueError):
+    pass
+
+
+@dataclass
+class Rejected:
+    line: int
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    flagged: int = 0
+    restored: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+    @property
+    def total_rows(self) -> int:
+        return self.imported + self.updated + self.unchanged + len(self.rejected)
+
+    def summary(self) -> str:
+        return _("imported {imported}, updated {updated}, unchanged {unchanged}, flagged as moved out "
+                 "{flagged}, rejected {rejected}").format(
+            imported=self.imported, updated=self.updated, unchanged=self.unchanged,
+            flagged=self.flagged, rejected=len(self.rejected))
+
+
+# --- reading files ---------------------------------------------------------------------------
+
+def read_rows(path: Path) -> Iterator[tuple[int, list[Any]]]:
+    """(line number, cells) of a CSV (UTF-8, BOM or not) or XLSX file, header row included."""
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        from openpyxl import load_workbook
+
+        wb = load_workbook(path, read_only=True, data_only=True)
+        try:
+            for n, row in enumerate(wb.worksheets[0].iter_rows(values_only=True), start=1):
+                yield n, list(row)
+        finally:
+            wb.close()
+        return
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh)
+        for row in reader:
+            yield reader.line_num, row
+
+
+def read_text_rows(text: str) -> Iterator[tuple[int, list[Any]]]:
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    for row in reader:
+        yield reader.line_num, row
+
+
+def map_header(cells: list[Any]) -> dict[str, int]:
+    """Canonical column name → index; raises RowError naming missing required columns."""
+    index: dict[str, int] = {}
+    for i, cell in enumerate(cells):
+        key = re.sub(r"\s+", "", str(cell or "")).lower()
+        canon = _HEADER.get(key)
+        if canon and canon not in index:
+            index[canon] = i
+    missing = [c for c in ("name",) if c not in index]
+    if missing or not ({"phone", "id_number", "household", "room"} & index.keys()):
+        raise RowError(_("the header row must name at least: name, and one of phone, id_number, "
+                         "household or room"))
+    return index
+
+
+# --- one row ---------------------------------------------------------------------------------
+
+def _cell(cells: list[Any], index: dict[str, int], name: str) -> str:
+    i = index.get(name)
+    if i is None or i >= len(cells) or cells[i] is None:
+        return ""
+    value = cells[i]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, datetime):
+        value = value.date()
+    return value.isoformat() if isinstance(value, date) else str(value).strip()
+
+
+def _bool(value: str) -> bool | None:
+    low = value.lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return None if low == "" else False
+    raise RowError(_("living_alone must be yes or no, not {value!r}").format(value=value))
+
+
+def _int(value: str, column: str) -> int | None:
+    if not value:
+        return None
+    text = value.replace(",", "").removesuffix("级").removesuffix("元")
+    if text in _CN_DIGITS:
+        return _CN_DIGITS[text]
+    try:
+        return int(round(float(text)))
+    except ValueError:
+        raise RowError(_("{column} must be a number, not {value!r}").format(column=column, value=value)) from None
+
+
+def _date(value: str) -> date | None:
+    if not value:
+        return None
+    text = value.replace("/", "-").replace(".", "-").replace("年", "-").replace("月", "-").rstrip("日")
+    try:
+        if re.fullmatch(r"\d{8}", text):
+            return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        y, m, d = (int(p) for p in text.split("-")[:3])
+        return date(y, m, d)
+    except ValueError:
+        raise RowError(_("birth_date {value!r} is not a date (use 1950-03-21)").format(value=value)) from None
+
+
+def parse_row(cells: list[Any], index: dict[str, int], secret_key: str) -> dict[str, Any]:
+    """Validate one registry row into resident fields (no clear ID number in the result)."""
+    def cell(name: str) -> str:
+        return _cell(cells, index, name)
+
+    name = cell("name")
+    if not name:
+        raise RowError(_("the name is missing"))
+    if len(name) > 100:
+        raise RowError(_("the name is longer than 100 characters"))
+    out: dict[str, Any] = {"name": name}
+    raw_phone = cell("phone")
+    out["phone"] = normalize_phone(raw_phone)
+    if raw_phone and out["phone"] is None:
+        raise RowError(_("the phone number is not a valid mobile number"))
+    raw_ec = cell("emergency_contact_phone")
+    out["emergency_contact_phone"] = normalize_phone(raw_ec)
+    if raw_ec and out["emergency_contact_phone"] is None:
+        raise RowError(_("the emergency contact phone is not a valid phone number"))
+    gender_raw = cell("gender").lower()
+    gender = _GENDER.get(gender_raw) if gender_raw else None
+    if gender_raw and gender is None:
+        raise RowError(_("gender must be 男/女 or M/F"))
+    birth = _date(cell("birth_date"))
+    id_raw = cell("id_number")
+    out["id_hash"] = out["id_last4"] = None
+    if id_raw:
+        try:
+            id_norm, id_birth, id_gender = parse_id_number(id_raw)
+        except InvalidIdNumber as exc:
+            raise RowError(_(ID_REASONS[exc.reason])) from None
+        if birth and birth != id_birth:
+            raise RowError(_("the birth date does not match the ID number"))
+        if gender and gender != id_gender:
+            raise RowError(_("the gender does not match the ID number"))
+        birth, gender = id_birth, id_gender
+        out["id_hash"] = hash_id_number(id_norm, secret_key)
+        out["id_last4"] = last4(id_norm)
+    out["birth_date"], out["gender"] = birth, gender
+    for col in ("compound", "building", "unit", "room"):
+        out[col] = cell(col)[:32 if col != "compound" else 100] or None
+    out["household"] = cell("household")[:64] or None
+    out["living_alone"] = _bool(cell("living_alone"))
+    hukou = cell("hukou")
+    out["hukou"] = _HUKOU.get(hukou.lower(), hukou[:32]) if hukou else None
+    out["disability_level"] = _int(cell("disability_level"), "disability_level")
+    if out["disability_level"] is not None and not 0 <= out["disability_level"] <= 4:
+        raise RowError(_("disability_level must be between 0 and 4"))
+    out["monthly_income"] = _int(cell("monthly_income"), "monthly_income")
+    if not (out["phone"] or out["id_hash"] or out["household"] or out["room"]):
+        raise RowError(_("a row needs a phone, an ID number or an address to identify the resident"))
+    return out
+
+
+# --- importing -------------------------------------------------------------------------------
+
+RESIDENT_FIELDS = ("name", "phone", "id_hash", "id_last4", "birth_date", "gender", "compound", "building",
+                   "unit", "room", "living_alone", "hukou", "disability_level", "monthly_income",
+                   "emergency_contact_phone")
+
+
+def household_code(fields: dict[str, Any]) -> str | None:
+    if fields["household"]:
+        return fields["household"]
+    parts = [fields["compound"], fields["building"], fields["unit"], fields["room"]]
+    if not fields["room"]:
+        return None
+    return "-".join(p or "" for p in parts)
+
+
+async def import_registry(
+    session: AsyncSession,
+    committee: Region,
+    rows: Iterable[tuple[int, list[Any]]],
+    *,
+    secret_key: str,
+    now: datetime,
+    actor_account_id: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    flag_missing: bool = True,
+) -> ImportReport:
+    """Import or re-import a committee's registry; idempotent. Matches on ID hash, then phone.
+
+    Residents of the committee missing from the file are flagged moved-out (never deleted); their
+    accounts lose resident rights until staff confirm. Commits once per batch.
+    """
+    if committee.level != RegionLevel.committee:
+        raise ValueError("registry imports go to a committee")
+    report = ImportReport()
+    it = iter(rows)
+    header = None
+    for _line, cells in it:
+        if any(str(c or "").strip() for c in cells):
+            header = map_header(cells)
+            break
+    if header is None:
+        raise RowError(_("the file is empty"))
+
+    compounds = await committee_compounds(session, committee)
+    households: dict[str, int] = dict((await session.execute(
+        select(Household.code, Household.id).where(Household.committee_id == committee.id))).all())
+    seen_hashes: dict[str, int] = {}
+    batch: list[tuple[int, dict[str, Any]]] = []
+    count = 0
+
+    async def flush() -> None:
+        await _apply_batch(session, committee, batch, compounds, households, report, now)
+        await session.commit()
+        batch.clear()
+
+    for line, cells in it:
+        if not any(str(c or "").strip() for c in cells):
+            continue
+        count += 1
+        try:
+            fields = parse_row(cells, header, secret_key)
+        except RowError as exc:
+            report.rejected.append(Rejected(line, str(exc)))
+            continue
+        if fields["id_hash"]:
+            first = seen_hashes.get(fields["id_hash"])
+            if first is not None:
+                report.rejected.append(Rejected(line, _("duplicate ID number (also on line {line})").format(
+                    line=first)))
+                continue
+            seen_hashes[fields["id_hash"]] = line
+        batch.append((line, fields))
+        if len(batch) >= BATCH:
+            await flush()
+            if progress:
+                progress(count)
+    if batch:
+        await flush()
+    if progress:
+        progress(count)
+    if flag_missing:
+        report.flagged = await _flag_missing(session, committee, now)
+    audit.record(session, "registry.import", now=now, actor_account_id=actor_account_id,
+                 target_type="region", target_id=committee.id, region_id=committee.id,
+                 detail={"imported": report.imported, "updated": report.updated, "flagged": report.flagged,
+                         "rejected": len(report.rejected)})
+    await session.commit()
+    return report
+
+
+async def _apply_batch(session, committee, batch, compounds, households, report, now) -> None:
+    hashes = [f["id_hash"] for _, f in batch if f["id_hash"]]
+    phones = [f["phone"] for _, f in batch if f["phone"]]
+    by_hash: dict[str, Resident] = {}
+    by_phone: dict[str, list[Resident]] = {}
+    if hashes or phones:
+        conds = []
+        if hashes:
+            conds.append(Resident.id_hash.in_(hashes))
+        if phones:
+            conds.append(Resident.phone.in_(phones) & (Resident.committee_id == committee.id))
+        for r in (await session.scalars(select(Resident).where(or_(*conds)))).all():
+            if r.id_hash:
+                by_hash[r.id_hash] = r
+            if r.phone and r.committee_id == committee.id:
+                by_phone.setdefault(r.phone, []).append(r)
+    await _ensure_households(session, committee, households, batch)
+    new_rows: list[dict[str, Any]] = []
+    claimed: set[int] = set()
+    for line, fields in batch:
+        existing = by_hash.get(fields["id_hash"]) if fields["id_hash"] else None
+        if existing is not None and existing.committee_id != committee.id:
+            report.rejected.append(Rejected(line, _("this ID number is registered with another committee")))
+            continue
+        if existing is None and fields["phone"]:
+            candidates = [r for r in by_phone.get(fields["phone"], [])
+                          if r.id not in claimed and (not r.id_hash or not fields["id_hash"])
+                          and r.name == fields["name"]]
+            existing = candidates[0] if candidates else None
+        values = {k: fields[k] for k in RESIDENT_FIELDS}
+        values["compound_id"] = await _compound_id(session, committee, compounds, fields["compound"])
+        code = household_code(fields)
+        values["household_id"] = households[code] if code else None
+        if existing is None:
+            new_rows.append({**values, "committee_id": committee.id, "status": ResidentStatus.active,
+                             "registry_seen_at": now, "created_at": now, "updated_at": now})
+            continue
+        claimed.add(existing.id)
+        changed = False
+        for key, value in values.items():
+            if key in ("id_hash", "id_last4") and value is None:
+                continue
+            if getattr(existing, key) != value:
+                setattr(existing, key, value)
+                changed = True
+        if existing.status == ResidentStatus.moved_out:
+            existing.status = ResidentStatus.active
+            report.restored += 1
+            changed = True
+        existing.registry_seen_at = now
+        if changed:
+            existing.updated_at = now
+            report.updated += 1
+        else:
+            report.unchanged += 1
+    if new_rows:
+        await session.execute(insert(Resident), new_rows)
+        report.imported += len(new_rows)
+    await session.flush()
+
+
+async def _compound_id(session, committee: Region, compounds: dict[str, Region], name: str | None) -> int | None:
+    if not name:
+        return None
+    region = compounds.get(name)
+    if region is None:
+        n = await session.scalar(select(func.count()).select_from(Region).where(Region.parent_id == committee.id))
+        code = f"{committee.code}-{n + 1:02d}"
+        while await session.scalar(select(Region.id).where(Region.code == code)) is not None:
+            n += 1
+            code = f"{committee.code}-{n + 1:02d}"
+        region = Region(code=code, name=name, level=RegionLevel.compound, parent_id=committee.id,
+                        path=f"{committee.path}{code}/")
+        session.add(region)
+        await session.flush()
+        compounds[name] = region
+    return region.id
+
+
+async def _ensure_households(session, committee: Region, households: dict[str, int], batch) -> None:
+    """Create the batch's new households in one statement and learn their ids."""
+    new: dict[str, dict[str, Any]] = {}
+    for _line, f in batch:
+        code = household_code(f)
+        if code and code not in households and code not in new:
+            new[code] = {"committee_id": committee.id, "code": code, "building": f["building"],
+                         "unit": f["unit"], "room": f["room"], "compound_id": None}
+    if not new:
+        return
+    await session.execute(insert(Household), list(new.values()))
+    rows = await session.execute(select(Household.code, Household.id).where(
+        Household.committee_id == committee.id, Household.code.in_(list(new))))
+    households.update(dict(rows.all()))
+
+
+async def _flag_missing(session: AsyncSession, committee: Region, now: datetime) -> int:
+    result = await session.execute(
+        update(Resident)
+        .where(Resident.committee_id == committee.id, Resident.status == ResidentStatus.active,
+               or_(Resident.registry_seen_at.is_(None), Resident.registry_seen_at < now))
+        .values(status=ResidentStatus.moved_out, updated_at=now)
+    )
+    return result.rowcount or 0
+
+
+async def confirm_resident(session: AsyncSession, resident: Resident, *, actor_account_id: int, now: datetime) -> None:
+    """Staff confirm a flagged (moved-out) resident still lives here; restores resident rights."""
+    if resident.status == ResidentStatus.moved_out:
+        resident.status = ResidentStatus.active
+        resident.updated_at = now
+        audit.record(session, "registry.confirm", now=now, actor_account_id=actor_account_id,
+                     target_type="resident", target_id=resident.id, region_id=resident.committee_id)
+
+
+# --- export ----------------------------------------------------------------------------------
+
+EXPORT_COLUMNS = ("name", "phone", "id_last4", "birth_date", "gender", "compound", "building", "unit", "room",
+                  "household", "living_alone", "hukou", "disability_level", "monthly_income",
+                  "emergency_contact_phone", "status", "verified")
+
+
+async def export_registry_xlsx(session: AsyncSession, committee: Region) -> bytes:
+    """The committee's registry as XLSX (no ID numbers: only their last four characters)."""
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(committee.name[:31])
+    ws.append([_(c) for c in EXPORT_COLUMNS])
+    stmt = (
+        select(Resident, Household.code, Account.id)
+        .outerjoin(Household, Household.id == Resident.household_id)
+        .outerjoin(Account, Account.resident_id == Resident.id)
+        .where(Resident.committee_id == committee.id)
+        .order_by(Resident.building, Resident.unit, Resident.room, Resident.name)
+    )
+    for r, hh_code, account_id in (await session.execute(stmt)).all():
+        ws.append([r.name, r.phone, r.id_last4, r.birth_date, r.gender, r.compound, r.building, r.unit, r.room,
+                   hh_code, r.living_alone, r.hukou, r.disability_level, r.monthly_income,
+                   r.emergency_contact_phone, r.status.value, account_id is not None])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
