@@ -7,6 +7,7 @@ from aiogram import Router
 
 def routers() -> list[Router]:
     """Fresh routers (a second Dispatcher in the same process gets its own)."""
-    from handlers import common, errors, fallback
+    from handlers import common, errors, fallback, privacy, staff, verification
 
-    return [errors.router(), common.router(), fallback.router()]
+    return [errors.router(), verification.router(), common.router(), privacy.router(), staff.router(),
+            fallback.router()]

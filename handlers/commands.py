@@ -25,6 +25,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("pending", N_("Verification requests waiting for review"), "staff"),
     Command("invite", N_("Issue household invite codes"), "staff"),
     Command("whois", N_("Look up a resident by name or room"), "staff"),
+    Command("export", N_("Download your committee's registry (XLSX)"), "staff"),
+    Command("cancel", N_("Stop what you are doing"), "all"),
 )
 
 

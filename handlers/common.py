@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiogram import F, Router
-from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +18,6 @@ LANGUAGE_NAMES = {"zh_Hans": "简体中文", "en": "English"}
 
 def router() -> Router:
     r = Router(name="common")
-    r.message.register(start, CommandStart())
     r.message.register(help_command, Command("help"))
     r.message.register(lang_command, Command("lang"))
     r.callback_query.register(lang_chosen, LangCb.filter())
@@ -37,10 +36,6 @@ def welcome_text(actor: Actor, first_name: str) -> str:
         "benefits you may qualify for, and daily check-ins for elderly neighbours.\n"
         "Send /help to see what I can do."
     ).format(name=name)
-
-
-async def start(message: Message, actor: Actor, command: CommandObject) -> None:
-    await message.answer(welcome_text(actor, message.from_user.first_name), reply_markup=menu_keyboard(actor))
 
 
 def help_text(actor: Actor) -> str:

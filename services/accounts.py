@@ -33,6 +33,7 @@ async def touch_account(session: AsyncSession, user: TelegramUser, now: datetime
     account.first_name = user.first_name[:128]
     account.last_name = user.last_name[:128] if user.last_name else None
     account.username = user.username
+    account.language_code = user.language_code
     account.last_seen_at = now
     if account.unreachable_at is not None:
         account.unreachable_at = None  # they wrote to us, so they no longer block the bot
@@ -57,3 +58,8 @@ async def set_account_locale(session: AsyncSession, account: Account, locale: st
     account.locale = locale if locale in LOCALES else normalize_locale(locale)
     await session.flush()
     return account.locale
+
+
+def account_locale(account: Account, default_locale: str = "zh_Hans") -> str:
+    """The language to write to this account in, outside of its own updates."""
+    return account.locale or normalize_locale(account.language_code, default_locale)

@@ -45,7 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import aliased
 
 from services.i18n import N_, _
-from services.models import Account, Region, Resident, ResidentStatus
+from services.models import Account, Region, Resident, ResidentStatus, ResidentTag, Tag
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 32
@@ -401,6 +401,10 @@ def tokenize(text: str, fields: Mapping[str, FieldSpec] | None = None) -> list[T
             continue
         if _is_cjk(ch):
             word = next((w for w in known_cjk if text.startswith(w, i)), None)
+            end = i + len(word) if word else i
+            if word is not None and end < n and _is_cjk(text[end]) and not any(
+                    text.startswith(w, end) for w in known_cjk):
+                word = None  # 年龄龄 is a misspelt word, not 年龄 followed by 龄
             if word is None:
                 # An unknown word: take the run of letters up to the next keyword, for the message.
                 j = i + 1
@@ -563,7 +567,8 @@ class _Parser:
         if name is None:
             hint = _suggest(tok.value, _FUNCTIONS)
             if hint:
-                raise ExpressionError(tok.pos, _("unknown function \"{name}\" — did you mean \"{hint}\"?").format(
+                raise ExpressionError(tok.pos, _(
+                    "unknown function \"{name}\" — did you mean \"{hint}\"?").format(
                     name=tok.value, hint=hint))
             raise ExpressionError(tok.pos, _("unknown function \"{name}\"").format(name=tok.value))
         self.count(tok.pos)
@@ -572,7 +577,8 @@ class _Parser:
         if name == "has_tag":
             arg = self.tok
             if arg.kind != "str":
-                raise ExpressionError(arg.pos, _("has_tag() takes a tag code in quotes, e.g. has_tag(\"aged_80\")"))
+                raise ExpressionError(arg.pos, _(
+                    "has_tag() takes a tag code in quotes, e.g. has_tag(\"aged_80\")"))
             self.advance()
             self.expect(")", ")")
             self.depth -= 1
@@ -597,7 +603,7 @@ class _Parser:
         left = self.parse_operand()
         if self.tok.kind == "op":
             op_tok = self.advance()
-            right = self.parse_operand()
+            right = self.parse_operand(left)
             if isinstance(left, Field) and isinstance(right, Const):
                 fld, op, value = left, op_tok.text, right
             elif isinstance(left, Const) and isinstance(right, Field):
@@ -617,7 +623,7 @@ class _Parser:
             if not isinstance(left, Field):
                 raise ExpressionError(tok.pos, _("a field name is expected before \"in\""))
             self.count(in_tok.pos)
-            values = self.parse_list()
+            values = self.parse_list(left)
             return InList(left, tuple(self.coerce(left, v) for v in values), negated)
         if isinstance(left, Field):
             if left.spec.type == "bool":
@@ -628,22 +634,37 @@ class _Parser:
                                                       "{field} == … is expected").format(field=left.name))
         raise ExpressionError(self.tok.pos, _("a comparison is expected, such as age >= 80"))
 
-    def parse_list(self) -> list[Const]:
+    def parse_list(self, fld: Field) -> list[Const]:
         self.expect("(", "(")
-        values = [self.parse_value()]
+        values = [self.parse_listed(fld)]
         while self.tok.kind == ",":
             self.advance()
             if self.tok.kind == ")":  # a trailing comma is harmless
                 break
-            values.append(self.parse_value())
+            values.append(self.parse_listed(fld))
             if len(values) > MAX_LIST:
-                raise ExpressionError(values[-1].pos, _("too many values in the list (at most {limit})").format(
-                    limit=MAX_LIST))
+                raise ExpressionError(values[-1].pos, _(
+                    "too many values in the list (at most {limit})").format(limit=MAX_LIST))
         self.expect(")", ")")
         return values
 
-    def parse_operand(self) -> Field | Const:
+    def parse_listed(self, fld: Field) -> Const:
+        value = self.parse_operand(fld)
+        if isinstance(value, Field):
+            raise ExpressionError(value.pos, _("a value is expected instead of \"{token}\"").format(
+                token=value.name))
+        return value
+
+    def parse_operand(self, other: Field | Const | None = None) -> Field | Const:
         tok = self.tok
+        if tok.kind == "end":
+            raise self.unexpected(tok)
+        if (isinstance(other, Field) and tok.kind == "ident" and tok.value not in self.aliases
+                and tok.value in dict(other.spec.choices)):
+            # 性别 == 男: a listed choice may go without quotes.
+            self.advance()
+            self.count(tok.pos)
+            return Const(tok.value, tok.pos)
         if tok.kind == "ident" and tok.value not in self.aliases and self._function(tok) == "date":
             return self.parse_value()
         if tok.kind == "ident":
@@ -662,8 +683,8 @@ class _Parser:
         if spec is None:
             hint = _suggest(tok.value, self.aliases)
             if hint:
-                raise ExpressionError(tok.pos, _("unknown field \"{name}\" — did you mean \"{hint}\"?").format(
-                    name=tok.value, hint=hint))
+                raise ExpressionError(tok.pos, _(
+                    "unknown field \"{name}\" — did you mean \"{hint}\"?").format(name=tok.value, hint=hint))
             raise ExpressionError(tok.pos, _("unknown field \"{name}\"").format(name=tok.value))
         self.count(tok.pos)
         return Field(spec.name, spec, tok.pos)
@@ -704,7 +725,8 @@ class _Parser:
     # -- types
     def check_order(self, fld: Field, op: str, value: Const) -> None:
         if fld.spec.type in ("str", "bool"):
-            raise ExpressionError(value.pos, _("\"{op}\" does not apply to {field} ({type}); use ==, != or in").format(
+            raise ExpressionError(value.pos, _(
+                "\"{op}\" does not apply to {field} ({type}); use ==, != or in").format(
                 op=op, field=fld.name, type=_(_TYPE_NAMES[fld.spec.type])))
 
     def coerce(self, fld: Field, const: Const) -> Const:
@@ -716,7 +738,8 @@ class _Parser:
             or (ftype == "date" and vtype == "str")
         )
         if not ok:
-            raise ExpressionError(const.pos, _("{field} is {field_type} and cannot be compared with {value_type}").format(
+            raise ExpressionError(const.pos, _(
+                "{field} is {field_type} and cannot be compared with {value_type}").format(
                 field=fld.name, field_type=_(_TYPE_NAMES[ftype]), value_type=_(_TYPE_NAMES[vtype])))
         if ftype == "str" and vtype == "int":
             value = str(value)  # 楼号 == 3 means building "3"
@@ -1009,7 +1032,7 @@ def _age_at_least(years: int, today: date) -> ColumnElement[bool]:
     cutoff = _birth_cutoff(years, today)
     if cutoff is None:
         return _never(birth) if today.year - years < 1 else _always(birth)
-    return birth <= cutoff
+    return birth < cutoff
 
 
 def _age_below(years: int, today: date) -> ColumnElement[bool]:
@@ -1079,7 +1102,8 @@ def _sql(expr: Expr, ctx: SqlContext) -> ColumnElement[bool]:
         case InList(fld, values, negated):
             parts = [_compare_sql(fld, "==", v.value, ctx) for v in values]
             if fld.name != "age" and fld.spec.type != "bool":
-                kept = [v.value for v in values if fld.spec.type != "int" or _whole("==", v.value) is not False]
+                kept = [v.value for v in values
+                        if fld.spec.type != "int" or _whole("==", v.value) is not False]
                 if kept:
                     col = _field_sql(fld, ctx)
                     kept = [int(v) if fld.spec.type == "int" else _bind(fld, v) for v in kept]
@@ -1101,9 +1125,6 @@ def _sql(expr: Expr, ctx: SqlContext) -> ColumnElement[bool]:
 
 
 def _has_tag_sql(code: str) -> ColumnElement[bool]:
-    # Imported here: the tag models import this module's parser to validate rule text.
-    from services.models.tags import ResidentTag, Tag
-
     # IN (not a correlated EXISTS): both databases build the tagged set once per query.
     tagged = select(ResidentTag.resident_id).where(
         ResidentTag.tag_id.in_(select(Tag.id).where(Tag.code == code)))

@@ -343,11 +343,12 @@ _IN_FLIGHT = (OutboxStatus.sending, OutboxStatus.pending)
 
 async def _finish(session: AsyncSession, message_id: int, values: dict[str, Any]) -> OutboxMessage | None:
     # Only a row not yet final is marked, so two workers racing on an expired lease (or a cancel)
-    # report an outcome once: the loser gets None and fires no listener.
+    # report an outcome once: the loser gets None and fires no listener. claimed_by is kept: it
+    # tells which sender handled the row last.
     result = await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.status.in_(_IN_FLIGHT))
-        .values(claimed_by=None, claimed_until=None, **values)
+        .values(claimed_until=None, **values)
         .returning(OutboxMessage)
         .execution_options(synchronize_session=False, populate_existing=True)
     )

@@ -160,7 +160,7 @@ def _int(value: str, column: str) -> int | None:
     if text in _CN_DIGITS:
         return _CN_DIGITS[text]
     try:
-        return int(round(float(text)))
+        return round(float(text))
     except ValueError:
         raise RowError(_("{column} must be a number, not {value!r}").format(column=column, value=value)) from None
 

@@ -14,7 +14,7 @@ from services.i18n import translate
 async def test_start_welcomes_in_chinese_then_lang_switches_to_english(stack):
     user = await stack.client.create_user("小明", language_code="zh-hans")
     await user.send("/start")
-    welcome = await user.last_message()
+    welcome, privacy = await user.bot_messages_since_last_action()
     assert welcome["text"].startswith(translate("zh_Hans", "Welcome to Community Cloud, {name}!")[:5])
     assert "小明" in welcome["text"]
 
@@ -30,7 +30,7 @@ async def test_start_welcomes_in_chinese_then_lang_switches_to_english(stack):
 
     # remembered: a later update still gets English
     await user.send("/start")
-    assert (await user.last_message())["text"].startswith("Welcome to Community Cloud")
+    assert (await user.bot_messages_since_last_action())[0]["text"].startswith("Welcome to Community Cloud")
 
 
 async def test_help_is_chinese_by_default(stack):

@@ -53,7 +53,7 @@ class Params:
         try:
             return int(value)
         except (TypeError, ValueError):
-            raise SandboxApiError(400, f"Bad Request: field \"{name}\" must be a valid Number") from None
+            raise SandboxApiError(400, f'Bad Request: field "{name}" must be a valid Number') from None
 
     def bool(self, name: str) -> bool:
         value = self._values.get(name)
@@ -304,9 +304,7 @@ METHODS: dict[str, Method] = {
     "setmydescription": _bot_text("description", "description"),
     "getmydescription": _get_bot_text("description", types.BotDescription, "description"),
     "setmyshortdescription": _bot_text("short_description", "short_description"),
-    "getmyshortdescription": _get_bot_text(
-        "short_description", types.BotShortDescription, "short_description"
-    ),
+    "getmyshortdescription": _get_bot_text("short_description", types.BotShortDescription, "short_description"),
     "setmyname": _bot_text("name", "name"),
     "getmyname": _get_bot_text("name", types.BotName, "name"),
     # Accepted and ignored: the sandbox has no sessions to log out of.

@@ -259,9 +259,7 @@ async def serve_file(request: web.Request) -> web.Response:
         headers["Content-Disposition"] = (
             f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(stored.filename or 'file')}"
         )
-    return web.Response(
-        body=stored.data, content_type=stored.mime_type or "application/octet-stream", headers=headers
-    )
+    return web.Response(body=stored.data, content_type=stored.mime_type or "application/octet-stream", headers=headers)
 
 
 # ---------------------------------------------------------------- pages

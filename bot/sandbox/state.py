@@ -217,9 +217,7 @@ class RateLimiter:
         if waits:
             self.too_many_requests += 1
             retry_after = max(waits)
-            raise SandboxApiError(
-                429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after
-            )
+            raise SandboxApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)
         self._global.append(now)
         chat_stamps.append(now)
         # Observed rates are counted over the last second regardless of the configured window.
@@ -294,6 +292,8 @@ class Sandbox:
             can_read_all_group_messages=False,
             supports_inline_queries=False,
         )
+        # Telegram's "from" of a message carries only the basic fields, not getMe's extras.
+        self.bot_sender = types.User(id=BOT_ID, is_bot=True, first_name=BOT_FIRST_NAME, username=BOT_USERNAME)
         self.users: dict[int, SimUser] = {}
         self.chats: dict[int, ChatState] = {}
         self.files: dict[str, StoredFile] = {}
@@ -534,7 +534,7 @@ class Sandbox:
             date=msg.date,
             edit_date=msg.edit_date,
             chat=user.api_chat(),
-            from_user=self.bot_user if msg.from_bot else user.api_user(),
+            from_user=self.bot_sender if msg.from_bot else user.api_user(),
             text=msg.text,
             entities=text_entities,
             caption=msg.caption,
@@ -597,9 +597,7 @@ class Sandbox:
         start = self._seq
 
         def arrived() -> bool:
-            return any(
-                m.from_bot and (m.message_id > after or m.changed_seq > start) for m in chat.messages.values()
-            )
+            return any(m.from_bot and (m.message_id > after or m.changed_seq > start) for m in chat.messages.values())
 
         await self.wait_until(arrived, seconds)
         return self.messages(uid, after, changed_since=start)
@@ -670,9 +668,7 @@ class Sandbox:
         self._changed()
         return self.message_model(msg)
 
-    def store_file(
-        self, data: bytes, filename: str | None, mime_type: str | None, kind: str
-    ) -> StoredFile:
+    def store_file(self, data: bytes, filename: str | None, mime_type: str | None, kind: str) -> StoredFile:
         n = next(self._file_counter)
         file_id = f"{'AgAC' if kind == 'photo' else 'BQAC'}{n:06d}{secrets.token_hex(8)}"
         ext = ""
@@ -934,8 +930,7 @@ class Sandbox:
 
     def get_commands(self, scope: Any, language_code: str | None) -> list[types.BotCommand]:
         return [
-            types.BotCommand.model_validate(c)
-            for c in self.commands.get(self._scope_key(scope, language_code), [])
+            types.BotCommand.model_validate(c) for c in self.commands.get(self._scope_key(scope, language_code), [])
         ]
 
     def delete_commands(self, scope: Any, language_code: str | None) -> bool:

@@ -14,6 +14,14 @@ from services.models.core import (
     StaffRole,
 )
 from services.models.outbox import FINAL_STATUSES, OutboxMessage, OutboxStatus  # noqa: F401
+from services.models.tags import ResidentTag, Segment, Tag, TagKind
+from services.models.verification import (  # noqa: F401
+    HouseholdInvite,
+    RequestStatus,
+    StaffInvite,
+    VerificationAttempt,
+    VerificationRequest,
+)
 
 __all__ = [
     "LEVEL_ORDER",
@@ -26,7 +34,11 @@ __all__ = [
     "RegionLevel",
     "Resident",
     "ResidentStatus",
+    "ResidentTag",
+    "Segment",
     "Staff",
     "StaffRole",
+    "Tag",
+    "TagKind",
     "UTCDateTime",
 ]

@@ -131,6 +131,7 @@ class Account(Base):
     last_name: Mapped[str | None] = mapped_column(String(128))
     username: Mapped[str | None] = mapped_column(String(64))
     locale: Mapped[str | None] = mapped_column(String(16))  # chosen by /lang; None = from Telegram
+    language_code: Mapped[str | None] = mapped_column(String(16))  # as Telegram last reported it
     resident_id: Mapped[int | None] = mapped_column(
         ForeignKey("residents.id", ondelete="SET NULL"), unique=True)
     verification_method: Mapped[str | None] = mapped_column(String(16))  # contact / invite / review

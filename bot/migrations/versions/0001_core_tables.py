@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 12:33:09.980313
+Create Date: 2026-11-28 12:41:45.144977
 """
 
 from collections.abc import Sequence
@@ -52,6 +52,24 @@ def upgrade() -> None:
     with op.batch_alter_table('households', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_households_committee_id'), ['committee_id'], unique=False)
 
+    op.create_table('tags',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('region_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('code', sa.String(length=64), nullable=False),
+    sa.Column('name_zh', sa.String(length=100), nullable=False),
+    sa.Column('name_en', sa.String(length=100), nullable=False),
+    sa.Column('category', sa.String(length=32), nullable=False),
+    sa.Column('kind', sa.Enum('manual', 'rule', name='tagkind', native_enum=False, length=16), nullable=False),
+    sa.Column('rule', sa.Text(), nullable=True),
+    sa.Column('created_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['region_id'], ['regions.id'], name=op.f('fk_tags_region_id_regions'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tags')),
+    sa.UniqueConstraint('region_id', 'code', name=op.f('uq_tags_region_id_code'))
+    )
+    with op.batch_alter_table('tags', schema=None) as batch_op:
+        batch_op.create_index('ix_tags_code', ['code'], unique=False)
+        batch_op.create_index('ix_tags_code_default', ['code'], unique=True, postgresql_where=sa.text('region_id IS NULL'), sqlite_where=sa.text('region_id IS NULL'))
+
     op.create_table('residents',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('committee_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -73,6 +91,7 @@ def upgrade() -> None:
     sa.Column('monthly_income', sa.Integer(), nullable=True),
     sa.Column('emergency_contact_phone', sa.String(length=20), nullable=True),
     sa.Column('status', sa.Enum('active', 'moved_out', 'withdrawn', name='residentstatus', native_enum=False, length=16), nullable=False),
+    sa.Column('registry_seen_at', services.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['committee_id'], ['regions.id'], name=op.f('fk_residents_committee_id_regions'), ondelete='RESTRICT'),
@@ -96,6 +115,7 @@ def upgrade() -> None:
     sa.Column('last_name', sa.String(length=128), nullable=True),
     sa.Column('username', sa.String(length=64), nullable=True),
     sa.Column('locale', sa.String(length=16), nullable=True),
+    sa.Column('language_code', sa.String(length=16), nullable=True),
     sa.Column('resident_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('verification_method', sa.String(length=16), nullable=True),
     sa.Column('verified_at', services.models.base.UTCDateTime(timezone=True), nullable=True),
@@ -129,6 +149,86 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_audit_log_at'), ['at'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_log_region_id'), ['region_id'], unique=False)
 
+    op.create_table('household_invites',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('code_hash', sa.String(length=64), nullable=False),
+    sa.Column('household_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('committee_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('created_by_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', services.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('used_by_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.ForeignKeyConstraint(['committee_id'], ['regions.id'], name=op.f('fk_household_invites_committee_id_regions'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['created_by_account_id'], ['accounts.id'], name=op.f('fk_household_invites_created_by_account_id_accounts'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['household_id'], ['households.id'], name=op.f('fk_household_invites_household_id_households'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['used_by_account_id'], ['accounts.id'], name=op.f('fk_household_invites_used_by_account_id_accounts'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_household_invites')),
+    sa.UniqueConstraint('code_hash', name=op.f('uq_household_invites_code_hash'))
+    )
+    with op.batch_alter_table('household_invites', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_household_invites_committee_id'), ['committee_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_household_invites_household_id'), ['household_id'], unique=False)
+
+    op.create_table('outbox',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('idempotency_key', sa.String(length=200), nullable=False),
+    sa.Column('chat_id', sa.BigInteger(), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('priority', sa.SmallInteger(), nullable=False),
+    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.Column('status', sa.Enum('pending', 'sending', 'sent', 'failed', 'unreachable', 'cancelled', name='outboxstatus', native_enum=False, length=16), nullable=False),
+    sa.Column('not_before', services.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('claimed_by', sa.String(length=64), nullable=True),
+    sa.Column('claimed_until', services.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('sent_at', services.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('telegram_message_id', sa.BigInteger(), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('ref_type', sa.String(length=32), nullable=True),
+    sa.Column('ref_id', sa.BigInteger(), nullable=True),
+    sa.Column('created_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_outbox_account_id_accounts'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
+    sa.UniqueConstraint('idempotency_key', name=op.f('uq_outbox_idempotency_key'))
+    )
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_outbox_account_id'), ['account_id'], unique=False)
+        batch_op.create_index('ix_outbox_claim', ['status', 'priority', 'not_before', 'id'], unique=False)
+        batch_op.create_index('ix_outbox_ref', ['ref_type', 'ref_id'], unique=False)
+
+    op.create_table('resident_tags',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('resident_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('tag_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('source', sa.Enum('manual', 'rule', name='tagkind', native_enum=False, length=16), nullable=False),
+    sa.Column('set_by_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('set_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], name=op.f('fk_resident_tags_resident_id_residents'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['set_by_account_id'], ['accounts.id'], name=op.f('fk_resident_tags_set_by_account_id_accounts'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['tag_id'], ['tags.id'], name=op.f('fk_resident_tags_tag_id_tags'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_resident_tags')),
+    sa.UniqueConstraint('resident_id', 'tag_id', name=op.f('uq_resident_tags_resident_id_tag_id'))
+    )
+    with op.batch_alter_table('resident_tags', schema=None) as batch_op:
+        batch_op.create_index('ix_resident_tags_tag_resident', ['tag_id', 'resident_id'], unique=False)
+
+    op.create_table('segments',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('region_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('expression', sa.Text(), nullable=False),
+    sa.Column('created_by_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['created_by_account_id'], ['accounts.id'], name=op.f('fk_segments_created_by_account_id_accounts'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['region_id'], ['regions.id'], name=op.f('fk_segments_region_id_regions'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_segments')),
+    sa.UniqueConstraint('region_id', 'name', name=op.f('uq_segments_region_id_name'))
+    )
+    with op.batch_alter_table('segments', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_segments_region_id'), ['region_id'], unique=False)
+
     op.create_table('staff',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -146,16 +246,103 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_staff_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_staff_region_id'), ['region_id'], unique=False)
 
+    op.create_table('staff_invites',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('code_hash', sa.String(length=64), nullable=False),
+    sa.Column('region_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('role', sa.Enum('committee', 'street', 'district', 'admin', name='staffrole', native_enum=False, length=16), nullable=False),
+    sa.Column('created_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', services.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('used_by_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.ForeignKeyConstraint(['region_id'], ['regions.id'], name=op.f('fk_staff_invites_region_id_regions'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['used_by_account_id'], ['accounts.id'], name=op.f('fk_staff_invites_used_by_account_id_accounts'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_staff_invites')),
+    sa.UniqueConstraint('code_hash', name=op.f('uq_staff_invites_code_hash'))
+    )
+    with op.batch_alter_table('staff_invites', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_staff_invites_region_id'), ['region_id'], unique=False)
+
+    op.create_table('verification_attempts',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('method', sa.String(length=16), nullable=False),
+    sa.Column('success', sa.Boolean(), nullable=False),
+    sa.Column('reason', sa.String(length=32), nullable=True),
+    sa.Column('at', services.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_verification_attempts_account_id_accounts'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_verification_attempts'))
+    )
+    with op.batch_alter_table('verification_attempts', schema=None) as batch_op:
+        batch_op.create_index('ix_verification_attempts_account_at', ['account_id', 'at'], unique=False)
+
+    op.create_table('verification_requests',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('committee_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('address', sa.String(length=200), nullable=True),
+    sa.Column('household_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('resident_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('status', sa.Enum('pending', 'approved', 'rejected', 'cancelled', name='requeststatus', native_enum=False, length=16), nullable=False),
+    sa.Column('decided_by_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('decided_at', services.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('note', sa.Text(), nullable=True),
+    sa.Column('created_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_verification_requests_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['committee_id'], ['regions.id'], name=op.f('fk_verification_requests_committee_id_regions'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['decided_by_account_id'], ['accounts.id'], name=op.f('fk_verification_requests_decided_by_account_id_accounts'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['household_id'], ['households.id'], name=op.f('fk_verification_requests_household_id_households'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], name=op.f('fk_verification_requests_resident_id_residents'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_verification_requests'))
+    )
+    with op.batch_alter_table('verification_requests', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_verification_requests_account_id'), ['account_id'], unique=False)
+        batch_op.create_index('ix_verification_requests_committee_status', ['committee_id', 'status'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('verification_requests', schema=None) as batch_op:
+        batch_op.drop_index('ix_verification_requests_committee_status')
+        batch_op.drop_index(batch_op.f('ix_verification_requests_account_id'))
+
+    op.drop_table('verification_requests')
+    with op.batch_alter_table('verification_attempts', schema=None) as batch_op:
+        batch_op.drop_index('ix_verification_attempts_account_at')
+
+    op.drop_table('verification_attempts')
+    with op.batch_alter_table('staff_invites', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_staff_invites_region_id'))
+
+    op.drop_table('staff_invites')
     with op.batch_alter_table('staff', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_staff_region_id'))
         batch_op.drop_index(batch_op.f('ix_staff_account_id'))
 
     op.drop_table('staff')
+    with op.batch_alter_table('segments', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_segments_region_id'))
+
+    op.drop_table('segments')
+    with op.batch_alter_table('resident_tags', schema=None) as batch_op:
+        batch_op.drop_index('ix_resident_tags_tag_resident')
+
+    op.drop_table('resident_tags')
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_ref')
+        batch_op.drop_index('ix_outbox_claim')
+        batch_op.drop_index(batch_op.f('ix_outbox_account_id'))
+
+    op.drop_table('outbox')
+    with op.batch_alter_table('household_invites', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_household_invites_household_id'))
+        batch_op.drop_index(batch_op.f('ix_household_invites_committee_id'))
+
+    op.drop_table('household_invites')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_log_region_id'))
         batch_op.drop_index(batch_op.f('ix_audit_log_at'))
@@ -172,6 +359,11 @@ def downgrade() -> None:
         batch_op.drop_index('ix_residents_committee_birth')
 
     op.drop_table('residents')
+    with op.batch_alter_table('tags', schema=None) as batch_op:
+        batch_op.drop_index('ix_tags_code_default', postgresql_where=sa.text('region_id IS NULL'), sqlite_where=sa.text('region_id IS NULL'))
+        batch_op.drop_index('ix_tags_code')
+
+    op.drop_table('tags')
     with op.batch_alter_table('households', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_households_committee_id'))
 

@@ -1,0 +1,65 @@
+"""``communitybot demo``: the sandbox and the bot in one process, with a seeded demo committee."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from bot.app import open_runtime, run_polling
+from bot.runtime import add_background_jobs
+from bot.sandbox import Sandbox, create_sandbox_app
+from bot.settings import Settings
+from services import i18n
+
+log = logging.getLogger("bot.demo")
+DEMO_TOKEN = "42:sandbox"
+
+
+class _Translate:
+    gettext = staticmethod(i18n.gettext)
+    ngettext = staticmethod(i18n.ngettext)
+
+
+async def demo_hints(rt, now: datetime) -> list[str]:
+    """Seed if empty, and make fresh staff invites so a visitor can act as a cadre."""
+    from services.demo import seed_demo
+    from services.models import StaffRole
+    from services.regions import get_region
+    from services.verification import create_staff_invite
+
+    async with rt.sessions() as session:
+        seeded = await seed_demo(session, secret_key=rt.settings.ensure_secret_key(), now=now)
+        hints = ["demo database seeded (丁香迎春居委会, 枫林居委会)" if seeded else "demo database already present"]
+        for code, role in (("DXYC", StaffRole.committee), ("310104003", StaffRole.street)):
+            region = await get_region(session, code)
+            invite = await create_staff_invite(session, region=region, role=role,
+                                               secret_key=rt.settings.ensure_secret_key(), ttl=rt.settings.invite_ttl,
+                                               now=now)
+            hints.append(f"to act as {role.value} staff of {region.name}, send:  /start staff_{invite}")
+        await session.commit()
+    return hints
+
+
+async def run_demo(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+    sandbox = Sandbox()
+    runner = web.AppRunner(create_sandbox_app(sandbox, translate=_Translate()), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    settings.telegram_api_base = f"http://127.0.0.1:{bound}"
+    try:
+        rt = await open_runtime(settings, token=DEMO_TOKEN)
+        hints = await demo_hints(rt, datetime.now(UTC))
+        add_background_jobs(rt)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        print(f"\nCommunity Cloud demo is running: open http://{shown}:{bound}/ in your browser", flush=True)
+        for hint in hints:
+            print(f"  {hint}", flush=True)
+        print("  a demo resident to verify with: create a user with phone +8613900000002, then follow /start",
+              flush=True)
+        await run_polling(rt)
+    finally:
+        await runner.cleanup()

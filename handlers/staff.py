@@ -1,0 +1,149 @@
+"""Staff commands in the bot: /pending, request decisions, /invite, /whois, /export."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import BufferedInputFile, CallbackQuery, Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.settings import Settings
+from handlers.keyboards import inline
+from services import verification as vs
+from services.i18n import _
+from services.identity import mask_phone
+from services.notify import notify
+from services.registry import export_registry_xlsx
+from services.residents import committees_in_scope, find_household, find_residents
+from services.scope import Actor
+
+MAX_INVITES = 50
+
+
+class ReviewCb(CallbackData, prefix="vr"):
+    id: int
+    decision: str  # a / r
+
+
+class StaffOnly:
+    """A filter: staff pass; anyone else is told politely and the update stops here."""
+
+    async def __call__(self, event, actor: Actor) -> bool:
+        if actor.is_staff:
+            return True
+        text = _("This command is for committee staff only.")
+        if isinstance(event, CallbackQuery):
+            await event.answer(text, show_alert=True)
+        else:
+            await event.answer(text)
+        return False
+
+
+def router() -> Router:
+    r = Router(name="staff")
+    only = StaffOnly()
+    r.message.register(pending, Command("pending"), only)
+    r.callback_query.register(decide, ReviewCb.filter(F.decision.in_({"a", "r"})), only)
+    r.message.register(invite, Command("invite"), only)
+    r.message.register(whois, Command("whois"), only)
+    r.message.register(export, Command("export"), only)
+    return r
+
+
+def request_line(req) -> str:
+    kinds = {"review": _("manual review"), "new_member": _("new household member"),
+             "conflict": _("conflicting claim")}
+    return _("#{id} {kind}: {name}, {address}").format(id=req.id, kind=kinds.get(req.kind, req.kind),
+                                                        name=req.name, address=req.address or "—")
+
+
+async def pending(message: Message, actor: Actor, session: AsyncSession) -> None:
+    reqs = await vs.pending_requests(session, actor, limit=10)
+    if not reqs:
+        await message.answer(_("No verification requests are waiting."))
+        return
+    for req in reqs:
+        await message.answer(request_line(req), reply_markup=inline([[
+            (_("Approve"), ReviewCb(id=req.id, decision="a").pack()),
+            (_("Reject"), ReviewCb(id=req.id, decision="r").pack())]]))
+
+
+async def decide(query: CallbackQuery, callback_data: ReviewCb, actor: Actor, session: AsyncSession,
+                 settings: Settings, now: datetime) -> None:
+    approve = callback_data.decision == "a"
+    try:
+        req, account = await vs.decide_request(session, actor, callback_data.id, approve=approve, now=now)
+    except vs.NotFoundInScope:
+        await query.answer(_("This request does not exist or is outside your area."), show_alert=True)
+        return
+    except vs.VerificationError:
+        await query.answer(_("This request has already been decided."), show_alert=True)
+        return
+    done = _("Approved") if approve else _("Rejected")
+    await query.answer(done)
+    if query.message:
+        await query.message.edit_text(f"{request_line(req)}\n— {done}", reply_markup=None)
+    if account is not None:
+        def render():
+            if approve:
+                return _("Good news: the committee staff verified you. Welcome to your community! Send /menu."), None
+            return _("Sorry, the committee staff could not verify your details. You can send /start to try "
+                     "another way, or contact your committee office."), None
+        await notify(session, account, f"vreq:{req.id}:decision", render, now=now)
+
+
+async def invite(message: Message, command: CommandObject, actor: Actor, session: AsyncSession,
+                 settings: Settings, now: datetime) -> None:
+    parts = (command.args or "").split()
+    if not parts:
+        await message.answer(_("Usage: /invite <household code or building-room> [count], e.g. /invite 3-201 2"))
+        return
+    count = 1
+    if len(parts) > 1 and parts[-1].isdigit():
+        count = int(parts.pop())
+    if not 1 <= count <= MAX_INVITES:
+        await message.answer(_("Please ask for between 1 and {n} codes.").format(n=MAX_INVITES))
+        return
+    household = await find_household(session, actor, " ".join(parts))
+    if household is None:
+        await message.answer(_("No household {query} in your area.").format(query=" ".join(parts)))
+        return
+    codes = await vs.create_household_invites(session, household=household, count=count,
+                                              secret_key=settings.ensure_secret_key(), ttl=settings.invite_ttl,
+                                              now=now, created_by=actor.account_id)
+    me = await message.bot.me()
+    lines = [_("Invite codes for household {household} (valid {days} days, each works once):").format(
+        household=household.code, days=settings.invite_ttl.days)]
+    lines += [f"<code>{vs.format_code(c)}</code>  https://t.me/{me.username}?start=inv_{c}" for c in codes]
+    await message.answer("\n".join(lines))
+
+
+async def whois(message: Message, command: CommandObject, actor: Actor, session: AsyncSession) -> None:
+    query = (command.args or "").strip()
+    if not query:
+        await message.answer(_("Usage: /whois <name or room>, e.g. /whois 王 or /whois 3-201"))
+        return
+    found = await find_residents(session, actor, query)
+    if not found:
+        await message.answer(_("Nobody matching {query} in your area.").format(query=query))
+        return
+    lines = [f"{r.name} · {r.building or '?'}-{r.unit + '-' if r.unit else ''}{r.room or '?'} · "
+             f"{mask_phone(r.phone)} · {r.status.value}" for r in found]
+    await message.answer("\n".join(lines))
+
+
+async def export(message: Message, command: CommandObject, actor: Actor, session: AsyncSession) -> None:
+    committees = await committees_in_scope(session, actor)
+    wanted = (command.args or "").strip()
+    if wanted:
+        committees = [c for c in committees if c.code == wanted or wanted in c.name]
+    if len(committees) != 1:
+        names = ", ".join(f"{c.name} ({c.code})" for c in committees[:20]) or "—"
+        await message.answer(_("Which committee? /export <code>. In your area: {names}").format(names=names))
+        return
+    data = await export_registry_xlsx(session, committees[0])
+    await message.answer_document(BufferedInputFile(data, filename=f"registry-{committees[0].code}.xlsx"),
+                                  caption=_("Registry of {name}").format(name=committees[0].name))

@@ -1,0 +1,359 @@
+"""The only code that sends messages: it drains the outbox under Telegram's limits.
+
+Loop: claim a small batch of due rows (highest priority first) → send each through the token
+bucket → mark each row in its own transaction. Claiming only a quarter second's worth at a time
+means the priority order is re-read four times a second, so an alert enqueued behind 100,000
+broadcasts goes out within about 0.25 s (plus the poll interval when another process enqueued it).
+
+Crash safety and the in-flight window
+-------------------------------------
+A row is ``sending`` (with a lease) from its claim until it is marked. If the process dies in
+between, the lease expires and another sender (or this one, restarted) sends the row again, so
+nothing is lost. A duplicate is possible only for a row that Telegram accepted but that was not
+yet marked: at most ``max_in_flight`` rows (default = ``batch`` = ceil(rate / 4), i.e. 7 at
+25 msg/s, 8 at 29 msg/s) per sender process that is killed. Rows claimed but not yet started are
+re-sent without duplicates.
+
+Limits
+------
+The token bucket and the per-chat spacing are per process: with N sender processes on one bot
+token, give each ``rate / N``. Chats are also spaced across processes as far as the database
+shows it (a claim takes at most one row per chat), but two processes may each send to one chat
+within the same second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNotFound,
+    TelegramRetryAfter,
+)
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from notifications.render import send_payload
+from services import outbox
+from services.models.outbox import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[AsyncSession, OutboxMessage, datetime], Awaitable[None]]
+
+# Requests Telegram rejected as malformed fail the same way every time: no point retrying them.
+PERMANENT_ERRORS = (TelegramBadRequest, TelegramNotFound, TelegramEntityTooLarge)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}"
+
+
+class OutboxSender:
+    """Drains the outbox through one ``Bot``. One instance per process; see the module docstring."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        session_factory: async_sessionmaker[AsyncSession],
+        *,
+        rate: float = 25.0,
+        per_chat_rate: float = 1.0,
+        worker_id: str | None = None,
+        batch: int | None = None,
+        lease: timedelta = timedelta(seconds=60),
+        max_in_flight: int | None = None,
+        max_attempts: int = 5,
+        retry_base_delay: timedelta = timedelta(seconds=2),
+        poll_interval: float = 0.25,
+        reclaim_every: float = 5.0,
+    ) -> None:
+        if rate <= 0 or per_chat_rate <= 0:
+            raise ValueError("rates must be positive")
+        self.bot = bot
+        self.session_factory = session_factory
+        self.rate = rate
+        self.per_chat_rate = per_chat_rate
+        self.worker_id = worker_id or default_worker_id()
+        self.batch = batch or max(1, math.ceil(rate / 4))
+        self.lease = lease
+        self.max_in_flight = max_in_flight or self.batch
+        self.max_attempts = max_attempts
+        self.retry_base_delay = retry_base_delay
+        self.poll_interval = poll_interval
+        self.reclaim_every = reclaim_every
+        # A request must end well inside the lease, or another sender could take the row meanwhile.
+        self.request_timeout = max(1, int(lease.total_seconds() / 2))
+
+        self._interval = 1.0 / rate
+        # A little over 1/per_chat_rate: requests leave in order but may arrive a few ms apart.
+        self._chat_interval = timedelta(seconds=1.05 / per_chat_rate)
+        self._next_at = 0.0  # monotonic time of the next token
+        self._paused_until = 0.0  # monotonic; set by RetryAfter
+        self._last_reclaim = -math.inf
+        self._chat_sent: dict[int, datetime] = {}
+        self._chat_order: deque[tuple[datetime, int]] = deque()
+        self._queue: deque[OutboxMessage] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(self.max_in_flight)
+        # SQLite has one writer: taking turns here is cheaper than its busy-wait on the file lock.
+        self._db_lock = asyncio.Lock()
+        self._wakeup = asyncio.Event()
+        self._on_sent: dict[str | None, list[Listener]] = {}
+        self._on_unreachable: dict[str | None, list[Listener]] = {}
+        self._on_failed: dict[str | None, list[Listener]] = {}
+        self.counters = {"sent": 0, "unreachable": 0, "failed": 0, "retried": 0, "flood_waits": 0}
+
+    # ------------------------------------------------------------------ listeners
+
+    def on_sent(self, ref_type: str | None, callback: Listener) -> None:
+        """Call ``callback(session, row, now)`` when a row of ``ref_type`` is sent (None: any row).
+
+        It runs in the marking transaction, under a savepoint: a listener that raises is logged
+        and rolled back, and the mark still stands (otherwise the row would be sent again)."""
+        self._on_sent.setdefault(ref_type, []).append(callback)
+
+    def on_unreachable(self, ref_type: str | None, callback: Listener) -> None:
+        """Like :meth:`on_sent`, when the user blocked the bot (the account is already marked)."""
+        self._on_unreachable.setdefault(ref_type, []).append(callback)
+
+    def on_failed(self, ref_type: str | None, callback: Listener) -> None:
+        """Like :meth:`on_sent`, when a row is given up (permanent error or too many attempts)."""
+        self._on_failed.setdefault(ref_type, []).append(callback)
+
+    def wake(self) -> None:
+        """Look at the outbox now instead of at the next poll (for enqueuers in this process)."""
+        self._wakeup.set()
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self, stop_event: asyncio.Event) -> None:
+        """Send until ``stop_event`` is set; then finish what is in flight and hand back the rest."""
+        log.info("outbox sender %s: %.1f msg/s, %.2f msg/s per chat, batch %d",
+                 self.worker_id, self.rate, self.per_chat_rate, self.batch)
+        try:
+            while not stop_event.is_set():
+                try:
+                    if not self._queue:
+                        await self._fill(utcnow())
+                    if not self._queue:
+                        await self._idle(stop_event, self.poll_interval)
+                        continue
+                    await self._send_next(stop_event)
+                except Exception:
+                    # The database went away, most likely: wait and carry on, nothing is lost.
+                    log.exception("outbox sender %s: loop error", self.worker_id)
+                    await self._idle(stop_event, 2.0)
+        finally:
+            await self._shutdown()
+
+    async def drain_once(self, now: datetime | None = None) -> int:
+        """Claim one batch due at ``now`` and send all of it (for tests). Returns rows handled."""
+        now = now or utcnow()
+        self._last_reclaim = -math.inf
+        await self._fill(now)
+        handled = len(self._queue)
+        while self._queue:
+            await self._send_next(None, now)
+        await self._wait_in_flight()
+        return handled
+
+    async def _idle(self, stop_event: asyncio.Event, seconds: float) -> None:
+        self._wakeup.clear()
+        waits = [asyncio.ensure_future(stop_event.wait()), asyncio.ensure_future(self._wakeup.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _fill(self, now: datetime) -> None:
+        loop = asyncio.get_running_loop()
+        async with self._db_lock, self.session_factory() as session, session.begin():
+            if loop.time() - self._last_reclaim >= self.reclaim_every:
+                self._last_reclaim = loop.time()
+                if n := await outbox.reclaim_expired(session, now=now):
+                    log.warning("outbox: %d rows had an expired lease and are queued again", n)
+            rows = await outbox.claim(session, worker_id=self.worker_id, limit=self.batch, lease=self.lease,
+                                      now=now, skip_chats=self._cooling_chats(now))
+        self._queue.extend(rows)
+
+    def _cooling_chats(self, now: datetime) -> list[int]:
+        horizon = now - self._chat_interval
+        while self._chat_order and self._chat_order[0][0] <= horizon:
+            at, chat = self._chat_order.popleft()
+            if self._chat_sent.get(chat) == at:
+                del self._chat_sent[chat]
+        return [chat for chat, at in self._chat_sent.items() if at > horizon]
+
+    async def _send_next(self, stop_event: asyncio.Event | None, now: datetime | None = None) -> None:
+        await self._slots.acquire()
+        try:
+            await self._take_token(stop_event)
+        except BaseException:
+            self._slots.release()
+            raise
+        if (stop_event is not None and stop_event.is_set()) or not self._queue:
+            # Stopping, or a flood wait handed the queue back while we waited for the token.
+            self._slots.release()
+            return
+        row = self._queue.popleft()
+        at = now or utcnow()
+        self._chat_sent[row.chat_id] = at
+        self._chat_order.append((at, row.chat_id))
+        task = asyncio.create_task(self._deliver(row, now))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _take_token(self, stop_event: asyncio.Event | None) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            if self._paused_until > t:
+                self._next_at = self._paused_until
+                await self._sleep(self._paused_until - t, stop_event)
+            elif self._next_at > t:
+                await self._sleep(self._next_at - t, stop_event)
+            else:
+                # Half a token of slack absorbs timer lateness without letting bursts through.
+                self._next_at = max(self._next_at, t - self._interval / 2) + self._interval
+                return
+            if stop_event is not None and stop_event.is_set():
+                return
+
+    @staticmethod
+    async def _sleep(seconds: float, stop_event: asyncio.Event | None) -> None:
+        if stop_event is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop_event.wait(), timeout=seconds)
+
+    async def _wait_in_flight(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _shutdown(self) -> None:
+        await self._wait_in_flight()
+        if self._queue:
+            ids = [row.id for row in self._queue]
+            self._queue.clear()
+            try:
+                await self._write(lambda s: outbox.release(s, ids))
+            except Exception:
+                log.exception("outbox sender %s: could not release %d rows (their lease will expire)",
+                              self.worker_id, len(ids))
+
+    # ------------------------------------------------------------------ one row
+
+    async def _deliver(self, row: OutboxMessage, now: datetime | None) -> None:
+        try:
+            await self._deliver_unguarded(row, now)
+        except Exception:
+            log.exception("outbox: could not record the outcome of row %d (its lease will expire)", row.id)
+        finally:
+            self._slots.release()
+
+    async def _deliver_unguarded(self, row: OutboxMessage, now: datetime | None) -> None:
+        try:
+            message = await send_payload(self.bot, row.chat_id, row.payload,
+                                         request_timeout=self.request_timeout)
+        except TelegramRetryAfter as err:
+            # Flood control is per bot: everything waits, and this row goes again (not a failure).
+            self.counters["flood_waits"] += 1
+            self._pause(err.retry_after)
+            log.warning("outbox: flood control, pausing %ss", err.retry_after)
+            # Hand back the rows waiting here too: the pause may outlast their lease, and after it
+            # the next claim re-reads the priorities anyway.
+            ids = [row.id, *(queued.id for queued in self._queue)]
+            self._queue.clear()
+            self._chat_sent.pop(row.chat_id, None)  # nothing reached that chat
+            await self._write(lambda s: outbox.release(s, ids))
+        except TelegramForbiddenError as err:
+            self.counters["unreachable"] += 1
+            await self._finish(outbox.mark_unreachable, row, self._on_unreachable, now, error=err.message)
+        except TelegramMigrateToChat as err:
+            # A group became a supergroup: same conversation, new id; send there.
+            new_chat = err.migrate_to_chat_id
+            await self._write(lambda s: outbox.release(s, [row.id], chat_id=new_chat))
+        except PERMANENT_ERRORS as err:
+            self.counters["failed"] += 1
+            await self._finish(outbox.mark_failed, row, self._on_failed, now, error=err.message)
+        except Exception as err:
+            # Server errors, network errors, timeouts: retry later with backoff, then give up visibly.
+            reason = f"{type(err).__name__}: {err}"
+            done = await self._finish(
+                outbox.mark_retry, row, self._on_failed, now, error=reason[:500],
+                max_attempts=self.max_attempts, base_delay=self.retry_base_delay, final_only=True)
+            self.counters["failed" if done else "retried"] += 1
+        else:
+            self.counters["sent"] += 1
+            await self._finish(outbox.mark_sent, row, self._on_sent, now,
+                               telegram_message_id=message.message_id)
+
+    def _pause(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._paused_until = max(self._paused_until, loop.time() + seconds)
+
+    async def _finish(
+        self,
+        mark: Callable[..., Awaitable[OutboxMessage | None]],
+        row: OutboxMessage,
+        listeners: dict[str | None, list[Listener]],
+        now: datetime | None,
+        *,
+        final_only: bool = False,
+        **kwargs: Any,
+    ) -> bool:
+        """Mark the row and run its listeners in one transaction. Returns True if the row is final."""
+        at = now or utcnow()
+        final = False
+
+        async def work(session: AsyncSession) -> None:
+            nonlocal final
+            marked = await mark(session, row.id, now=at, **kwargs)
+            if marked is None:
+                return
+            final = marked.status != outbox.OutboxStatus.pending
+            if final_only and not final:
+                return
+            callbacks = listeners.get(marked.ref_type, [])
+            if marked.ref_type is not None:
+                callbacks = callbacks + listeners.get(None, [])
+            for callback in callbacks:
+                try:
+                    async with session.begin_nested():
+                        await callback(session, marked, at)
+                except Exception:
+                    log.exception("outbox listener %r failed for row %d", callback, marked.id)
+
+        await self._write(work, retries=3)
+        return final
+
+    async def _write(self, work: Callable[[AsyncSession], Awaitable[Any]], *, retries: int = 1) -> None:
+        for attempt in range(retries):
+            try:
+                async with self._db_lock, self.session_factory() as session, session.begin():
+                    await work(session)
+                return
+            except Exception:
+                if attempt == retries - 1:
+                    raise
+                await asyncio.sleep(0.5 * 2 ** attempt)

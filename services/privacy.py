@@ -1,0 +1,97 @@
+"""Personal-data rights: what is held about a person (/mydata), and erasing it (/forget)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services import audit
+from services.identity import mask_phone
+from services.models import Region, Resident, ResidentStatus, Staff, VerificationAttempt
+from services.models.verification import RequestStatus, VerificationRequest
+from services.scope import Actor
+
+RESIDENT_EXPORT_FIELDS = ("name", "phone", "birth_date", "gender", "compound", "building", "unit", "room",
+                          "living_alone", "hukou", "disability_level", "monthly_income", "emergency_contact_phone",
+                          "status")
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else (value.value if hasattr(value, "value") else value)
+
+
+async def my_data(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+    """Everything held about the actor's own account and linked resident (ID number: last 4 only)."""
+    account = actor.account
+    data: dict[str, Any] = {
+        "account": {
+            "telegram_id": account.telegram_id,
+            "first_name": account.first_name,
+            "last_name": account.last_name,
+            "username": account.username,
+            "language": account.locale or account.language_code,
+            "consent_at": _iso(account.consent_at),
+            "verification_method": account.verification_method,
+            "verified_at": _iso(account.verified_at),
+            "created_at": _iso(account.created_at),
+        },
+        "resident": None,
+        "tags": [],
+        "staff_roles": [{"role": g.role.value, "region": g.region_name} for g in actor.staff],
+    }
+    if actor.resident is not None:
+        r = actor.resident
+        committee = await session.get(Region, r.committee_id)
+        data["resident"] = {f: _iso(getattr(r, f)) for f in RESIDENT_EXPORT_FIELDS}
+        data["resident"]["id_number_last4"] = r.id_last4
+        data["resident"]["committee"] = committee.name if committee else None
+        data["tags"] = await _tags_of(session, r.id)
+    return data
+
+
+async def _tags_of(session: AsyncSession, resident_id: int) -> list[dict[str, str]]:
+    try:
+        from services.models.tags import ResidentTag, Tag
+    except ImportError:  # the tag dictionary is optional in a minimal install
+        return []
+    rows = await session.execute(select(Tag.code, Tag.name_zh, Tag.name_en).join(
+        ResidentTag, ResidentTag.tag_id == Tag.id).where(ResidentTag.resident_id == resident_id))
+    return [{"code": c, "zh": zh, "en": en} for c, zh, en in rows]
+
+
+def summary_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, value) pairs for the chat message; phones masked there (the document has them)."""
+    out = [(k, str(v)) for k, v in data["account"].items() if v not in (None, "")]
+    if data["resident"]:
+        for k, v in data["resident"].items():
+            if v in (None, ""):
+                continue
+            out.append((k, mask_phone(v) if k.endswith("phone") else str(v)))
+    if data["tags"]:
+        out.append(("tags", ", ".join(t["code"] for t in data["tags"])))
+    return out
+
+
+async def forget(session: AsyncSession, actor: Actor, now: datetime) -> None:
+    """Unlink and erase the account; the committee's registry row stays, marked withdrawn."""
+    account = actor.account
+    resident_id = account.resident_id
+    region_id = actor.resident.committee_id if actor.resident else None
+    if resident_id is not None:
+        await session.execute(update(Resident).where(Resident.id == resident_id)
+                              .values(status=ResidentStatus.withdrawn, updated_at=now))
+    await session.execute(update(VerificationRequest).where(
+        VerificationRequest.account_id == account.id, VerificationRequest.status == RequestStatus.pending
+    ).values(status=RequestStatus.cancelled))
+    await session.execute(delete(VerificationAttempt).where(VerificationAttempt.account_id == account.id))
+    await session.execute(delete(Staff).where(Staff.account_id == account.id))
+    audit.record(session, "privacy.forget", now=now, actor_account_id=None, target_type="resident",
+                 target_id=resident_id, region_id=region_id)
+    await session.delete(account)
+    await session.flush()
+    actor.account = None
+    actor.resident = None
+    actor.staff = []

@@ -1,0 +1,351 @@
+"""The outbox sender against the sandbox Bot API server (SQLite file)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiohttp import web
+from sqlalchemy import func, insert, select
+
+from bot.db import session_factory
+from bot.sandbox import Sandbox, create_sandbox_app
+from bot.sandbox.client import SandboxClient
+from notifications.render import to_reply_markup
+from notifications.sender import OutboxSender
+from services import outbox
+from services.models import Account, AuditLog, OutboxMessage, OutboxStatus
+from services.outbox import OutboxItem, Priority
+from tests.conftest import NOW
+
+WORKER = Path(__file__).with_name("outbox_worker.py")
+
+
+class SandboxServer:
+    def __init__(self, sandbox: Sandbox, url: str) -> None:
+        self.sandbox = sandbox
+        self.url = url
+
+    def bot(self, url: str | None = None) -> Bot:
+        return Bot(token="42:sandbox", session=AiohttpSession(api=TelegramAPIServer.from_base(url or self.url)))
+
+    def users(self, n: int) -> list[int]:
+        return [self.sandbox.create_user(f"User {i}").id for i in range(n)]
+
+    def bot_texts(self, uid: int) -> list[str]:
+        return [m["text"] or m["caption"] for m in self.sandbox.messages(uid) if m["from_bot"]]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[SandboxServer]:
+    sandbox = Sandbox()
+    runner = web.AppRunner(create_sandbox_app(sandbox))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    yield SandboxServer(sandbox, f"http://{host}:{port}")
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def bot(server) -> AsyncIterator[Bot]:
+    bot = server.bot()
+    yield bot
+    await bot.session.close()
+
+
+@pytest.fixture
+def factory(sqlite_engine):
+    return session_factory(sqlite_engine)
+
+
+async def enqueue(factory, *items: OutboxItem) -> None:
+    async with factory() as s:
+        await outbox.enqueue_many(s, items, now=NOW)
+        await s.commit()
+
+
+async def rows(factory) -> list[OutboxMessage]:
+    async with factory() as s:
+        return list((await s.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all())
+
+
+async def run_until(sender: OutboxSender, done: Callable[[], bool], timeout: float = 30.0) -> None:  # noqa: ASYNC109
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    try:
+        async with asyncio.timeout(timeout):
+            while not done():
+                await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await task
+
+
+def text(value: str, buttons=None) -> dict:
+    return outbox.make_payload(value, buttons=buttons)
+
+
+async def test_queued_message_arrives_in_the_sandbox_chat_with_buttons(server, bot, factory):
+    async with SandboxClient(server.url, wait_for_bot=False) as client:
+        user = await client.create_user("王阿姨")
+        buttons = [[outbox.button("收到 Received", callback_data="notice:ack:7")],
+                   [outbox.button("Details", url="https://example.org/n/7")]]
+        await enqueue(factory, OutboxItem("notice:7:1", user.id, text("<b>停水通知</b>", buttons),
+                                          ref_type="notice_recipient", ref_id=1))
+        sender = OutboxSender(bot, factory, rate=100)
+        seen = []
+
+        async def counted(session, row, now):
+            seen.append((row.ref_id, row.status, now))
+
+        sender.on_sent("notice_recipient", counted)
+        assert await sender.drain_once(NOW) == 1
+
+        [message] = await user.bot_messages()
+        assert message["text"] == "<b>停水通知</b>" and message["parse_mode"] == "HTML"
+        assert message["reply_markup"] == {"inline_keyboard": [
+            [{"text": "收到 Received", "callback_data": "notice:ack:7"}],
+            [{"text": "Details", "url": "https://example.org/n/7"}]]}
+        [row] = await rows(factory)
+        assert row.status == OutboxStatus.sent and row.telegram_message_id == message["message_id"]
+        assert row.sent_at == NOW and row.claimed_until is None and row.claimed_by == sender.worker_id
+        assert seen == [(1, OutboxStatus.sent, NOW)]
+        assert await sender.drain_once(NOW) == 0
+
+
+async def test_photo_and_document_payloads_are_sent_as_media(server, bot, factory, tmp_path):
+    [uid] = server.users(1)
+    picture = tmp_path / "map.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 8 + (3).to_bytes(4, "big") + (2).to_bytes(4, "big"))
+    sheet = tmp_path / "list.csv"
+    sheet.write_text("a,b\n")
+    await enqueue(factory,
+                  OutboxItem("p", uid, outbox.make_payload("the map", photo={"path": str(picture)})),
+                  OutboxItem("d", uid, outbox.make_payload("", document={"path": str(sheet)}),
+                             not_before=NOW + timedelta(seconds=2)))
+    sender = OutboxSender(bot, factory, rate=100)
+    await sender.drain_once(NOW)
+    await sender.drain_once(NOW + timedelta(seconds=2))
+    messages = [m for m in server.sandbox.messages(uid) if m["from_bot"]]
+    assert messages[0]["photo"] is not None and messages[0]["caption"] == "the map"
+    assert messages[1]["document"]["file_name"] == "list.csv" and messages[1]["caption"] is None
+
+
+def test_render_builds_inline_keyboards():
+    assert to_reply_markup(None) is None and to_reply_markup([]) is None
+    markup = to_reply_markup([[outbox.button("A", callback_data="a"), outbox.button("B", url="https://x.org")]])
+    assert [[(b.text, b.callback_data, b.url) for b in row] for row in markup.inline_keyboard] == [
+        [("A", "a", None), ("B", None, "https://x.org")]]
+
+
+async def test_flood_control_is_honoured_and_costs_no_attempt(server, bot, factory):
+    server.sandbox.set_rate_limits(10, None)
+    uids = server.users(25)
+    await enqueue(factory, *(OutboxItem(f"b:{uid}", uid, text(f"hi {uid}")) for uid in uids))
+    sender = OutboxSender(bot, factory, rate=50)  # five times what the "server" allows
+
+    await run_until(sender, lambda: server.sandbox.stats()["sent_total"] == 25)
+
+    stats = server.sandbox.stats()
+    assert stats["too_many_requests"] > 0 and sender.counters["flood_waits"] > 0
+    assert all(server.bot_texts(uid) == [f"hi {uid}"] for uid in uids)
+    done = await rows(factory)
+    assert {r.status for r in done} == {OutboxStatus.sent}
+    assert {r.attempts for r in done} == {0}
+
+
+async def test_blocked_user_makes_account_unreachable_and_listener_escalates(server, bot, factory):
+    async with SandboxClient(server.url, wait_for_bot=False) as client:
+        user = await client.create_user("Zhang")
+        await user.block()
+    async with factory() as s:
+        account = Account(telegram_id=user.id, chat_id=user.id, first_name="Zhang", created_at=NOW)
+        s.add(account)
+        await s.flush()
+        await outbox.enqueue(s, key="checkin:5:prompt", chat_id=user.id, account_id=account.id,
+                             payload=text("今天好吗？"), priority=Priority.checkin,
+                             ref_type="checkin_round", ref_id=5, now=NOW)
+        await s.commit()
+
+    sender = OutboxSender(bot, factory, rate=100)
+    escalated = []
+
+    async def escalate(session, row, now):
+        escalated.append(row.ref_id)
+        session.add(AuditLog(at=now, action="checkin.unreachable", target_type="checkin_round",
+                             target_id=row.ref_id))
+
+    async def broken(session, row, now):
+        raise RuntimeError("a buggy listener must not undo the mark")
+
+    sender.on_unreachable("checkin_round", broken)
+    sender.on_unreachable("checkin_round", escalate)
+    await sender.drain_once(NOW)
+
+    [row] = await rows(factory)
+    assert row.status == OutboxStatus.unreachable and "blocked" in row.last_error
+    assert escalated == [5]
+    async with factory() as s:
+        assert (await s.get(Account, account.id)).unreachable_at == NOW
+        assert await s.scalar(select(func.count()).select_from(AuditLog)) == 1
+    assert server.bot_texts(user.id) == []
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def test_network_errors_retry_with_backoff_then_fail(server, factory):
+    [uid] = server.users(1)
+    await enqueue(factory, OutboxItem("r", uid, text("hello"), ref_type="notice_recipient", ref_id=3))
+    bot = server.bot(closed_port_url())
+    sender = OutboxSender(bot, factory, rate=100, max_attempts=3)
+    failed = []
+
+    async def on_failed(session, row, now):
+        failed.append(row.id)
+
+    sender.on_failed("notice_recipient", on_failed)
+    try:
+        now = NOW
+        assert await sender.drain_once(now) == 1
+        [row] = await rows(factory)
+        assert (row.status, row.attempts, row.not_before) == (OutboxStatus.pending, 1, now + timedelta(seconds=2))
+        assert "TelegramNetworkError" in row.last_error
+        assert await sender.drain_once(now + timedelta(seconds=1)) == 0  # backing off
+
+        now += timedelta(seconds=2)
+        assert await sender.drain_once(now) == 1
+        [row] = await rows(factory)
+        assert (row.status, row.attempts, row.not_before) == (OutboxStatus.pending, 2, now + timedelta(seconds=4))
+        assert failed == []
+
+        assert await sender.drain_once(now + timedelta(seconds=4)) == 1
+    finally:
+        await bot.session.close()
+    [row] = await rows(factory)
+    assert row.status == OutboxStatus.failed and row.attempts == 3
+    assert row.last_error.startswith("gave up after 3 attempts: TelegramNetworkError")
+    assert failed == [row.id]
+
+
+async def test_request_telegram_rejects_fails_at_once(server, bot, factory):
+    [uid] = server.users(1)
+    async with factory() as s:
+        # Enqueue refuses such a payload; a row written around it must still fail cleanly.
+        await s.execute(insert(OutboxMessage).values(
+            idempotency_key="long", chat_id=uid, priority=2, payload={"text": "x" * 5000}, status="pending",
+            not_before=NOW, attempts=0, created_at=NOW))
+        await s.commit()
+    await OutboxSender(bot, factory, rate=100).drain_once(NOW)
+    [row] = await rows(factory)
+    assert row.status == OutboxStatus.failed and row.attempts == 1 and "too long" in row.last_error
+
+
+async def test_alert_overtakes_a_queue_of_broadcasts(server, bot, factory):
+    uids = server.users(300)
+    [duty] = server.users(1)
+    await enqueue(factory, *(OutboxItem(f"notice:1:{uid}", uid, text("broadcast")) for uid in uids))
+    sender = OutboxSender(bot, factory, rate=200, poll_interval=0.02)
+    sent = lambda: server.sandbox.stats()["sent_total"]  # noqa: E731
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    try:
+        async with asyncio.timeout(20):
+            while sent() < 40:
+                await asyncio.sleep(0.005)
+            async with factory() as s:
+                await outbox.enqueue(s, key="alert:9", chat_id=duty, payload=text("ALERT"),
+                                     priority=Priority.alert, now=NOW)
+                await s.commit()
+            before = sent()
+            while not server.bot_texts(duty):
+                await asyncio.sleep(0.002)
+            overtaken_by = sent() - before - 1
+    finally:
+        stop.set()
+        await task
+    # Only what was already claimed (one batch) or in flight may go before the alert.
+    assert overtaken_by <= sender.batch + sender.max_in_flight
+    assert sent() < len(uids), "the alert did not overtake the queue"
+
+
+async def test_rows_for_one_chat_are_spaced_by_the_per_chat_rate(server, bot, factory):
+    server.sandbox.set_rate_limits(None, 1)
+    [busy] = server.users(1)
+    others = server.users(5)
+    await enqueue(factory, *(OutboxItem(f"busy:{i}", busy, text(f"n{i}")) for i in range(3)),
+                  *(OutboxItem(f"o:{uid}", uid, text("other")) for uid in others))
+    sender = OutboxSender(bot, factory, rate=100, per_chat_rate=4)  # 0.26 s apart per chat
+    server.sandbox.set_rate_limits(None, 4)
+    await run_until(sender, lambda: server.sandbox.stats()["sent_total"] == 8)
+    assert server.bot_texts(busy) == ["n0", "n1", "n2"]
+    assert server.sandbox.stats()["too_many_requests"] == 0
+
+
+async def test_killed_sender_resends_its_window_and_loses_nothing(server, tmp_path, sqlite_engine):
+    factory = session_factory(sqlite_engine)
+    db_url = str(sqlite_engine.url)
+    uids = server.users(2000)
+    await enqueue(factory, *(OutboxItem(f"notice:1:{uid}", uid, text(f"to {uid}")) for uid in uids))
+    batch = 20  # also the in-flight window: at most this many sends can be unmarked at the kill
+
+    async def start_worker(name: str) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(WORKER), "--db", db_url, "--api", server.url, "--rate", "400",
+            "--batch", str(batch), "--lease", "2", "--worker-id", name,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert (await asyncio.wait_for(proc.stdout.readline(), 30)) == b"ready\n"
+        return proc
+
+    sent = lambda: server.sandbox.stats()["sent_total"]  # noqa: E731
+    import time; t0 = time.monotonic(); print("enqueued")
+    first = await start_worker("first")
+    print("started", time.monotonic() - t0)
+    try:
+        async with asyncio.timeout(60):
+            while sent() < 600:
+                await asyncio.sleep(0.01)
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        await first.wait()
+    assert first.returncode == -signal.SIGKILL
+    at_kill = sent(); print("killed at", at_kill, time.monotonic() - t0)
+    assert at_kill < len(uids), "the worker finished before it could be killed"
+
+    second = await start_worker("second")
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                async with sqlite_engine.connect() as conn:
+                    conn = await conn.execution_options(sqlite_deferred=True)
+                    left = await conn.scalar(select(func.count()).select_from(OutboxMessage)
+                                             .where(OutboxMessage.status != OutboxStatus.sent))
+                if left == 0:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        _, err = await second.communicate()
+    assert second.returncode == 0, err.decode()[-2000:]
+    print("done", time.monotonic() - t0, sent(), err.decode()[-3000:])
+
+    received = {uid: len(server.bot_texts(uid)) for uid in uids}
+    assert min(received.values()) >= 1
+    duplicates = sum(received.values()) - len(uids)
+    assert duplicates <= batch
+    assert sent() == len(uids) + duplicates
