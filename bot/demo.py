@@ -39,6 +39,12 @@ async def demo_hints(rt, now: datetime) -> list[str]:
                                                now=now)
             hints.append(f"to act as {role.value} staff of {region.name}, send:  /start staff_{invite}")
         await session.commit()
+        from services.demo import demo_resident
+
+        sample = await demo_resident(session)
+        if sample:
+            hints.append("a demo resident to verify as: create a sandbox user with phone {}, send /start, "
+                         "share the contact, then answer {} and {}".format(*sample))
     return hints
 
 
@@ -58,8 +64,6 @@ async def run_demo(settings: Settings, *, host: str = "127.0.0.1", port: int = 8
         print(f"\nCommunity Cloud demo is running: open http://{shown}:{bound}/ in your browser", flush=True)
         for hint in hints:
             print(f"  {hint}", flush=True)
-        print("  a demo resident to verify with: create a user with phone +8613900000002, then follow /start",
-              flush=True)
         await run_polling(rt)
     finally:
         await runner.cleanup()

@@ -116,6 +116,8 @@ class OutboxSender:
         # SQLite has one writer: taking turns here is cheaper than its busy-wait on the file lock.
         self._db_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
+        self._writes: list[tuple[Callable[[AsyncSession], Awaitable[None]], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
         self._on_sent: dict[str | None, list[Listener]] = {}
         self._on_unreachable: dict[str | None, list[Listener]] = {}
         self._on_failed: dict[str | None, list[Listener]] = {}
@@ -314,7 +316,7 @@ class OutboxSender:
 
     async def _finish(
         self,
-        mark: Callable[..., Awaitable[OutboxMessage | None]],
+        mark: Callable[..., Awaitable[Any]],
         row: OutboxMessage,
         listeners: dict[str | None, list[Listener]],
         now: datetime | None,
@@ -337,15 +339,54 @@ class OutboxSender:
             callbacks = listeners.get(marked.ref_type, [])
             if marked.ref_type is not None:
                 callbacks = callbacks + listeners.get(None, [])
+            if not callbacks:
+                return
+            loaded = await session.get(OutboxMessage, marked.id)
             for callback in callbacks:
                 try:
                     async with session.begin_nested():
-                        await callback(session, marked, at)
+                        await callback(session, loaded, at)
                 except Exception:
                     log.exception("outbox listener %r failed for row %d", callback, marked.id)
 
-        await self._write(work, retries=3)
+        await self._write_grouped(work)
         return final
+
+    async def _write_grouped(self, work: Callable[[AsyncSession], Awaitable[None]]) -> None:
+        """Run ``work`` in a transaction shared with the other marks that are ready (group commit).
+
+        One commit per message caps SQLite near a couple of hundred messages a second; grouping the
+        marks that finish while the previous commit runs removes that cap. The caller's send slot
+        is held until its mark is committed, so the in-flight window stays ``max_in_flight``.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._writes.append((work, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._flush_writes())
+        await future
+
+    async def _flush_writes(self) -> None:
+        while self._writes:
+            group, self._writes = self._writes, []
+            try:
+                async with self._db_lock, self.session_factory() as session, session.begin():
+                    for work, _ in group:
+                        await work(session)
+            except Exception:
+                # Redo them one by one, so that one bad row does not hold back the others.
+                for work, future in group:
+                    try:
+                        await self._write(work, retries=3)
+                    except Exception as err:
+                        if not future.done():
+                            future.set_exception(err)
+                    else:
+                        if not future.done():
+                            future.set_result(None)
+            else:
+                for _, future in group:
+                    if not future.done():
+                        future.set_result(None)
 
     async def _write(self, work: Callable[[AsyncSession], Awaitable[Any]], *, retries: int = 1) -> None:
         for attempt in range(retries):

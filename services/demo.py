@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identity import make_id_number
-from services.models import Resident
+from services.models import Account, Resident
 from services.regions import ensure_demo_regions, get_region
 from services.registry import import_registry
 
@@ -62,3 +62,11 @@ async def seed_demo(session: AsyncSession, *, secret_key: str, now: datetime, re
         await import_registry(session, committee, synthetic_rows(n, phone_prefix=prefix, compounds=compounds),
                               secret_key=secret_key, now=now, flag_missing=False)
     return True
+
+
+async def demo_resident(session: AsyncSession) -> tuple[str, str, str] | None:
+    """Phone, name and ID last four of an unlinked demo resident (synthetic data only)."""
+    linked = select(Account.resident_id).where(Account.resident_id.is_not(None))
+    r = await session.scalar(select(Resident).where(Resident.phone.is_not(None), Resident.id_last4.is_not(None),
+                                                    Resident.id.not_in(linked)).order_by(Resident.id).limit(1))
+    return (r.phone, r.name, r.id_last4) if r else None

@@ -1032,7 +1032,7 @@ def _age_at_least(years: int, today: date) -> ColumnElement[bool]:
     cutoff = _birth_cutoff(years, today)
     if cutoff is None:
         return _never(birth) if today.year - years < 1 else _always(birth)
-    return birth < cutoff
+    return birth <= cutoff
 
 
 def _age_below(years: int, today: date) -> ColumnElement[bool]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -341,24 +341,27 @@ async def reclaim_expired(session: AsyncSession, *, now: datetime) -> int:
 _IN_FLIGHT = (OutboxStatus.sending, OutboxStatus.pending)
 
 
-async def _finish(session: AsyncSession, message_id: int, values: dict[str, Any]) -> OutboxMessage | None:
+async def _finish(session: AsyncSession, message_id: int, values: dict[str, Any]) -> Row[Any] | None:
     # Only a row not yet final is marked, so two workers racing on an expired lease (or a cancel)
     # report an outcome once: the loser gets None and fires no listener. claimed_by is kept: it
-    # tells which sender handled the row last.
+    # tells which sender handled the row last. Core, not ORM: this runs once per message.
+    table = OutboxMessage.__table__
     result = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, OutboxMessage.status.in_(_IN_FLIGHT))
+        update(table)
+        .where(table.c.id == message_id, table.c.status.in_(_IN_FLIGHT))
         .values(claimed_until=None, **values)
-        .returning(OutboxMessage)
-        .execution_options(synchronize_session=False, populate_existing=True)
+        .returning(*table.c)
     )
-    return result.scalars().one_or_none()
+    return result.one_or_none()
 
 
 async def mark_sent(
     session: AsyncSession, message_id: int, *, telegram_message_id: int | None, now: datetime
-) -> OutboxMessage | None:
-    """Record a delivery. Returns the row, or None if it was already final. No commit."""
+) -> Row[Any] | None:
+    """Record a delivery. Returns the row's new values, or None if it was already final. No commit.
+
+    The ``mark_*`` functions return a Core row (attribute access: ``.status``, ``.ref_id``, …).
+    """
     return await _finish(session, message_id, {
         "status": OutboxStatus.sent, "sent_at": now, "telegram_message_id": telegram_message_id,
         "last_error": None})
@@ -366,7 +369,7 @@ async def mark_sent(
 
 async def mark_unreachable(
     session: AsyncSession, message_id: int, *, error: str, now: datetime
-) -> OutboxMessage | None:
+) -> Row[Any] | None:
     """The user blocked the bot: the row is unreachable and so is the account. No commit."""
     row = await _finish(session, message_id, {"status": OutboxStatus.unreachable, "last_error": error})
     if row is None:
@@ -382,10 +385,10 @@ async def mark_unreachable(
 
 async def mark_failed(
     session: AsyncSession, message_id: int, *, error: str, now: datetime
-) -> OutboxMessage | None:
+) -> Row[Any] | None:
     """Give up on a row (permanent error). No commit."""
     return await _finish(session, message_id, {
-        "status": OutboxStatus.failed, "last_error": error, "attempts": OutboxMessage.attempts + 1})
+        "status": OutboxStatus.failed, "last_error": error, "attempts": OutboxMessage.__table__.c.attempts + 1})
 
 
 async def mark_retry(
@@ -397,7 +400,7 @@ async def mark_retry(
     max_attempts: int = 5,
     base_delay: timedelta = timedelta(seconds=2),
     max_delay: timedelta = timedelta(minutes=10),
-) -> OutboxMessage | None:
+) -> Row[Any] | None:
     """Count a failed attempt: back to pending after an exponential backoff, or failed after
     ``max_attempts``. Returns the row (check its status), or None if it was already final. No commit."""
     attempts = await session.scalar(

@@ -54,6 +54,12 @@ TODAY = date(2026, 11, 28)
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def english():
+    with use_locale("en"):
+        yield
+
+
 def field(name: str) -> Field:
     return Field(name, FIELDS[name])
 
