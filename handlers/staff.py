@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from aiogram import F, Router
-from aiogram.filters import Command, CommandObject
+from aiogram.filters import Command, CommandObject, Filter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +28,7 @@ class ReviewCb(CallbackData, prefix="vr"):
     decision: str  # a / r
 
 
-class StaffOnly:
+class StaffOnly(Filter):
     """A filter: staff pass; anyone else is told politely and the update stops here."""
 
     async def __call__(self, event, actor: Actor) -> bool:
