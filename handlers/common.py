@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
@@ -27,7 +29,7 @@ def router() -> Router:
 
 
 def welcome_text(actor: Actor, first_name: str) -> str:
-    name = first_name or _("neighbour")
+    name = escape(first_name) if first_name else _("neighbour")
     if actor.is_verified:
         return _("Welcome back, {name}! You are a verified resident of your community.").format(name=name)
     return _(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from html import escape
 
 from aiogram import F, Router
 from aiogram.filters import Command
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers.keyboards import REMOVE, inline
 from services import privacy
 from services.i18n import _
+from services.labels import label
 from services.scope import Actor
 
 
@@ -34,7 +36,7 @@ def router() -> Router:
 async def mydata(message: Message, actor: Actor, session: AsyncSession) -> None:
     data = await privacy.my_data(session, actor)
     lines = [_("<b>What we hold about you</b>")]
-    lines += [f"{_(k)}: {v}" for k, v in privacy.summary_lines(data)]
+    lines += [f"{label(k)}: {escape(v)}" for k, v in privacy.summary_lines(data)]
     if data["resident"] is None:
         lines.append(_("You are not linked to a registry entry."))
     await message.answer("\n".join(lines))

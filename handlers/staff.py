@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from html import escape
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, Filter
@@ -57,7 +58,7 @@ def request_line(req) -> str:
     kinds = {"review": _("manual review"), "new_member": _("new household member"),
              "conflict": _("conflicting claim")}
     return _("#{id} {kind}: {name}, {address}").format(id=req.id, kind=kinds.get(req.kind, req.kind),
-                                                        name=req.name, address=req.address or "—")
+                                                        name=escape(req.name), address=escape(req.address or "—"))
 
 
 async def pending(message: Message, actor: Actor, session: AsyncSession) -> None:
@@ -99,7 +100,7 @@ async def invite(message: Message, command: CommandObject, actor: Actor, session
                  settings: Settings, now: datetime) -> None:
     parts = (command.args or "").split()
     if not parts:
-        await message.answer(_("Usage: /invite <household code or building-room> [count], e.g. /invite 3-201 2"))
+        await message.answer(_("Usage: /invite &lt;household code or building-room&gt; [count], e.g. /invite 3-201 2"))
         return
     count = 1
     if len(parts) > 1 and parts[-1].isdigit():
@@ -109,7 +110,7 @@ async def invite(message: Message, command: CommandObject, actor: Actor, session
         return
     household = await find_household(session, actor, " ".join(parts))
     if household is None:
-        await message.answer(_("No household {query} in your area.").format(query=" ".join(parts)))
+        await message.answer(_("No household {query} in your area.").format(query=escape(" ".join(parts))))
         return
     codes = await vs.create_household_invites(session, household=household, count=count,
                                               secret_key=settings.ensure_secret_key(), ttl=settings.invite_ttl,
@@ -124,13 +125,13 @@ async def invite(message: Message, command: CommandObject, actor: Actor, session
 async def whois(message: Message, command: CommandObject, actor: Actor, session: AsyncSession) -> None:
     query = (command.args or "").strip()
     if not query:
-        await message.answer(_("Usage: /whois <name or room>, e.g. /whois 王 or /whois 3-201"))
+        await message.answer(_("Usage: /whois &lt;name or room&gt;, e.g. /whois 王 or /whois 3-201"))
         return
     found = await find_residents(session, actor, query)
     if not found:
-        await message.answer(_("Nobody matching {query} in your area.").format(query=query))
+        await message.answer(_("Nobody matching {query} in your area.").format(query=escape(query)))
         return
-    lines = [f"{r.name} · {r.building or '?'}-{r.unit + '-' if r.unit else ''}{r.room or '?'} · "
+    lines = [f"{escape(r.name)} · {r.building or '?'}-{r.unit + '-' if r.unit else ''}{r.room or '?'} · "
              f"{mask_phone(r.phone)} · {r.status.value}" for r in found]
     await message.answer("\n".join(lines))
 
@@ -141,8 +142,8 @@ async def export(message: Message, command: CommandObject, actor: Actor, session
     if wanted:
         committees = [c for c in committees if c.code == wanted or wanted in c.name]
     if len(committees) != 1:
-        names = ", ".join(f"{c.name} ({c.code})" for c in committees[:20]) or "—"
-        await message.answer(_("Which committee? /export <code>. In your area: {names}").format(names=names))
+        names = escape(", ".join(f"{c.name} ({c.code})" for c in committees[:20]) or "—")
+        await message.answer(_("Which committee? /export &lt;code&gt;. In your area: {names}").format(names=names))
         return
     data = await export_registry_xlsx(session, committees[0])
     await message.answer_document(BufferedInputFile(data, filename=f"registry-{committees[0].code}.xlsx"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from html import escape
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
@@ -275,7 +276,7 @@ async def _open_code(message: Message, actor: Actor, session: AsyncSession, stat
             for m in check.members[:10]]
     rows.append([(_("I am not listed (new household member)"), VerifyCb(action="newmember").pack())])
     await message.answer(_("This code belongs to household {household}. Who are you?").format(
-        household=check.household.code), reply_markup=inline(rows))
+        household=escape(check.household.code)), reply_markup=inline(rows))
 
 
 async def member_chosen(query: CallbackQuery, callback_data: VerifyCb, actor: Actor, session: AsyncSession,
@@ -380,7 +381,7 @@ async def _tell_staff_of_pending(session: AsyncSession, actor: Actor, now: datet
     for staff_account in await committee_staff(session, committee):
         def render(req=req):
             text = _("New verification request #{id}: {name}, {address}. Send /pending to review.").format(
-                id=req.id, name=req.name, address=req.address or "—")
+                id=req.id, name=escape(req.name), address=escape(req.address or "—"))
             return text, [[button(_("Approve"), callback_data=f"vr:{req.id}:a"),
                            button(_("Reject"), callback_data=f"vr:{req.id}:r")]]
         await notify(session, staff_account, f"vreq:{req.id}:staff:{staff_account.id}", render, now=now)
@@ -397,4 +398,4 @@ async def _enrol_staff(message: Message, actor: Actor, session: AsyncSession, se
         await message.answer(refusal(err, settings))
         return
     await message.answer(_("You are now enrolled as {role} staff of {region}. Send /help for staff commands.").format(
-        role=role_name(staff.role), region=region.name))
+        role=role_name(staff.role), region=escape(region.name)))

@@ -22,6 +22,7 @@ from services import audit
 from services.i18n import N_, _
 from services.identity import InvalidIdNumber, hash_id_number, last4, normalize_phone, parse_id_number
 from services.models import Account, Household, Region, RegionLevel, Resident, ResidentStatus
+from services.labels import label
 from services.regions import committee_compounds
 
 BATCH = 1000
@@ -450,7 +451,7 @@ async def export_registry_xlsx(session: AsyncSession, committee: Region) -> byte
 
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(committee.name[:31])
-    ws.append([_(c) for c in EXPORT_COLUMNS])
+    ws.append([label(c) for c in EXPORT_COLUMNS])
     stmt = (
         select(Resident, Household.code, Account.id)
         .outerjoin(Household, Household.id == Resident.household_id)

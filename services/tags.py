@@ -103,7 +103,7 @@ async def effective_tags(session: AsyncSession, region_path: str) -> dict[str, T
         .where(or_(Tag.region_id.is_(None), literal(region_path).startswith(Region.path)))
     )
     best: dict[str, tuple[Tag, str | None]] = {}
-    for tag, path in rows.tuples():
+    for tag, path in rows.all():
         if tag.code not in best or _depth(path) > _depth(best[tag.code][1]):
             best[tag.code] = (tag, path)
     return {code: tag for code, (tag, _path) in best.items()}
@@ -324,7 +324,7 @@ async def recompute_rule_tags(
     one DELETE per definition); idempotent. ``today`` defaults to ``now``'s date in Asia/Shanghai."""
     today = today or local_today(now)
     definitions = (await session.execute(
-        select(Tag, Region.path).outerjoin(Region, Region.id == Tag.region_id).order_by(Tag.id))).tuples().all()
+        select(Tag, Region.path).outerjoin(Region, Region.id == Tag.region_id).order_by(Tag.id))).all()
     paths_by_code: dict[str, list[str]] = defaultdict(list)
     for tag, path in definitions:
         paths_by_code[tag.code].append(path or "")

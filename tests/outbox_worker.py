@@ -1,10 +1,11 @@
 """A stand-alone outbox sender process, for the kill test and the benchmark.
 
     python tests/outbox_worker.py --db URL --api http://127.0.0.1:PORT [--rate 500] [--batch 20]
-                                  [--lease 2] [--worker-id NAME]
+                                  [--lease 2] [--worker-id NAME] [--wait-for-go]
 
 Runs until SIGTERM/SIGINT (then finishes what is in flight) or SIGKILL (then it does not).
-Prints one line "ready" on stdout once the loop runs.
+Prints one line "ready" on stdout once imported; with --wait-for-go it then waits for a line on
+stdin before it starts (importing aiogram takes seconds: a test can start the restart early).
 """
 
 from __future__ import annotations
@@ -14,17 +15,14 @@ import asyncio
 import signal
 import sys
 from datetime import timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
 
-from aiogram import Bot  # noqa: E402
-from aiogram.client.session.aiohttp import AiohttpSession  # noqa: E402
-from aiogram.client.telegram import TelegramAPIServer  # noqa: E402
-
-import services.models  # noqa: E402, F401
-from bot.db import create_engine, session_factory  # noqa: E402
-from notifications.sender import OutboxSender  # noqa: E402
+import services.models  # noqa: F401
+from bot.db import create_engine, session_factory
+from notifications.sender import OutboxSender
 
 
 async def main(argv: list[str] | None = None) -> None:
@@ -37,6 +35,7 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lease", type=float, default=2.0)
     parser.add_argument("--poll", type=float, default=0.05)
     parser.add_argument("--worker-id", default=None)
+    parser.add_argument("--wait-for-go", action="store_true")
     args = parser.parse_args(argv)
 
     engine = create_engine(args.db)
@@ -51,6 +50,8 @@ async def main(argv: list[str] | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print("ready", flush=True)
+    if args.wait_for_go:
+        await loop.run_in_executor(None, sys.stdin.readline)
     try:
         await sender.run(stop)
     finally:

@@ -45,7 +45,7 @@ async def test_enqueue_many_is_idempotent_and_counts_new_rows(session):
     items = [OutboxItem(f"b:{i}", 1000 + i, hello(), Priority.broadcast, ref_type="notice_recipient",
                         ref_id=i) for i in range(500)]
     assert await outbox.enqueue_many(session, items, now=NOW) == 500
-    assert await outbox.enqueue_many(session, items[:10] + [OutboxItem("b:new", 1, hello())], now=NOW) == 1
+    assert await outbox.enqueue_many(session, [*items[:10], OutboxItem("b:new", 1, hello())], now=NOW) == 1
     await session.commit()
     counts = await outbox.delivery_counts(session, "notice_recipient", range(500))
     assert counts[OutboxStatus.pending] == 500 and counts[OutboxStatus.sent] == 0

@@ -81,13 +81,20 @@ async def rows(factory) -> list[OutboxMessage]:
         return list((await s.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all())
 
 
-async def run_until(sender: OutboxSender, done: Callable[[], bool], timeout: float = 30.0) -> None:  # noqa: ASYNC109
+async def eventually(done: Callable[[], bool], interval: float = 0.005) -> None:
+    """Poll ``done`` (state of the in-process sandbox) until true; wrap in asyncio.timeout."""
+    while True:
+        if done():
+            return
+        await asyncio.sleep(interval)
+
+
+async def run_until(sender: OutboxSender, done: Callable[[], bool], seconds: float = 30.0) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(sender.run(stop))
     try:
-        async with asyncio.timeout(timeout):
-            while not done():
-                await asyncio.sleep(0.01)
+        async with asyncio.timeout(seconds):
+            await eventually(done)
     finally:
         stop.set()
         await task
@@ -266,15 +273,13 @@ async def test_alert_overtakes_a_queue_of_broadcasts(server, bot, factory):
     task = asyncio.create_task(sender.run(stop))
     try:
         async with asyncio.timeout(20):
-            while sent() < 40:
-                await asyncio.sleep(0.005)
+            await eventually(lambda: sent() >= 40)
             async with factory() as s:
                 await outbox.enqueue(s, key="alert:9", chat_id=duty, payload=text("ALERT"),
                                      priority=Priority.alert, now=NOW)
                 await s.commit()
             before = sent()
-            while not server.bot_texts(duty):
-                await asyncio.sleep(0.002)
+            await eventually(lambda: bool(server.bot_texts(duty)), 0.002)
             overtaken_by = sent() - before - 1
     finally:
         stop.set()
@@ -305,28 +310,31 @@ async def test_killed_sender_resends_its_window_and_loses_nothing(server, tmp_pa
     batch = 20  # also the in-flight window: at most this many sends can be unmarked at the kill
 
     async def start_worker(name: str) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
+        # Both start now and wait for "go": the restart need not pay aiogram's import time again.
+        return await asyncio.create_subprocess_exec(
             sys.executable, str(WORKER), "--db", db_url, "--api", server.url, "--rate", "400",
-            "--batch", str(batch), "--lease", "2", "--worker-id", name,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        assert (await asyncio.wait_for(proc.stdout.readline(), 30)) == b"ready\n"
-        return proc
+            "--batch", str(batch), "--lease", "2", "--worker-id", name, "--wait-for-go",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+    async def go(proc: asyncio.subprocess.Process) -> None:
+        assert (await asyncio.wait_for(proc.stdout.readline(), 60)) == b"ready\n"
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
 
     sent = lambda: server.sandbox.stats()["sent_total"]  # noqa: E731
-    first = await start_worker("first")
+    first, second = await start_worker("first"), await start_worker("second")
     try:
+        await go(first)
         async with asyncio.timeout(60):
-            while sent() < 600:
-                await asyncio.sleep(0.01)
+            await eventually(lambda: sent() >= 600)
     finally:
         os.kill(first.pid, signal.SIGKILL)
         await first.wait()
     assert first.returncode == -signal.SIGKILL
-    at_kill = sent()
-    assert at_kill < len(uids), "the worker finished before it could be killed"
+    assert sent() < len(uids), "the worker finished before it could be killed"
 
-    second = await start_worker("second")
     try:
+        await go(second)
         async with asyncio.timeout(60):
             while True:
                 async with sqlite_engine.connect() as conn:

@@ -14,8 +14,8 @@ from bot.logs import quiet_drivers
 from handlers.verification import privacy_notice
 from services.i18n import translate, use_locale
 from services.models import Account, Resident, ResidentStatus, VerificationRequest
-from services.registry import import_registry, read_text_rows
 from services.regions import get_region
+from services.registry import import_registry, read_text_rows
 from tests.seed import (
     DXYC_CSV,
     ID_LI,
