@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import audit
 from services.i18n import N_, _
 from services.identity import InvalidIdNumber, hash_id_number, last4, normalize_phone, parse_id_number
-from services.models import Account, Household, Region, RegionLevel, Resident, ResidentStatus
 from services.labels import label
+from services.models import Account, Household, Region, RegionLevel, Resident, ResidentStatus
 from services.regions import committee_compounds
 
 BATCH = 1000

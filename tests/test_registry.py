@@ -1,0 +1,157 @@
+"""Registry import on a real database (SQLite file and PostgreSQL): validation, idempotence, flags."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from openpyxl import Workbook, load_workbook
+from sqlalchemy import func, select
+
+from services.identity import (
+    InvalidIdNumber,
+    hash_id_number,
+    make_id_number,
+    mask_phone,
+    normalize_phone,
+    parse_id_number,
+)
+from services.i18n import use_locale
+from services.models import Household, Resident, ResidentStatus
+from services.regions import ensure_demo_regions, get_region, parse_regions_csv, upsert_regions
+from services.registry import RowError, export_registry_xlsx, import_registry, read_rows, read_text_rows
+from tests.seed import DXYC_CSV, ID_WANG, SECRET
+
+NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def committee(session):
+    await ensure_demo_regions(session)
+    await session.commit()
+    return await get_region(session, "DXYC")
+
+
+async def count(session, *where) -> int:
+    return await session.scalar(select(func.count()).select_from(Resident).where(*where))
+
+
+def test_phone_normalisation():
+    assert normalize_phone("138 0013 8000") == "+8613800138000"
+    assert normalize_phone("+86-138-0013-8000") == "+8613800138000"
+    assert normalize_phone("008613800138000") == "+8613800138000"
+    assert normalize_phone("8613800138000") == "+8613800138000"
+    assert normalize_phone("12345") is None
+    assert normalize_phone("021-6400 0000") is None
+    assert mask_phone("+8613800138000") == "+86138****8000"
+
+
+def test_id_number_validation_derives_birth_and_gender():
+    number = make_id_number("310104", date(1940, 2, 29), 12, "F")
+    assert parse_id_number(number.lower()) == (number, date(1940, 2, 29), "F")
+    bad_check = number[:-1] + ("0" if number[-1] != "0" else "1")
+    with pytest.raises(InvalidIdNumber) as err:
+        parse_id_number(bad_check)
+    assert err.value.reason == "checksum"
+    with pytest.raises(InvalidIdNumber):
+        parse_id_number("31010419400230012")
+    assert hash_id_number(number, "a") != hash_id_number(number, "b")
+
+
+async def test_import_reports_bad_rows_and_keeps_good_ones(session, committee):
+    good = make_id_number("310104", date(1950, 1, 1), 1, "M")
+    bad_checksum = good[:-1] + ("0" if good[-1] != "0" else "1")
+    csv_text = "\ufeff" + "\n".join([
+        "name,phone,id_number,birth_date,gender,compound,building,unit,room,living_alone,monthly_income",
+        f"张三,13800000001,{good},1950-01-01,男,丁香苑,1,1,101,yes,1200",
+        f"李四,13800000002,{bad_checksum},,,丁香苑,1,1,102,no,",
+        ",13800000003,,,,丁香苑,1,1,103,no,",
+        f"张三二,13800000004,{good},,,丁香苑,1,1,104,no,",
+        f"王五,13800000005,{make_id_number('310104', date(1960, 5, 5), 2, 'F')},1960-05-06,,丁香苑,1,1,105,no,",
+        "赵六,12345,,,,丁香苑,1,1,106,no,",
+        "钱七,13800000007,,,,丁香苑,1,1,107,maybe,",
+        "孙八,13800000008,,,女,丁香苑,1,1,108,no,lots",
+    ])
+    with use_locale("en"):
+        report = await import_registry(session, committee, read_text_rows(csv_text), secret_key=SECRET, now=NOW)
+    reasons = {r.line: r.reason for r in report.rejected}
+    assert report.imported == 1
+    assert set(reasons) == {3, 4, 5, 6, 7, 8, 9}
+    assert "check digit" in reasons[3]
+    assert "name is missing" in reasons[4]
+    assert "line 2" in reasons[5]
+    assert "birth date does not match" in reasons[6]
+    assert "mobile" in reasons[7]
+    assert "living_alone" in reasons[8]
+    assert "monthly_income" in reasons[9]
+    row = await session.scalar(select(Resident))
+    assert row.id_last4 == good[-4:] and row.id_hash == hash_id_number(good, SECRET)
+    assert row.birth_date == date(1950, 1, 1) and row.gender == "M" and row.living_alone is True
+    assert good not in str([getattr(row, c.key) for c in Resident.__table__.columns])
+
+
+async def test_reimport_is_idempotent_updates_and_flags(session, committee):
+    first = await import_registry(session, committee, read_text_rows(DXYC_CSV), secret_key=SECRET, now=NOW)
+    assert first.imported == 5 and not first.rejected
+    again = await import_registry(session, committee, read_text_rows(DXYC_CSV), secret_key=SECRET,
+                                  now=NOW + timedelta(days=1))
+    assert (again.imported, again.updated, again.unchanged, again.flagged) == (0, 0, 5, 0)
+    assert await count(session) == 5
+    changed = DXYC_CSV.replace("13800138003", "13900139003").replace("王秀英,138 0013 8001", "王秀英,13800138011")
+    lines = [ln for ln in changed.splitlines() if "孙二" not in ln]
+    third = await import_registry(session, committee, read_text_rows("\n".join(lines)), secret_key=SECRET,
+                                  now=NOW + timedelta(days=2))
+    assert (third.imported, third.updated, third.flagged) == (0, 2, 1)
+    moved = await session.scalar(select(Resident).where(Resident.name == "孙二"))
+    assert moved.status == ResidentStatus.moved_out
+    assert await count(session) == 5  # flagged, never deleted
+    back = await import_registry(session, committee, read_text_rows(DXYC_CSV), secret_key=SECRET,
+                                 now=NOW + timedelta(days=3))
+    assert back.restored == 1
+    await session.refresh(moved)
+    assert moved.status == ResidentStatus.active
+    households = await session.scalar(select(func.count()).select_from(Household))
+    assert households == 4
+
+
+async def test_xlsx_import_and_export_without_id_numbers(session, committee, tmp_path):
+    wb = Workbook()
+    ws = wb.active
+    for line in read_text_rows(DXYC_CSV):
+        ws.append(line[1])
+    path = tmp_path / "registry.xlsx"
+    wb.save(path)
+    report = await import_registry(session, committee, read_rows(path), secret_key=SECRET, now=NOW)
+    assert report.imported == 5
+    data = await export_registry_xlsx(session, committee)
+    sheet = load_workbook(io.BytesIO(data), read_only=True).worksheets[0]
+    cells = [str(c) for row in sheet.iter_rows(values_only=True) for c in row if c is not None]
+    assert "王秀英" in cells and ID_WANG not in cells and ID_WANG[-4:] in cells
+
+
+async def test_header_without_required_columns_is_refused(session, committee):
+    with pytest.raises(RowError):
+        await import_registry(session, committee, read_text_rows("foo,bar\n1,2\n"), secret_key=SECRET, now=NOW)
+
+
+async def test_same_id_in_another_committee_is_rejected(session, committee):
+    await import_registry(session, committee, read_text_rows(DXYC_CSV), secret_key=SECRET, now=NOW)
+    other = await get_region(session, "FLSQ")
+    header, first_row = DXYC_CSV.splitlines()[:2]
+    with use_locale("en"):
+        report = await import_registry(session, other, read_text_rows(f"{header}\n{first_row}"),
+                                       secret_key=SECRET, now=NOW)
+    assert report.rejected and "another committee" in report.rejected[0].reason
+
+
+async def test_regions_csv_import(session):
+    rows, errors = parse_regions_csv("code,name,level,parent_code\n"
+                                     "310000,上海市,city,\n310101,黄浦区,district,310000\n"
+                                     "X1,坏层级,galaxy,310000\nX2,孤儿,street,NOPE\nX3,倒挂,district,310101\n")
+    result = await upsert_regions(session, rows)
+    assert result.created == 2 and len(errors) == 1 and len(result.errors) == 2
+    district = await get_region(session, "310101")
+    assert district.path == "/310000/310101/"
+    again = await upsert_regions(session, rows)
+    assert again.created == 0 and again.updated == 2
