@@ -106,6 +106,10 @@ class OutboxSender:
         # A little over 1/per_chat_rate: requests leave in order but may arrive a few ms apart.
         self._chat_interval = timedelta(seconds=1.05 / per_chat_rate)
         self._next_at = 0.0  # monotonic time of the next token
+        # Telegram (and the sandbox) count requests in a sliding 1 s window; leave one request of
+        # room below it for network jitter, which can bunch requests up on arrival.
+        self._recent: deque[float] = deque()
+        self._window_cap = max(1, math.ceil(rate))
         self._paused_until = 0.0  # monotonic; set by RetryAfter
         self._last_reclaim = -math.inf
         self._chat_sent: dict[int, datetime] = {}
@@ -234,9 +238,16 @@ class OutboxSender:
             elif self._next_at > t:
                 await self._sleep(self._next_at - t, stop_event)
             else:
-                # Half a token of slack absorbs timer lateness without letting bursts through.
-                self._next_at = max(self._next_at, t - self._interval / 2) + self._interval
-                return
+                while self._recent and self._recent[0] <= t - 1.0:
+                    self._recent.popleft()
+                if len(self._recent) >= self._window_cap:
+                    await self._sleep(self._recent[0] + 1.0 - t, stop_event)
+                else:
+                    # Half a token of slack makes up for timer lateness; the 1 s window above keeps
+                    # that catching-up from ever becoming a burst over the rate.
+                    self._next_at = max(self._next_at, t - self._interval / 2) + self._interval
+                    self._recent.append(t)
+                    return
             if stop_event is not None and stop_event.is_set():
                 return
 

@@ -40,8 +40,9 @@ def synthetic_rows(n: int, *, seed: int = 7, phone_prefix: str = "1390000", comp
             age = rng.randint(70, 97) if elderly else rng.randint(1, 69)
             birth = date(today.year - age, rng.randint(1, 12), rng.randint(1, 28))
             gender = rng.choice("MF")
-            id_number = make_id_number("310104", birth, rng.randint(0, 999), gender)
-            phone = f"{phone_prefix}{line:04d}" if age >= 16 else ""
+            # (area code, sequence) is unique per line, so no two synthetic people share an ID number.
+            id_number = make_id_number(f"3{(line // 500) % 100000:05d}", birth, (line % 500) * 2, gender)
+            phone = phone_prefix + str(line).zfill(11 - len(phone_prefix)) if age >= 16 else ""
             yield line, [
                 rng.choice(SURNAMES) + "".join(rng.sample(GIVEN, rng.randint(1, 2))), phone, id_number,
                 "男" if gender == "M" else "女", compound, str(building), str(unit), str(room),

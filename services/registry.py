@@ -133,16 +133,22 @@ def map_header(cells: list[Any]) -> dict[str, int]:
 
 # --- one row ---------------------------------------------------------------------------------
 
-def _cell(cells: list[Any], index: dict[str, int], name: str) -> str:
-    i = index.get(name)
-    if i is None or i >= len(cells) or cells[i] is None:
+def _text(value: Any) -> str:
+    """A cell as stripped text: XLSX gives numbers and dates, CSV gives strings."""
+    if value is None:
         return ""
-    value = cells[i]
+    if type(value) is str:
+        return value.strip()
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, datetime):
         value = value.date()
     return value.isoformat() if isinstance(value, date) else str(value).strip()
+
+
+def _cells(cells: list[Any], index: dict[str, int]) -> dict[str, str]:
+    n = len(cells)
+    return {name: _text(cells[i]) if i < n else "" for name, i in index.items()}
 
 
 def _bool(value: str) -> bool | None:
@@ -181,29 +187,28 @@ def _date(value: str) -> date | None:
 
 def parse_row(cells: list[Any], index: dict[str, int], secret_key: str) -> dict[str, Any]:
     """Validate one registry row into resident fields (no clear ID number in the result)."""
-    def cell(name: str) -> str:
-        return _cell(cells, index, name)
+    cell = _cells(cells, index).get
 
-    name = cell("name")
+    name = cell("name", "")
     if not name:
         raise RowError(_("the name is missing"))
     if len(name) > 100:
         raise RowError(_("the name is longer than 100 characters"))
     out: dict[str, Any] = {"name": name}
-    raw_phone = cell("phone")
+    raw_phone = cell("phone", "")
     out["phone"] = normalize_phone(raw_phone)
     if raw_phone and out["phone"] is None:
         raise RowError(_("the phone number is not a valid mobile number"))
-    raw_ec = cell("emergency_contact_phone")
+    raw_ec = cell("emergency_contact_phone", "")
     out["emergency_contact_phone"] = normalize_phone(raw_ec)
     if raw_ec and out["emergency_contact_phone"] is None:
         raise RowError(_("the emergency contact phone is not a valid phone number"))
-    gender_raw = cell("gender").lower()
+    gender_raw = cell("gender", "").lower()
     gender = _GENDER.get(gender_raw) if gender_raw else None
     if gender_raw and gender is None:
         raise RowError(_("gender must be 男/女 or M/F"))
-    birth = _date(cell("birth_date"))
-    id_raw = cell("id_number")
+    birth = _date(cell("birth_date", ""))
+    id_raw = cell("id_number", "")
     out["id_hash"] = out["id_last4"] = None
     if id_raw:
         try:
@@ -219,15 +224,15 @@ def parse_row(cells: list[Any], index: dict[str, int], secret_key: str) -> dict[
         out["id_last4"] = last4(id_norm)
     out["birth_date"], out["gender"] = birth, gender
     for col in ("compound", "building", "unit", "room"):
-        out[col] = cell(col)[:32 if col != "compound" else 100] or None
-    out["household"] = cell("household")[:64] or None
-    out["living_alone"] = _bool(cell("living_alone"))
-    hukou = cell("hukou")
+        out[col] = cell(col, "")[:32 if col != "compound" else 100] or None
+    out["household"] = cell("household", "")[:64] or None
+    out["living_alone"] = _bool(cell("living_alone", ""))
+    hukou = cell("hukou", "")
     out["hukou"] = _HUKOU.get(hukou.lower(), hukou[:32]) if hukou else None
-    out["disability_level"] = _int(cell("disability_level"), "disability_level")
+    out["disability_level"] = _int(cell("disability_level", ""), "disability_level")
     if out["disability_level"] is not None and not 0 <= out["disability_level"] <= 4:
         raise RowError(_("disability_level must be between 0 and 4"))
-    out["monthly_income"] = _int(cell("monthly_income"), "monthly_income")
+    out["monthly_income"] = _int(cell("monthly_income", ""), "monthly_income")
     if not (out["phone"] or out["id_hash"] or out["household"] or out["room"]):
         raise RowError(_("a row needs a phone, an ID number or an address to identify the resident"))
     return out
@@ -324,34 +329,42 @@ async def import_registry(
     return report
 
 
+_MATCH_COLUMNS = (Resident.id, Resident.committee_id, Resident.status, Resident.compound_id, Resident.household_id,
+                  *(getattr(Resident, f) for f in RESIDENT_FIELDS))
+
+
 async def _apply_batch(session, committee, batch, compounds, households, report, now) -> None:
+    """Match a batch against existing rows and write it with three statements (Core executemany):
+    the inserts, the changed rows, and the "seen" stamp of unchanged ones."""
     hashes = [f["id_hash"] for _, f in batch if f["id_hash"]]
     phones = [f["phone"] for _, f in batch if f["phone"]]
-    by_hash: dict[str, Resident] = {}
-    by_phone: dict[str, list[Resident]] = {}
+    by_hash: dict[str, dict[str, Any]] = {}
+    by_phone: dict[str, list[dict[str, Any]]] = {}
     if hashes or phones:
         conds = []
         if hashes:
             conds.append(Resident.id_hash.in_(hashes))
         if phones:
             conds.append(Resident.phone.in_(phones) & (Resident.committee_id == committee.id))
-        for r in (await session.scalars(select(Resident).where(or_(*conds)))).all():
-            if r.id_hash:
-                by_hash[r.id_hash] = r
-            if r.phone and r.committee_id == committee.id:
-                by_phone.setdefault(r.phone, []).append(r)
+        for r in (await session.execute(select(*_MATCH_COLUMNS).where(or_(*conds)))).mappings():
+            if r["id_hash"]:
+                by_hash[r["id_hash"]] = r
+            if r["phone"] and r["committee_id"] == committee.id:
+                by_phone.setdefault(r["phone"], []).append(r)
     await _ensure_households(session, committee, households, batch)
     new_rows: list[dict[str, Any]] = []
+    changed_rows: list[dict[str, Any]] = []
+    seen_ids: list[int] = []
     claimed: set[int] = set()
     for line, fields in batch:
         existing = by_hash.get(fields["id_hash"]) if fields["id_hash"] else None
-        if existing is not None and existing.committee_id != committee.id:
+        if existing is not None and existing["committee_id"] != committee.id:
             report.rejected.append(Rejected(line, _("this ID number is registered with another committee")))
             continue
         if existing is None and fields["phone"]:
             candidates = [r for r in by_phone.get(fields["phone"], [])
-                          if r.id not in claimed and (not r.id_hash or not fields["id_hash"])
-                          and r.name == fields["name"]]
+                          if r["id"] not in claimed and (not r["id_hash"] or not fields["id_hash"])
+                          and r["name"] == fields["name"]]
             existing = candidates[0] if candidates else None
         values = {k: fields[k] for k in RESIDENT_FIELDS}
         values["compound_id"] = await _compound_id(session, committee, compounds, fields["compound"])
@@ -361,28 +374,27 @@ async def _apply_batch(session, committee, batch, compounds, households, report,
             new_rows.append({**values, "committee_id": committee.id, "status": ResidentStatus.active,
                              "registry_seen_at": now, "created_at": now, "updated_at": now})
             continue
-        claimed.add(existing.id)
-        changed = False
-        for key, value in values.items():
-            if key in ("id_hash", "id_last4") and value is None:
-                continue
-            if getattr(existing, key) != value:
-                setattr(existing, key, value)
-                changed = True
-        if existing.status == ResidentStatus.moved_out:
-            existing.status = ResidentStatus.active
-            report.restored += 1
-            changed = True
-        existing.registry_seen_at = now
-        if changed:
-            existing.updated_at = now
+        claimed.add(existing["id"])
+        if fields["id_hash"] is None:  # a row without an ID number keeps the one on file
+            values["id_hash"], values["id_last4"] = existing["id_hash"], existing["id_last4"]
+        restored = existing["status"] == ResidentStatus.moved_out
+        if restored or any(existing[k] != v for k, v in values.items()):
+            status = ResidentStatus.active if restored else existing["status"]
+            changed_rows.append({**values, "id": existing["id"], "status": status, "registry_seen_at": now,
+                                 "updated_at": now})
+            report.restored += restored
             report.updated += 1
         else:
+            seen_ids.append(existing["id"])
             report.unchanged += 1
     if new_rows:
-        await session.execute(insert(Resident), new_rows)
+        await session.execute(insert(Resident.__table__), new_rows)
         report.imported += len(new_rows)
-    await session.flush()
+    if changed_rows:
+        await session.execute(update(Resident), changed_rows)  # bulk UPDATE by primary key
+    if seen_ids:
+        await session.execute(update(Resident.__table__).where(Resident.__table__.c.id.in_(seen_ids))
+                              .values(registry_seen_at=now))
 
 
 async def _compound_id(session, committee: Region, compounds: dict[str, Region], name: str | None) -> int | None:

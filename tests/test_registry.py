@@ -9,6 +9,7 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
+from services.i18n import use_locale
 from services.identity import (
     InvalidIdNumber,
     hash_id_number,
@@ -17,7 +18,6 @@ from services.identity import (
     normalize_phone,
     parse_id_number,
 )
-from services.i18n import use_locale
 from services.models import Household, Resident, ResidentStatus
 from services.regions import ensure_demo_regions, get_region, parse_regions_csv, upsert_regions
 from services.registry import RowError, export_registry_xlsx, import_registry, read_rows, read_text_rows

@@ -1,6 +1,20 @@
 """All ORM models; importing this package registers every table on ``Base.metadata``."""
 
 from services.models.base import Base, BigId, UTCDateTime
+from services.models.checkins import (  # noqa: F401
+    Alert,
+    AlertLevel,
+    AlertOutcome,
+    AlertReason,
+    AlertStatus,
+    CheckinPlan,
+    CheckinRound,
+    EmergencyContact,
+    FamilyInvite,
+    RoundEvent,
+    RoundStatus,
+    WeeklyReportClaim,
+)
 from services.models.core import (
     LEVEL_ORDER,
     Account,
