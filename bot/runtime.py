@@ -1,9 +1,83 @@
-"""Background jobs of a running bot: the scheduler's ticks and the outbox sender."""
+"""Background work of a running bot: the outbox sender and the scheduler's ticks.
+
+APScheduler only says *when* to look; every tick reads its work from the database and is
+idempotent, so every worker process may run every job (ARCHITECTURE.md "One clock").
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
 from bot.app import Runtime
+from notifications.sender import OutboxSender
+
+log = logging.getLogger("bot.runtime")
+Tick = Callable[[Runtime, datetime], Awaitable[object]]
 
 
-def add_background_jobs(rt: Runtime) -> None:
-    return None
+def build_sender(rt: Runtime, **overrides) -> OutboxSender:
+    """The process's sender, with every feature's delivery listeners registered."""
+    settings = rt.settings
+    sender = OutboxSender(rt.bot, rt.sessions, rate=overrides.pop("rate", settings.outbox_rate),
+                          per_chat_rate=overrides.pop("per_chat_rate", settings.outbox_per_chat_rate), **overrides)
+    for register in listener_registrations():
+        register(sender, settings)
+    return sender
+
+
+def listener_registrations() -> list[Callable[[OutboxSender, object], None]]:
+    out = []
+    try:
+        from bot.checkin_jobs import register_sender_listeners
+    except ImportError:
+        pass
+    else:
+        out.append(register_sender_listeners)
+    return out
+
+
+def scheduled_ticks(rt: Runtime) -> list[tuple[str, Tick, dict]]:
+    """(name, tick, APScheduler trigger arguments) of every periodic job."""
+    seconds = max(1.0, rt.settings.tick_interval.total_seconds())
+    jobs: list[tuple[str, Tick, dict]] = []
+    try:
+        from bot.checkin_jobs import checkin_tick
+    except ImportError:
+        pass
+    else:
+        jobs.append(("checkins", checkin_tick, {"trigger": "interval", "seconds": seconds}))
+    return jobs
+
+
+async def _run_tick(rt: Runtime, name: str, tick: Tick) -> None:
+    try:
+        await tick(rt, datetime.now(UTC))
+    except Exception:
+        log.exception("tick %s failed; the next one carries on", name)
+
+
+async def scheduler_job(rt: Runtime, stop: asyncio.Event) -> None:
+    scheduler = AsyncIOScheduler(timezone=rt.settings.timezone)
+    for name, tick, trigger in scheduled_ticks(rt):
+        scheduler.add_job(_run_tick, args=(rt, name, tick), id=name, max_instances=1, coalesce=True,
+                          misfire_grace_time=None, next_run_time=datetime.now(UTC), **trigger)
+    scheduler.start()
+    try:
+        await stop.wait()
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def add_background_jobs(rt: Runtime) -> OutboxSender:
+    sender = build_sender(rt)
+
+    async def sender_job(rt: Runtime, stop: asyncio.Event) -> None:
+        await sender.run(stop)
+
+    rt.background += [sender_job, scheduler_job]
+    return sender

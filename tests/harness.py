@@ -21,6 +21,7 @@ from bot.db import create_engine, session_factory
 from bot.sandbox import Sandbox, create_sandbox_app
 from bot.sandbox.client import SandboxClient
 from bot.settings import Settings
+from notifications.sender import OutboxSender
 from services.models import Base
 
 TOKEN = "42:sandbox"
@@ -36,6 +37,7 @@ class Stack:
     bot: Bot
     dp: Dispatcher
     base_url: str
+    sender: OutboxSender | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -81,9 +83,17 @@ async def running_stack(
     )
     client = SandboxClient(base_url)
     stack = Stack(settings, engine, sessions, sandbox, client, bot, dp, base_url)
+    # The real outbox sender, fast: tests wait for its messages with user.wait_for_message().
+    from bot.runtime import build_sender
+
+    stack.sender = build_sender(stack.runtime, rate=500, per_chat_rate=100, poll_interval=0.05)
+    stop_sender = asyncio.Event()
+    sending = asyncio.create_task(stack.sender.run(stop_sender))
     try:
         yield stack
     finally:
+        stop_sender.set()
+        await asyncio.wait_for(sending, 10)
         with contextlib.suppress(RuntimeError):
             await dp.stop_polling()
         with contextlib.suppress(asyncio.CancelledError):

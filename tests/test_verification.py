@@ -255,3 +255,24 @@ async def test_mydata_and_forget(seeded, lang):
         assert await s.scalar(select(Account).where(Account.telegram_id == user.id)) is None
         resident = await s.scalar(select(Resident).where(Resident.name == "李建国"))
         assert resident.status == ResidentStatus.withdrawn
+
+
+async def test_staff_are_notified_of_requests_and_residents_of_decisions(seeded):
+    staff = await make_staff(seeded, lang="en")
+    user = await seeded.client.create_user("Qian", language_code="zh-hans")
+    await consent(user)
+    await user.press(zh("Ask staff to verify me"))
+    await user.send("钱多多")
+    await user.send("迎春小区 5号楼 1单元 301")
+    await user.send("迎春")
+    await user.press("丁香迎春居委会")
+    alert = await staff.wait_for_message(lambda m: "钱多多" in (m["text"] or ""))
+    assert "New verification request" in alert["text"]
+    await staff.callback(alert["message_id"], alert["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+    told = await user.wait_for_message()
+    assert zh("Good news: the committee staff verified you. Welcome to your community! Send /menu.") == told["text"]
+    await user.send("/start")
+    assert zh("Welcome back, {name}! You are a verified resident of your community.").format(name="Qian") in (
+        await user.bot_messages_since_last_action())[0]["text"]
+    account = await account_of(seeded, user)
+    assert account.resident_id is not None
