@@ -15,6 +15,12 @@ def create_engine(url: str, **kwargs) -> AsyncEngine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # SQLite has one writer and every transaction here is BEGIN IMMEDIATE: one pooled connection
+        # makes sessions of this process queue in FIFO order on the pool instead of sleep-polling on
+        # the file lock (busy_timeout still covers other processes). Don't nest sessions in one task.
+        kwargs.setdefault("pool_size", 1)
+        kwargs.setdefault("max_overflow", 0)
+        kwargs.setdefault("pool_timeout", 300)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         _tune_sqlite(engine)
         return engine

@@ -26,6 +26,15 @@ COMMANDS: tuple[Command, ...] = (
     Command("invite", N_("Issue household invite codes"), "staff"),
     Command("whois", N_("Look up a resident by name or room"), "staff"),
     Command("export", N_("Download your committee's registry (XLSX)"), "staff"),
+    Command("checkin", N_("Daily check-in: change time, pause, resume"), "resident"),
+    Command("family", N_("Emergency contacts for your daily check-in"), "resident"),
+    Command("checkins", N_("Today's check-in board"), "staff"),
+    Command("alerts", N_("Open check-in alerts"), "staff"),
+    Command("checkin_enrol", N_("Enrol a resident or segment in daily check-ins"), "staff"),
+    Command("checkin_stop", N_("Stop daily check-ins for a resident"), "staff"),
+    Command("checkin_family", N_("Family invite link for an enrolled resident"), "staff"),
+    Command("checkins_week", N_("Weekly check-in report (chart + XLSX)"), "staff"),
+    Command("duty", N_("Go on or off duty for check-in alerts"), "staff"),
     Command("cancel", N_("Stop what you are doing"), "all"),
 )
 

@@ -106,8 +106,9 @@ class OutboxSender:
         # A little over 1/per_chat_rate: requests leave in order but may arrive a few ms apart.
         self._chat_interval = timedelta(seconds=1.05 / per_chat_rate)
         self._next_at = 0.0  # monotonic time of the next token
-        # Telegram (and the sandbox) count requests in a sliding 1 s window; leave one request of
-        # room below it for network jitter, which can bunch requests up on arrival.
+        # Telegram (and the sandbox) count requests in a sliding 1 s window: whatever the bucket's
+        # catching-up, never more than ceil(rate) requests leave in any 1 s (configure the rate a
+        # little under the limit, e.g. 29 for 30, so that network jitter has room).
         self._recent: deque[float] = deque()
         self._window_cap = max(1, math.ceil(rate))
         self._paused_until = 0.0  # monotonic; set by RetryAfter

@@ -231,7 +231,7 @@ def _fmt(cfg: CheckinConfig, when: datetime | None) -> str:
 
 
 def _e(text: str | None) -> str:
-    return html.escape(text or "")
+    return html.escape(text or "", quote=False)
 
 
 def _starts_on(cfg: CheckinConfig, minute: int, now: datetime) -> date:

@@ -27,9 +27,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Numeric,
     and_,
@@ -42,7 +43,9 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from services.i18n import N_, _
 from services.models import Account, Region, Resident, ResidentStatus, ResidentTag, Tag
@@ -1124,11 +1127,43 @@ def _sql(expr: Expr, ctx: SqlContext) -> ColumnElement[bool]:
     raise TypeError(f"not an expression: {expr!r}")
 
 
+class _HasTagClause(ColumnElement[bool]):
+    """``has_tag(code)`` rendered per database, since their planners differ.
+
+    PostgreSQL gets a correlated EXISTS: under OR/NOT an ``IN (subquery)`` becomes a SubPlan that
+    is hashed only while the tagged set fits in ``work_mem`` and otherwise rescans it for every
+    row (quadratic); EXISTS is either hashed or one index probe per row. SQLite gets
+    ``IN (subquery)``, which it always materialises once into an index.
+    """
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals: ClassVar = [("code", InternalTraversal.dp_string)]
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+
+def _tag_ids(code: str):
+    return select(Tag.id).where(Tag.code == code)
+
+
+@compiles(_HasTagClause)
+def _has_tag_exists(element: _HasTagClause, compiler, **kw) -> str:
+    clause = (select(ResidentTag.id)
+              .where(ResidentTag.resident_id == Resident.id, ResidentTag.tag_id.in_(_tag_ids(element.code)))
+              .correlate(Resident).exists())
+    return compiler.process(clause, **kw)
+
+
+@compiles(_HasTagClause, "sqlite")
+def _has_tag_in(element: _HasTagClause, compiler, **kw) -> str:
+    tagged = select(ResidentTag.resident_id).where(ResidentTag.tag_id.in_(_tag_ids(element.code)))
+    return compiler.process(Resident.id.in_(tagged), **kw)
+
+
 def _has_tag_sql(code: str) -> ColumnElement[bool]:
-    # IN (not a correlated EXISTS): both databases build the tagged set once per query.
-    tagged = select(ResidentTag.resident_id).where(
-        ResidentTag.tag_id.in_(select(Tag.id).where(Tag.code == code)))
-    return Resident.id.in_(tagged)
+    return _HasTagClause(code)
 
 
 def compile_sql(expr: str | Expr, *, today: date) -> ColumnElement[bool]:

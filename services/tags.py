@@ -345,11 +345,13 @@ async def recompute_rule_tags(
             Region.path.startswith(path, autoescape=True) if path else true(),
             *[~Region.path.startswith(p, autoescape=True) for p in deeper])
         in_region = Resident.committee_id.in_(committees) if path or deeper else true()
-        matching = select(Resident.id).where(in_region, Resident.status == ResidentStatus.active, rule, limit)
+        # NOT EXISTS, not NOT IN: PostgreSQL plans it as an anti-join at any size.
+        still_matching = exists().where(Resident.id == ResidentTag.resident_id, in_region,
+                                        Resident.status == ResidentStatus.active, rule, limit)
         removed = await session.execute(
             delete(ResidentTag).where(
                 ResidentTag.tag_id == tag.id,
-                ResidentTag.resident_id.not_in(matching),
+                ~still_matching,
                 *([ResidentTag.resident_id.in_(select(Resident.id).where(limit))]
                   if committee_ids is not None else []),
             ).execution_options(synchronize_session=False))

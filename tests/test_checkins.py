@@ -1,0 +1,579 @@
+"""Daily check-ins: the state machine with a moving ``now``, on SQLite and PostgreSQL.
+
+Local time is Asia/Shanghai (UTC+8): T0 = 2026-11-28 01:00 UTC is 09:00 local on Saturday.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.db import session_factory
+from services import checkins as cs
+from services import outbox
+from services.accounts import resolve_actor
+from services.i18n import translate
+from services.models import (
+    Account,
+    Alert,
+    AlertLevel,
+    AlertOutcome,
+    AlertReason,
+    AlertStatus,
+    CheckinPlan,
+    CheckinRound,
+    EmergencyContact,
+    OutboxMessage,
+    Resident,
+    RoundEvent,
+    RoundStatus,
+    Staff,
+    StaffRole,
+)
+from services.outbox import Priority
+from services.regions import get_region
+from tests.seed import seed_registry
+
+T0 = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai, Saturday 2026-11-28
+CFG = cs.CheckinConfig()
+SECRET = "test-secret-key"
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+@dataclass
+class World:
+    sessions: object
+    elder: int  # account ids …
+    neighbour: int
+    duty: int
+    colleague: int
+    street: int
+    foreign: int
+    family: int
+    stranger_family: int
+    zhao: int  # resident ids …
+    wang: int
+
+
+def _account(session, tid: int, name: str, *, resident_id: int | None = None, lang: str = "zh-hans") -> Account:
+    account = Account(telegram_id=tid, chat_id=tid, first_name=name, language_code=lang, resident_id=resident_id,
+                      created_at=T0 - timedelta(days=3))
+    session.add(account)
+    return account
+
+
+def _staff(session, account: Account, region_id: int, role: StaffRole, on_duty: bool = False) -> None:
+    session.add(Staff(account_id=account.id, region_id=region_id, role=role, active=True, on_duty=on_duty,
+                      created_at=T0 - timedelta(days=3)))
+
+
+async def make_world(engine, *, enrol: bool = True, elder_lang: str = "zh-hans") -> World:
+    sessions = session_factory(engine)
+    await seed_registry(sessions, now=T0 - timedelta(days=3))
+    async with sessions() as s:
+        dx, street, fl = [await get_region(s, c) for c in ("DXYC", "310104003", "FLSQ")]
+        zhao = await s.scalar(select(Resident).where(Resident.name == "赵桂兰"))
+        wang = await s.scalar(select(Resident).where(Resident.name == "王秀英"))
+        elder = _account(s, 1001, "桂兰", resident_id=zhao.id, lang=elder_lang)
+        neighbour = _account(s, 1002, "秀英", resident_id=wang.id)
+        duty = _account(s, 2001, "张书记", lang="en")
+        colleague = _account(s, 2002, "李干事")
+        street_staff = _account(s, 3001, "街道王")
+        foreign = _account(s, 4001, "冯书记")
+        family = _account(s, 5001, "女儿")
+        stranger_family = _account(s, 5002, "别人家的儿子")
+        await s.flush()
+        _staff(s, duty, dx.id, StaffRole.committee, on_duty=True)
+        _staff(s, colleague, dx.id, StaffRole.committee)
+        _staff(s, street_staff, street.id, StaffRole.street)
+        _staff(s, foreign, fl.id, StaffRole.committee)
+        s.add(EmergencyContact(resident_id=zhao.id, account_id=family.id, added_via="elder", created_at=T0))
+        s.add(EmergencyContact(resident_id=wang.id, account_id=stranger_family.id, added_via="elder", created_at=T0))
+        await s.commit()
+        if enrol:
+            await cs.enrol_resident(s, zhao, now=T0 - timedelta(days=1), cfg=CFG)
+            await s.commit()
+        return World(sessions, elder.id, neighbour.id, duty.id, colleague.id, street_staff.id, foreign.id, family.id,
+                     stranger_family.id, zhao.id, wang.id)
+
+
+async def tick(w: World, minutes: float) -> cs.TickReport:
+    return await cs.tick(w.sessions, CFG, at(minutes))
+
+
+async def messages(w: World, key_like: str = "%") -> list[OutboxMessage]:
+    async with w.sessions() as s:
+        return list((await s.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key.like(key_like))
+                                     .order_by(OutboxMessage.id))).all())
+
+
+async def only_round(w: World) -> CheckinRound:
+    async with w.sessions() as s:
+        (rnd,) = (await s.scalars(select(CheckinRound))).all()
+        return rnd
+
+
+async def only_alert(w: World) -> Alert:
+    async with w.sessions() as s:
+        (alert,) = (await s.scalars(select(Alert))).all()
+        return alert
+
+
+async def actor_of(s, account_id: int):
+    return await resolve_actor(s, await s.get(Account, account_id), language_code=None, default_locale="zh_Hans")
+
+
+async def press_answer(w: World, account_id: int, round_id: int, *, need_help: bool, minutes: float):
+    async with w.sessions() as s:
+        result = await cs.answer(s, await s.get(Account, account_id), round_id, need_help=need_help, now=at(minutes),
+                                 cfg=CFG)
+        await s.commit()
+        return result
+
+
+async def ack(w: World, account_id: int, alert_id: int, minutes: float) -> Alert:
+    async with w.sessions() as s:
+        alert = await cs.acknowledge(s, await actor_of(s, account_id), alert_id, now=at(minutes))
+        await s.commit()
+        return alert
+
+
+async def resolve(w: World, account_id: int, alert_id: int, outcome: AlertOutcome, minutes: float) -> Alert:
+    async with w.sessions() as s:
+        alert = await cs.resolve(s, await actor_of(s, account_id), alert_id, outcome, now=at(minutes), cfg=CFG)
+        await s.commit()
+        return alert
+
+
+def recipients(rows: list[OutboxMessage]) -> set[int]:
+    return {r.account_id for r in rows}
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+def test_parse_time_and_days():
+    assert cs.parse_time("9:00") == 540 and cs.parse_time("18：30") == 1110 and cs.parse_time("24:00") is None
+    assert cs.parse_days("daily") == 127 and cs.parse_days("1-5") == 0b11111 and cs.parse_days("1,3,5") == 0b10101
+    assert cs.parse_days("mon-fri") == 0b11111 and cs.parse_days("weekends") == 0b1100000
+    assert cs.parse_days("5-1") is None and cs.parse_days("8") is None
+
+
+# --- opening rounds ----------------------------------------------------------------------------
+
+async def test_tick_opens_one_round_and_one_prompt_even_when_run_twice(engine):
+    w = await make_world(engine)
+    assert (await tick(w, -1)).opened == 0  # 08:59 local: not yet
+    first, second = await tick(w, 0), await tick(w, 0.5)
+    assert (first.opened, second.opened) == (1, 0)
+    rnd = await only_round(w)
+    assert rnd.local_date == date(2026, 11, 28) and rnd.status == RoundStatus.pending
+    (prompt,) = await messages(w, "ci:%")
+    assert prompt.idempotency_key == f"ci:{rnd.id}:prompt" and prompt.priority == Priority.checkin
+    assert prompt.account_id == w.elder and prompt.ref_type == cs.REF_ROUND and prompt.ref_id == rnd.id
+    buttons = [b for row in prompt.payload["buttons"] for b in row]
+    assert [b["callback_data"] for b in buttons] == [f"ci:{rnd.id}:ok", f"ci:{rnd.id}:help"]
+    # in the elder's language (我很好 / 我需要帮助 once the catalogue has them)
+    assert buttons[0]["text"] == translate("zh_Hans", "😊 I'm fine")
+    assert buttons[1]["text"] == translate("zh_Hans", "🆘 I need help")
+    outbox.validate_payload(prompt.payload)
+    async with w.sessions() as s:
+        kinds = (await s.scalars(select(RoundEvent.kind).where(RoundEvent.round_id == rnd.id))).all()
+    assert kinds == ["prompted"]
+
+
+async def test_prompt_is_in_english_for_an_english_elder(engine):
+    w = await make_world(engine, elder_lang="en-US")
+    await tick(w, 0)
+    (prompt,) = await messages(w, "ci:%")
+    assert prompt.payload["buttons"][0][0]["text"] == translate("en", "😊 I'm fine") == "😊 I'm fine"
+
+
+async def test_concurrent_ticks_open_one_round_and_send_one_prompt(engine):
+    """Two processes ticking at once (two sessions, same and different ``now``): no double prompt."""
+    w = await make_world(engine)
+    other = session_factory(engine)
+    reports = await asyncio.gather(cs.tick(w.sessions, CFG, at(1)), cs.tick(other, CFG, at(1)),
+                                   cs.tick(other, CFG, at(1.001)))
+    assert sum(r.opened for r in reports) == 1
+    assert len(await messages(w, "ci:%:prompt")) == 1
+    async with w.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(CheckinRound)) == 1
+        assert await s.scalar(select(func.count()).select_from(RoundEvent)) == 1
+
+
+async def test_enrolment_after_todays_time_starts_tomorrow(engine):
+    w = await make_world(engine, enrol=False)
+    async with w.sessions() as s:
+        plan, created = await cs.enrol_resident(s, await s.get(Resident, w.zhao), now=at(60), cfg=CFG)  # 10:00
+        await s.commit()
+    assert created and plan.starts_on == date(2026, 11, 29)
+    assert (await tick(w, 120)).opened == 0
+    assert (await tick(w, 24 * 60)).opened == 1  # 09:00 the next day
+
+
+async def test_days_mask_skips_other_weekdays(engine):
+    w = await make_world(engine, enrol=False)
+    async with w.sessions() as s:
+        await cs.enrol_resident(s, await s.get(Resident, w.zhao), now=at(-2 * 24 * 60), cfg=CFG,
+                                days=cs.parse_days("weekdays"))
+        await s.commit()
+    assert (await tick(w, 0)).opened == 0  # Saturday
+    assert (await tick(w, 24 * 60)).opened == 0  # Sunday
+    assert (await tick(w, 2 * 24 * 60)).opened == 1  # Monday
+
+
+async def test_local_date_and_pause_across_midnight_in_shanghai(engine):
+    """16:30 UTC on the 28th is 00:30 on the 29th in Shanghai: the round belongs to the 29th, and a
+    pause "until the 28th" is over by then although it is still the 28th in UTC."""
+    w = await make_world(engine)
+    async with w.sessions() as s:
+        elder = await s.get(Account, w.elder)
+        await cs.set_time(s, elder, 15, now=at(0))  # 00:15 local
+        await cs.pause(s, elder, date(2026, 11, 28), now=datetime(2026, 11, 28, 12, 0, tzinfo=UTC), cfg=CFG)
+        await s.commit()
+    before_midnight = datetime(2026, 11, 28, 15, 59, tzinfo=UTC)  # 23:59 local on the 28th
+    assert (await cs.tick(w.sessions, CFG, before_midnight)).opened == 0
+    after = datetime(2026, 11, 28, 16, 30, tzinfo=UTC)
+    assert (await cs.tick(w.sessions, CFG, after)).opened == 1
+    assert (await only_round(w)).local_date == date(2026, 11, 29)
+
+
+async def test_pause_until_a_date_skips_those_days_and_resume_restarts(engine):
+    w = await make_world(engine)
+    async with w.sessions() as s:
+        await cs.pause(s, await s.get(Account, w.elder), date(2026, 11, 30), now=at(-60), cfg=CFG, note="住院")
+        await s.commit()
+    for day in (0, 1, 2):
+        assert (await tick(w, day * 24 * 60)).opened == 0
+    # the duty staff heard about the pause
+    (told,) = await messages(w, "cipause:%")
+    assert told.account_id == w.duty and "2026-11-30" in told.payload["text"] and "住院" in told.payload["text"]
+    assert (await tick(w, 3 * 24 * 60)).opened == 1  # December 1st
+    async with w.sessions() as s:
+        elder = await s.get(Account, w.elder)
+        with pytest.raises(cs.CheckinError) as err:
+            await cs.pause(s, elder, date(2026, 11, 1), now=at(3 * 24 * 60), cfg=CFG)
+        assert err.value.reason == "past_date"
+
+
+async def test_pausing_closes_todays_open_round_quietly(engine):
+    w = await make_world(engine)
+    await tick(w, 0)
+    async with w.sessions() as s:
+        elder = await s.get(Account, w.elder)
+        await cs.pause(s, elder, date(2026, 12, 3), now=at(10), cfg=CFG)
+        await s.commit()
+    assert (await only_round(w)).status == RoundStatus.paused
+    report = await tick(w, 200)
+    assert (report.reminded, report.alerted) == (0, 0)
+    async with w.sessions() as s:
+        await cs.resume(s, await s.get(Account, w.elder), now=at(300))
+        await s.commit()
+    assert (await tick(w, 24 * 60)).opened == 1
+
+
+# --- answers, reminders, alerts ----------------------------------------------------------------
+
+async def test_answer_fine_closes_the_round(engine):
+    w = await make_world(engine)
+    await tick(w, 0)
+    rnd = await only_round(w)
+    result = await press_answer(w, w.elder, rnd.id, need_help=False, minutes=5)
+    assert result.round.status == RoundStatus.ok and not result.already
+    assert (await press_answer(w, w.elder, rnd.id, need_help=False, minutes=6)).already
+    report = await tick(w, 120)
+    assert (report.reminded, report.alerted) == (0, 0)
+    assert await messages(w, "al:%") == []
+
+
+async def test_silent_elder_gets_one_reminder_then_an_alert_to_duty_staff(engine):
+    w = await make_world(engine)
+    await tick(w, 0)
+    rnd = await only_round(w)
+    assert (await tick(w, 29)).reminded == 0
+    assert (await tick(w, 30)).reminded == 1
+    assert (await tick(w, 31)).reminded == 0  # one reminder only
+    (reminder,) = await messages(w, "ci:%:remind")
+    assert reminder.priority == Priority.checkin and reminder.payload["buttons"][0][0]["callback_data"] == \
+        f"ci:{rnd.id}:ok"
+    assert (await tick(w, 89)).alerted == 0
+    assert (await tick(w, 90)).alerted == 1
+    assert (await tick(w, 91)).alerted == 0
+    alert = await only_alert(w)
+    assert alert.reason == AlertReason.no_answer and alert.level == AlertLevel.committee
+    sent = await messages(w, "al:%")
+    assert recipients(sent) == {w.duty}  # on duty only, not the colleague
+    (msg,) = sent
+    assert msg.priority == Priority.alert and msg.ref_type == cs.REF_ALERT
+    text = msg.payload["text"]  # the duty staff reads English
+    for part in ("赵桂兰", "5-1-102", "13800138003", "Last answer: never", "女儿", "has not answered"):
+        assert part in text
+    assert [b["callback_data"] for row in msg.payload["buttons"] for b in row] == [
+        f"al:{alert.id}:ack", f"al:{alert.id}:safe", f"al:{alert.id}:help", f"al:{alert.id}:unr"]
+    assert (await only_round(w)).status == RoundStatus.alerted
+
+
+async def test_alert_shows_the_last_answer(engine):
+    w = await make_world(engine)
+    await tick(w, 0)
+    await press_answer(w, w.elder, (await only_round(w)).id, need_help=False, minutes=3)
+    await tick(w, 24 * 60)
+    await tick(w, 24 * 60 + 90)
+    (msg,) = await messages(w, "al:%")
+    assert "Last answer: I'm fine, 11-28 09:03" in msg.payload["text"]
+
+
+async def test_without_duty_staff_all_committee_staff_are_alerted(engine):
+    w = await make_world(engine)
+    async with w.sessions() as s:
+        await cs.set_duty(s, await actor_of(s, w.duty), False)
+        await s.commit()
+    await tick(w, 0)
+    await tick(w, 90)
+    assert recipients(await messages(w, "al:%")) == {w.duty, w.colleague}
+
+
+async def test_unacknowledged_alert_goes_to_street_staff_then_family(engine):
+    w = await make_world(engine)
+    await tick(w, 0)
+    await tick(w, 90)
+    assert (await tick(w, 119)).escalated == 0
+    assert (await tick(w, 120)).escalated == 1
+    assert recipients(await messages(w, "al:%:L2:%")) == {w.street}
+    assert (await only_alert(w)).level == AlertLevel.street
+    assert (await tick(w, 149)).escalated == 0
+    assert (await tick(w, 150)).escalated == 1
+    family_msgs = await messages(w, "al:%:L3:%")
+    assert recipients(family_msgs) == {w.family}  # this elder's family only
+    assert "emergency contact" in family_msgs[0].payload["text"] or "紧急联系人" in family_msgs[0].payload["text"]
+    assert (await tick(w, 300)).escalated == 0  # nothing above the family
+
+
+async def test_acknowledged_alert_stops_escalating_and_reminds_the_acknowledger(engine):
+    w = await make_world(engine)
+    await tick(w, 0)
+    await tick(w, 90)
+    alert = await only_alert(w)
+    await ack(w, w.duty, alert.id, 100)
+    with pytest.raises(cs.CheckinError) as err:
+        await ack(w, w.colleague, alert.id, 101)
+    assert err.value.reason == "taken"
+    assert (await tick(w, 200)).escalated == 0
+    assert (await tick(w, 100 + 239)).resolve_reminded == 0
+    assert (await tick(w, 100 + 240)).resolve_reminded == 1
+    assert (await tick(w, 100 + 241)).resolve_reminded == 0
+    (reminder,) = await messages(w, "al:%:rr1:%")
+    assert reminder.account_id == w.duty and reminder.priority == Priority.alert
+    assert (await tick(w, 100 + 480)).resolve_reminded == 1  # again after another timeout
+    done = await resolve(w, w.duty, alert.id, AlertOutcome.safe, 600)
+    assert done.status == AlertStatus.resolved and done.outcome == AlertOutcome.safe
+    assert (await tick(w, 2000)).resolve_reminded == 0
+    with pytest.raises(cs.CheckinError) as err:
+        await resolve(w, w.duty, alert.id, AlertOutcome.safe, 601)
+    assert err.value.reason == "closed"
+    async with w.sessions() as s:
+        kinds = (await s.scalars(select(RoundEvent.kind).where(RoundEvent.round_id == alert.round_id)
+                                 .order_by(RoundEvent.at, RoundEvent.id))).all()
+    assert kinds == ["prompted", "alert_opened", "alert_sent", "acknowledged", "resolve_reminder_sent",
+                     "resolve_reminder_sent", "resolved"]
+
+
+async def test_need_help_alerts_at_once_with_highest_priority(engine):
+    w = await make_world(engine)
+    await tick(w, 0)
+    rnd = await only_round(w)
+    result = await press_answer(w, w.elder, rnd.id, need_help=True, minutes=2)
+    assert result.alert.reason == AlertReason.help and result.round.status == RoundStatus.help
+    (msg,) = await messages(w, "al:%")
+    assert msg.priority == Priority.alert and msg.account_id == w.duty and "I need help" in msg.payload["text"]
+    assert (await tick(w, 30)).reminded == 0  # answered: no reminder
+    # pressing it again does not alert twice
+    assert (await press_answer(w, w.elder, rnd.id, need_help=True, minutes=3)).already
+    assert len(await messages(w, "al:%")) == 1
+
+
+async def test_help_after_a_no_answer_alert_upgrades_it_for_everyone_told(engine):
+    w = await make_world(engine)
+    await tick(w, 0)
+    await tick(w, 90)
+    await tick(w, 120)  # street staff told too
+    await press_answer(w, w.elder, (await only_round(w)).id, need_help=True, minutes=125)
+    assert (await only_alert(w)).reason == AlertReason.help
+    assert recipients(await messages(w, "al:%:help:%")) == {w.duty, w.street}
+
+
+async def test_late_fine_after_an_alert_is_an_all_clear_for_everyone_alerted(engine):
+    w = await make_world(engine)
+    await tick(w, 0)
+    await tick(w, 90)
+    await tick(w, 120)
+    result = await press_answer(w, w.elder, (await only_round(w)).id, need_help=False, minutes=130)
+    assert result.all_clear
+    alert = await only_alert(w)
+    assert alert.status == AlertStatus.resolved and alert.outcome == AlertOutcome.all_clear
+    clear = await messages(w, "al:%:clear:%")
+    assert recipients(clear) == {w.duty, w.street} and all(m.priority == Priority.alert for m in clear)
+    assert (await tick(w, 200)).escalated == 0
+
+
+async def test_resolving_not_reachable_tells_the_family(engine):
+    w = await make_world(engine)
+    await tick(w, 0)
+    await tick(w, 90)
+    alert = await only_alert(w)
+    await resolve(w, w.duty, alert.id, AlertOutcome.not_reachable, 95)
+    assert recipients(await messages(w, "al:%:family:%")) == {w.family}
+
+
+async def test_blocked_elder_is_an_alert_through_the_sender_listener(engine):
+    w = await make_world(engine)
+    await tick(w, 0)
+    (prompt,) = await messages(w, "ci:%")
+    async with w.sessions() as s:  # what the sender does on a 403, then its listener
+        row = await outbox.mark_unreachable(s, prompt.id, error="Forbidden: bot was blocked by the user", now=at(1))
+        assert row is not None
+        await cs.on_round_unreachable(s, await s.get(OutboxMessage, prompt.id), at(1), cfg=CFG)
+        await s.commit()
+    alert = await only_alert(w)
+    assert alert.reason == AlertReason.unreachable
+    assert recipients(await messages(w, "al:%")) == {w.duty}
+    assert "cannot be reached" in (await messages(w, "al:%"))[0].payload["text"]
+
+
+async def test_blocked_elder_is_an_alert_at_the_next_tick_without_a_listener(engine):
+    w = await make_world(engine)
+    await tick(w, 0)
+    (prompt,) = await messages(w, "ci:%")
+    async with w.sessions() as s:
+        await outbox.mark_unreachable(s, prompt.id, error="Forbidden", now=at(1))
+        await s.commit()
+    report = await tick(w, 2)
+    assert report.unreachable == 1 and (await only_alert(w)).reason == AlertReason.unreachable
+    assert (await tick(w, 3)).unreachable == 0
+
+
+# --- who may press what ------------------------------------------------------------------------
+
+async def test_buttons_carry_ids_not_authority(engine):
+    w = await make_world(engine)
+    await tick(w, 0)
+    rnd = await only_round(w)
+    for account in (w.neighbour, w.duty, w.family):  # nobody answers for the elder
+        with pytest.raises(cs.CheckinError) as err:
+            await press_answer(w, account, rnd.id, need_help=False, minutes=1)
+        assert err.value.reason == "not_yours"
+    await tick(w, 90)
+    alert = await only_alert(w)
+    for account in (w.foreign, w.stranger_family, w.neighbour):  # other committee, other elder's family
+        with pytest.raises(cs.CheckinError) as err:
+            await ack(w, account, alert.id, 91)
+        assert err.value.reason == "not_found"
+    assert (await ack(w, w.family, alert.id, 92)).acknowledged_by_account_id == w.family  # this elder's family
+    assert (await resolve(w, w.street, alert.id, AlertOutcome.safe, 93)).resolved_by_account_id == w.street
+
+
+# --- enrolment, family, views, report ---------------------------------------------------------
+
+async def test_enrol_a_segment_once(engine):
+    w = await make_world(engine, enrol=False)
+    async with w.sessions() as s:
+        dx = await get_region(s, "DXYC")
+        result = await cs.enrol_segment(s, dx, "living_alone == true and age >= 70", now=at(-60), cfg=CFG,
+                                        minute=8 * 60 + 30)
+        await s.commit()
+        assert (result.matched, result.enrolled, result.already) == (1, 1, 0)
+        again = await cs.enrol_segment(s, dx, "living_alone == true and age >= 70", now=at(-50), cfg=CFG)
+        await s.commit()
+        assert (again.matched, again.enrolled, again.already) == (1, 0, 1)
+        (plan,) = (await s.scalars(select(CheckinPlan))).all()
+        assert plan.resident_id == w.zhao and plan.minute_of_day == 510 and plan.starts_on == date(2026, 11, 28)
+        from services.expressions import ExpressionError
+
+        with pytest.raises(ExpressionError):
+            await cs.enrol_segment(s, dx, "age >= ", now=at(0), cfg=CFG)
+
+
+async def test_family_invite_works_once(engine):
+    w = await make_world(engine)
+    async with w.sessions() as s:
+        code = await cs.create_family_invite(s, w.zhao, issued_by="elder", secret_key=SECRET, now=at(0))
+        await s.commit()
+        with pytest.raises(cs.CheckinError) as err:
+            await cs.redeem_family_invite(s, await s.get(Account, w.elder), code, secret_key=SECRET, now=at(1))
+        assert err.value.reason == "own_code"
+        resident = await cs.redeem_family_invite(s, await s.get(Account, w.colleague), code, secret_key=SECRET,
+                                                 now=at(1))
+        await s.commit()
+        assert resident.id == w.zhao
+        with pytest.raises(cs.CheckinError) as err:
+            await cs.redeem_family_invite(s, await s.get(Account, w.neighbour), code, secret_key=SECRET, now=at(2))
+        assert err.value.reason == "used_code"
+        old = await cs.create_family_invite(s, w.zhao, issued_by="staff", secret_key=SECRET, now=at(-8 * 24 * 60))
+        with pytest.raises(cs.CheckinError) as err:
+            await cs.redeem_family_invite(s, await s.get(Account, w.neighbour), old, secret_key=SECRET, now=at(2))
+        assert err.value.reason == "expired_code"
+        names = [c.name for c in await cs.list_contacts(s, w.zhao)]
+        assert names == ["女儿", "李干事"]
+    assert recipients(await messages(w, "famjoin:%")) == {w.elder}
+
+
+async def test_board_and_open_alerts_are_scoped(engine):
+    w = await make_world(engine)
+    await tick(w, 0)
+    await tick(w, 90)
+    alert = await only_alert(w)
+    async with w.sessions() as s:
+        own = await cs.board(s, await actor_of(s, w.duty), now=at(91), cfg=CFG)
+        (c,) = own.committees
+        assert own.day == date(2026, 11, 28) and len(c.alerted) == 1 and "赵桂兰" in c.alerted[0]
+        assert (await cs.board(s, await actor_of(s, w.foreign), now=at(91), cfg=CFG)).committees == []
+        assert len(await cs.open_alerts(s, await actor_of(s, w.street))) == 1
+        assert await cs.open_alerts(s, await actor_of(s, w.foreign)) == []
+        lines = await cs.round_history(s, await actor_of(s, w.duty), alert.id, cfg=CFG)
+        assert len(lines) == 3 and lines[0].startswith("11-28 09:00")  # asked, alert opened, alert sent
+
+
+async def test_weekly_report_counts_answer_rates(engine):
+    from openpyxl import load_workbook
+
+    w = await make_world(engine)
+    for day in range(7):
+        await tick(w, day * 24 * 60)
+        rounds = await messages(w, "ci:%:prompt")
+        if day % 2 == 0:
+            await press_answer(w, w.elder, rounds[-1].ref_id, need_help=False, minutes=day * 24 * 60 + 5)
+    async with w.sessions() as s:
+        dx = await get_region(s, "DXYC")
+        report = await cs.weekly_report(s, dx, date(2026, 12, 4))
+    assert report.start == date(2026, 11, 28) and [d.rounds for d in report.days] == [1] * 7
+    assert [d.ok for d in report.days] == [1, 0, 1, 0, 1, 0, 1]
+    assert "4/7" in report.text and report.png.startswith(b"\x89PNG")
+    sheet = load_workbook(io.BytesIO(report.xlsx)).active
+    assert sheet.cell(3, 1).value == "2026-11-28" and sheet.cell(3, 6).value == 100.0 and sheet.cell(4, 6).value == 0
+    assert sheet.cell(10, 2).value == 7  # the total row
+
+
+async def test_weekly_reports_go_out_once_per_committee_and_week(engine, tmp_path):
+    w = await make_world(engine)
+    await tick(w, 0)
+
+    class Cfg:
+        checkin_reminder_after, checkin_escalate_after = CFG.reminder_after, CFG.escalate_after
+        alert_ack_timeout, alert_resolve_timeout = CFG.ack_timeout, CFG.resolve_timeout
+        timezone, default_locale, data_dir = "Asia/Shanghai", "zh_Hans", tmp_path
+
+    monday = datetime(2026, 11, 30, 0, 30, tzinfo=UTC)  # 08:30 local
+    assert cs.weekly_reports_due(monday, CFG) and not cs.weekly_reports_due(at(0), CFG)
+    assert await cs.send_weekly_reports(w.sessions, Cfg, monday) == 1
+    assert await cs.send_weekly_reports(w.sessions, Cfg, monday + timedelta(minutes=1)) == 0
+    sent = await messages(w, "ciweek:%")
+    assert recipients(sent) == {w.duty, w.colleague} and len(sent) == 4
+    assert all(("photo" in m.payload) != ("document" in m.payload) for m in sent)
