@@ -46,15 +46,19 @@ async def checkin_job(rt: Runtime, stop_event: asyncio.Event) -> None:
     """Run :func:`checkin_tick` every ``settings.tick_interval`` until ``stop_event`` is set (a
     background task for processes without the scheduler, e.g. ``tests/checkin_worker.py``)."""
     interval = max(rt.settings.tick_interval.total_seconds(), 0.05)
+    loop = asyncio.get_running_loop()
     log.info("check-in ticks every %.1fs", interval)
+    next_at = loop.time()
     while not stop_event.is_set():
         try:
             await checkin_tick(rt, utcnow())
         except Exception:
             # The database went away, most likely: the next tick carries on from the database.
             log.exception("check-in tick failed")
+        # Fixed rate, not fixed delay: a slow tick does not push every later one back.
+        next_at = max(next_at + interval, loop.time())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop_event.wait(), timeout=interval)
+            await asyncio.wait_for(stop_event.wait(), timeout=next_at - loop.time())
 
 
 def register_sender_listeners(sender: OutboxSender, settings: Settings) -> None:

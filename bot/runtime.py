@@ -44,7 +44,7 @@ def listener_registrations() -> list[Callable[[OutboxSender, object], None]]:
 def scheduled_ticks(rt: Runtime) -> list[tuple[str, Tick, dict]]:
     """(name, tick, APScheduler trigger arguments) of every periodic job."""
     seconds = max(1.0, rt.settings.tick_interval.total_seconds())
-    jobs: list[tuple[str, Tick, dict]] = []
+    jobs: list[tuple[str, Tick, dict]] = [("notices", notices_tick, {"trigger": "interval", "seconds": seconds})]
     try:
         from bot.checkin_jobs import checkin_tick
     except ImportError:
@@ -52,6 +52,13 @@ def scheduled_ticks(rt: Runtime) -> list[tuple[str, Tick, dict]]:
     else:
         jobs.append(("checkins", checkin_tick, {"trigger": "interval", "seconds": seconds}))
     return jobs
+
+
+async def notices_tick(rt: Runtime, now: datetime) -> int:
+    from services import notices
+
+    async with rt.sessions() as session:
+        return await notices.tick(session, now)
 
 
 async def _run_tick(rt: Runtime, name: str, tick: Tick) -> None:

@@ -35,6 +35,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("checkin_family", N_("Family invite link for an enrolled resident"), "staff"),
     Command("checkins_week", N_("Weekly check-in report (chart + XLSX)"), "staff"),
     Command("duty", N_("Go on or off duty for check-in alerts"), "staff"),
+    Command("notice", N_("Write a notice to residents"), "staff"),
+    Command("notices", N_("Recent notices"), "staff"),
+    Command("notice_report", N_("Delivery report of a notice"), "staff"),
+    Command("notice_cancel", N_("Cancel a scheduled notice"), "staff"),
     Command("cancel", N_("Stop what you are doing"), "all"),
 )
 

@@ -23,6 +23,7 @@ from services.outbox import button
 from services.scope import Actor
 
 MAX_INPUT = 200
+NOT_COMMAND = ~F.text.startswith("/")  # a command typed mid-conversation goes to its own handler
 ROLE_NAMES = {"committee": N_("committee"), "street": N_("street"), "district": N_("district"), "admin": N_("admin")}
 
 
@@ -51,17 +52,17 @@ def router() -> Router:
     r.callback_query.register(consent, VerifyCb.filter(F.action == "consent"))
     r.callback_query.register(decline, VerifyCb.filter(F.action == "decline"))
     r.message.register(contact_shared, F.contact)
-    r.message.register(full_name_given, Verify.full_name, F.text)
-    r.message.register(id_last4_given, Verify.id_last4, F.text)
+    r.message.register(full_name_given, Verify.full_name, F.text, NOT_COMMAND)
+    r.message.register(id_last4_given, Verify.id_last4, F.text, NOT_COMMAND)
     r.callback_query.register(ask_code, VerifyCb.filter(F.action == "code"))
-    r.message.register(code_given, Verify.invite_code, F.text)
+    r.message.register(code_given, Verify.invite_code, F.text, NOT_COMMAND)
     r.callback_query.register(member_chosen, VerifyCb.filter(F.action == "member"))
     r.callback_query.register(new_member, VerifyCb.filter(F.action == "newmember"))
-    r.message.register(new_member_named, Verify.new_member_name, F.text)
+    r.message.register(new_member_named, Verify.new_member_name, F.text, NOT_COMMAND)
     r.callback_query.register(ask_review, VerifyCb.filter(F.action == "review"))
-    r.message.register(review_name_given, Verify.review_name, F.text)
-    r.message.register(review_address_given, Verify.review_address, F.text)
-    r.message.register(review_committee_given, Verify.review_committee, F.text)
+    r.message.register(review_name_given, Verify.review_name, F.text, NOT_COMMAND)
+    r.message.register(review_address_given, Verify.review_address, F.text, NOT_COMMAND)
+    r.message.register(review_committee_given, Verify.review_committee, F.text, NOT_COMMAND)
     r.callback_query.register(committee_chosen, VerifyCb.filter(F.action == "committee"))
     r.message.register(cancel, Command("cancel"), StateFilter("*"))
     r.message.register(not_text, StateFilter(Verify), ~F.text)

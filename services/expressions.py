@@ -30,7 +30,6 @@ from decimal import Decimal
 from typing import Any, ClassVar, Literal, TypeAlias
 
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
     Numeric,
     and_,
@@ -45,6 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.sqltypes import NullType
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from services.i18n import N_, _
@@ -125,7 +125,8 @@ class FieldSpec:
     ``sql(ctx)`` returns a column expression over ``Resident`` (None for fields that only exist
     in Python, such as questionnaire answers); ``py(resident, today)`` reads the value from a
     mapping (None = missing). ``choices`` maps accepted literals to stored values
-    (``"男"`` → ``"M"``); when set, other values are an error. ``integral`` numbers are whole.
+    (``"男"`` → ``"M"``); when set, other values are an error. ``py`` defaults to reading the
+    key ``name``. An "int" field holds whole numbers, so ``< 1500.5`` compiles to ``<= 1500``.
     """
 
     name: str
@@ -1137,7 +1138,7 @@ class _HasTagClause(ColumnElement[bool]):
     """
 
     inherit_cache = True
-    type = Boolean()
+    type = NullType()
     _traverse_internals: ClassVar = [("code", InternalTraversal.dp_string)]
 
     def __init__(self, code: str) -> None:
@@ -1153,13 +1154,13 @@ def _has_tag_exists(element: _HasTagClause, compiler, **kw) -> str:
     clause = (select(ResidentTag.id)
               .where(ResidentTag.resident_id == Resident.id, ResidentTag.tag_id.in_(_tag_ids(element.code)))
               .correlate(Resident).exists())
-    return compiler.process(clause, **kw)
+    return f"({compiler.process(clause, **kw)})"
 
 
 @compiles(_HasTagClause, "sqlite")
 def _has_tag_in(element: _HasTagClause, compiler, **kw) -> str:
     tagged = select(ResidentTag.resident_id).where(ResidentTag.tag_id.in_(_tag_ids(element.code)))
-    return compiler.process(Resident.id.in_(tagged), **kw)
+    return f"({compiler.process(Resident.id.in_(tagged), **kw)})"
 
 
 def _has_tag_sql(code: str) -> ColumnElement[bool]:

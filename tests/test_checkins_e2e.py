@@ -297,7 +297,8 @@ async def test_restart_after_sigkill_loses_no_round_and_alerts_on_time(stack, tm
         alert = await w.alert()
         due = rnd.opened_at + timedelta(seconds=escalate)
         # within one tick of its due time (plus a little for the tick's own work)
-        assert due <= alert.opened_at <= due + timedelta(seconds=tick_interval + 0.75)
+        late = (alert.opened_at - due).total_seconds()
+        assert 0 <= late <= tick_interval + 0.5, f"alert {late:.2f}s after its due time"
         # nothing lost, nothing doubled
         texts = [text_of(m) for m in await elder.bot_messages()]
         assert sum("How are you today?" in t for t in texts) == 1 and sum("Reminder" in t for t in texts) == 1

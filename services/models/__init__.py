@@ -27,6 +27,7 @@ from services.models.core import (
     Staff,
     StaffRole,
 )
+from services.models.notices import Notice, NoticeRecipient, NoticeStatus  # noqa: F401
 from services.models.outbox import FINAL_STATUSES, OutboxMessage, OutboxStatus  # noqa: F401
 from services.models.tags import ResidentTag, Segment, Tag, TagKind
 from services.models.verification import (  # noqa: F401

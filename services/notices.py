@@ -1,0 +1,304 @@
+"""Notices: compose, preview the audience, send now or at a time, track delivery and "Received".
+
+A notice's audience is the active, verified residents in the author's scope, narrowed to a tag or a
+saved segment. Releasing a notice writes its recipients and their outbox rows in one transaction;
+the outbox sender delivers them (broadcast priority, so alerts overtake them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services import audit
+from services.accounts import account_locale
+from services.i18n import _, use_locale
+from services.models import (
+    Account,
+    Notice,
+    NoticeRecipient,
+    NoticeStatus,
+    OutboxStatus,
+    Resident,
+    ResidentStatus,
+    Segment,
+)
+from services.outbox import MAX_CAPTION, MAX_TEXT, OutboxItem, Priority, button, enqueue_many, make_payload
+from services.scope import Actor, committee_ids_in_scope, resident_scope
+from services.segments import get_segment, segment_filter
+
+REF = "notice"
+REMINDER_REF = "notice_reminder"
+
+
+class NoticeError(ValueError):
+    """A translated reason why a notice cannot be created, sent or changed."""
+
+
+@dataclass
+class Audience:
+    kind: str  # committee / tag / segment
+    ref: str | None
+    expression: str | None  # None: everyone in scope
+
+
+async def audience(session: AsyncSession, actor: Actor, kind: str, ref: str | None) -> Audience:
+    """Resolve an audience choice to the expression it stands for (scoped; unknown refs refused)."""
+    if kind == "committee":
+        return Audience(kind, None, None)
+    if kind == "tag" and ref and ref.replace("_", "").isalnum():
+        return Audience(kind, ref, f'has_tag("{ref}")')
+    if kind == "segment" and ref and ref.isdigit():
+        segment = await get_segment(session, actor, int(ref))
+        if segment is not None:
+            return Audience(kind, ref, segment.expression)
+    raise NoticeError(_("This audience is not available."))
+
+
+def _audience_filter(actor: Actor, expression: str | None, today: date):
+    if expression is None:
+        return and_(resident_scope(actor), Resident.status == ResidentStatus.active)
+    return segment_filter(actor, expression, today)
+
+
+def _recipients_query(actor: Actor, expression: str | None, today: date):
+    """Accounts linked to matching active residents in scope (unverified accounts never match)."""
+    return (select(Account.id, Account.chat_id, Account.locale, Account.language_code)
+            .join(Resident, Resident.id == Account.resident_id)
+            .where(_audience_filter(actor, expression, today)))
+
+
+async def count_recipients(session: AsyncSession, actor: Actor, aud: Audience, today: date) -> tuple[int, int]:
+    """(residents in the audience, of whom reachable in the bot) — the preview's two numbers."""
+    residents = await session.scalar(select(func.count()).select_from(Resident)
+                                     .where(_audience_filter(actor, aud.expression, today))) or 0
+    reachable = await session.scalar(select(func.count()).select_from(
+        _recipients_query(actor, aud.expression, today).where(Account.unreachable_at.is_(None)).subquery())) or 0
+    return residents, reachable
+
+
+def _check_text(text: str, media_kind: str | None) -> str:
+    text = (text or "").strip()
+    limit = (MAX_CAPTION if media_kind else MAX_TEXT) - 100  # room for the heading
+    if not text:
+        raise NoticeError(_("A notice needs some text."))
+    if len(text) > limit:
+        raise NoticeError(_("The notice is too long: at most {n} characters.").format(n=limit))
+    return text
+
+
+async def create_notice(session: AsyncSession, actor: Actor, *, text: str, aud: Audience, now: datetime,
+                        send_at: datetime | None = None, media_kind: str | None = None,
+                        media_file_id: str | None = None) -> Notice:
+    """A staff member's notice, scheduled or released now. Only staff; scoped to their first region."""
+    if not actor.is_staff:
+        raise NoticeError(_("Only committee staff can send notices."))
+    if send_at is not None and send_at <= now:
+        raise NoticeError(_("The send time must be in the future."))
+    grant = actor.staff[0]
+    notice = Notice(region_id=grant.region_id, author_account_id=actor.account_id,
+                    text=_check_text(text, media_kind), media_kind=media_kind, media_file_id=media_file_id,
+                    audience_kind=aud.kind, audience_ref=aud.ref, audience_expression=aud.expression,
+                    status=NoticeStatus.scheduled, send_at=send_at or now, created_at=now)
+    session.add(notice)
+    await session.flush()
+    audit.record(session, "notice.create", now=now, actor_account_id=actor.account_id, target_type="notice",
+                 target_id=notice.id, region_id=grant.region_id,
+                 detail={"audience": aud.kind, "scheduled": send_at is not None})
+    if send_at is None:
+        await release(session, notice, actor, now)
+    return notice
+
+
+def _payload(notice: Notice, locale: str) -> dict:
+    with use_locale(locale):
+        received = button(_("Received ✓"), callback_data=f"nr:{notice.id}")
+        heading = _("📢 Notice from your committee")
+    text = f"<b>{heading}</b>\n{notice.text}"
+    media = {"file_id": notice.media_file_id} if notice.media_file_id else None
+    return make_payload(text, buttons=[[received]], photo=media if notice.media_kind == "photo" else None,
+                        document=media if notice.media_kind == "document" else None)
+
+
+async def release(session: AsyncSession, notice: Notice, actor: Actor, now: datetime) -> int:
+    """Write recipients and enqueue their messages; idempotent (keys are per notice and account)."""
+    rows = (await session.execute(_recipients_query(actor, notice.audience_expression, now.date()))).all()
+    payloads: dict[str, dict] = {}
+    items = []
+    for account_id, chat_id, locale, language_code in rows:
+        loc = account_locale(Account(locale=locale, language_code=language_code))
+        payload = payloads.get(loc) or payloads.setdefault(loc, _payload(notice, loc))
+        items.append(OutboxItem(key=f"notice:{notice.id}:{account_id}", chat_id=chat_id, payload=payload,
+                                priority=Priority.broadcast, account_id=account_id, ref_type=REF, ref_id=notice.id))
+    if rows:
+        await session.execute(_insert_ignore(session, NoticeRecipient),
+                              [{"notice_id": notice.id, "account_id": r[0]} for r in rows])
+    await enqueue_many(session, items, now=now)
+    notice.status = NoticeStatus.sent
+    notice.released_at = now
+    notice.recipients = len(rows)
+    await session.flush()
+    return len(rows)
+
+
+def _insert_ignore(session: AsyncSession, model):
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model).on_conflict_do_nothing()
+
+
+async def _author_actor(session: AsyncSession, notice: Notice) -> Actor:
+    from services.scope import load_staff_grants
+
+    grants = await load_staff_grants(session, notice.author_account_id) if notice.author_account_id else []
+    return Actor(account=await session.get(Account, notice.author_account_id) if notice.author_account_id else None,
+                 staff=[g for g in grants if g.region_id == notice.region_id] or grants)
+
+
+async def tick(session: AsyncSession, now: datetime) -> int:
+    """Release scheduled notices that are due; safe in several processes (a release is claimed)."""
+    due = (await session.scalars(select(Notice.id).where(Notice.status == NoticeStatus.scheduled,
+                                                         Notice.send_at <= now))).all()
+    released = 0
+    for notice_id in due:
+        claimed = await session.execute(update(Notice).where(Notice.id == notice_id,
+                                                             Notice.status == NoticeStatus.scheduled)
+                                        .values(status=NoticeStatus.draft))
+        if claimed.rowcount != 1:
+            continue
+        notice = await session.get(Notice, notice_id)
+        await session.refresh(notice)
+        actor = await _author_actor(session, notice)
+        if not actor.staff:  # the author lost their staff role: the notice is not sent
+            notice.status = NoticeStatus.cancelled
+            continue
+        await release(session, notice, actor, now)
+        released += 1
+    await session.commit()
+    return released
+
+
+def _notices_in_scope(actor: Actor):
+    sub = committee_ids_in_scope(actor)
+    from services.models import Region
+
+    if not actor.is_staff or sub is None:
+        return None
+    paths = actor.region_paths()
+    from sqlalchemy import or_
+
+    return Notice.region_id.in_(select(Region.id).where(or_(*[Region.path.startswith(p, autoescape=True)
+                                                               for p in paths])))
+
+
+async def get_notice(session: AsyncSession, actor: Actor, notice_id: int) -> Notice:
+    cond = _notices_in_scope(actor)
+    notice = None if cond is None else await session.scalar(select(Notice).where(Notice.id == notice_id, cond))
+    if notice is None:
+        raise NoticeError(_("There is no notice #{id} in your area.").format(id=notice_id))
+    return notice
+
+
+async def cancel_notice(session: AsyncSession, actor: Actor, notice_id: int, now: datetime) -> Notice:
+    """Cancel a scheduled notice before its send time (a sent one cannot be recalled)."""
+    notice = await get_notice(session, actor, notice_id)
+    if notice.status != NoticeStatus.scheduled:
+        raise NoticeError(_("Only a notice that has not been sent yet can be cancelled."))
+    notice.status = NoticeStatus.cancelled
+    audit.record(session, "notice.cancel", now=now, actor_account_id=actor.account_id, target_type="notice",
+                 target_id=notice.id, region_id=notice.region_id)
+    await session.flush()
+    return notice
+
+
+@dataclass
+class NoticeReport:
+    notice: Notice
+    recipients: int
+    sent: int
+    pending: int
+    failed: int
+    unreachable: int
+    received: int
+
+
+async def report(session: AsyncSession, actor: Actor, notice_id: int) -> NoticeReport:
+    """Live delivery figures of one notice in the actor's scope."""
+    from services.models import OutboxMessage
+
+    notice = await get_notice(session, actor, notice_id)
+    counts = dict.fromkeys(OutboxStatus, 0)
+    for status, n in await session.execute(
+            select(OutboxMessage.status, func.count()).where(OutboxMessage.ref_type == REF,
+                                                             OutboxMessage.ref_id == notice.id)
+            .group_by(OutboxMessage.status)):
+        counts[OutboxStatus(status)] = n
+    received = await session.scalar(select(func.count()).select_from(NoticeRecipient).where(
+        NoticeRecipient.notice_id == notice.id, NoticeRecipient.received_at.is_not(None))) or 0
+    return NoticeReport(notice, notice.recipients, counts[OutboxStatus.sent],
+                        counts[OutboxStatus.pending] + counts[OutboxStatus.sending], counts[OutboxStatus.failed],
+                        counts[OutboxStatus.unreachable], received)
+
+
+async def mark_received(session: AsyncSession, actor: Actor, notice_id: int, now: datetime) -> bool:
+    """The recipient pressed Received; only a recipient of that notice can, and only once counts."""
+    if actor.account is None:
+        return False
+    result = await session.execute(update(NoticeRecipient).where(
+        NoticeRecipient.notice_id == notice_id, NoticeRecipient.account_id == actor.account_id,
+        NoticeRecipient.received_at.is_(None)).values(received_at=now))
+    if result.rowcount:
+        return True
+    exists = await session.scalar(select(NoticeRecipient.id).where(
+        NoticeRecipient.notice_id == notice_id, NoticeRecipient.account_id == actor.account_id))
+    if exists is None:
+        raise NoticeError(_("This notice was not sent to you."))
+    return False
+
+
+async def remind_unconfirmed(session: AsyncSession, actor: Actor, notice_id: int, now: datetime) -> int:
+    """Send the notice once more to those who got it but have not pressed Received; only once."""
+    from services.models import OutboxMessage
+
+    notice = await get_notice(session, actor, notice_id)
+    if notice.reminded_at is not None:
+        raise NoticeError(_("A reminder was already sent for this notice."))
+    rows = (await session.execute(
+        select(Account.id, Account.chat_id, Account.locale, Account.language_code)
+        .join(NoticeRecipient, and_(NoticeRecipient.account_id == Account.id, NoticeRecipient.notice_id == notice.id))
+        .join(OutboxMessage, and_(OutboxMessage.ref_type == REF, OutboxMessage.ref_id == notice.id,
+                                  OutboxMessage.account_id == Account.id, OutboxMessage.status == OutboxStatus.sent))
+        .where(NoticeRecipient.received_at.is_(None)))).all()
+    items = []
+    for account_id, chat_id, locale, language_code in rows:
+        loc = account_locale(Account(locale=locale, language_code=language_code))
+        payload = _payload(notice, loc)
+        with use_locale(loc):
+            payload["text"] = _("Reminder: please confirm you have read this notice.") + "\n" + payload["text"]
+        items.append(OutboxItem(key=f"notice:{notice.id}:remind:{account_id}", chat_id=chat_id, payload=payload,
+                                priority=Priority.broadcast, account_id=account_id, ref_type=REMINDER_REF,
+                                ref_id=notice.id))
+    await enqueue_many(session, items, now=now)
+    notice.reminded_at = now
+    await session.flush()
+    return len(items)
+
+
+async def list_notices(session: AsyncSession, actor: Actor, limit: int = 10) -> list[Notice]:
+    cond = _notices_in_scope(actor)
+    if cond is None:
+        return []
+    return list((await session.scalars(select(Notice).where(cond).order_by(Notice.id.desc()).limit(limit))).all())
+
+
+async def audience_choices(session: AsyncSession, actor: Actor) -> tuple[list, list[Segment]]:
+    """Tags and saved segments the actor may address."""
+    from services.segments import list_segments
+    from services.tags import list_tags
+
+    return await list_tags(session, actor), await list_segments(session, actor)
