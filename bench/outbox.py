@@ -1,9 +1,10 @@
 """Outbox sender benchmark: a broadcast through the sandbox under Telegram-like flood limits.
 
-    python -m bench outbox [--quick] [--n N] [--rate 29] [--skip-pg]
+    python -m bench outbox [--quick] [--n N] [--rate 25] [--skip-pg]
 
 1. SQLite file, one sender process: N recipients (10,000; ``--quick``: 600) plus a few chats that
-   get several messages (per-chat spacing), at the configured rate, against a sandbox that answers
+   get several messages (per-chat spacing), at the configured rate (default: the setting's default,
+   25 msg/s; ``--rate 29`` leaves one message a second of room), against a sandbox that answers
    429 above 30 msg/s overall or 1 msg/s per chat. An alert is enqueued half-way.
 2. PostgreSQL (``BENCH_DATABASE_URL``, default the local ``test`` database), the same with two
    sender processes at rate / 2 each, sharing the outbox through SKIP LOCKED. Tables live in a
@@ -80,9 +81,10 @@ async def _worker(args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     gc.freeze()  # aiogram's many models need no scanning: keeps collector pauses short
     print("ready", flush=True)
-    await loop.run_in_executor(None, sys.stdin.readline)  # "go": start together, after the imports
     try:
-        await sender.run(stop)
+        # "go" on stdin: all senders start together, after their imports (EOF: the bench is gone).
+        if await loop.run_in_executor(None, sys.stdin.readline):
+            await sender.run(stop)
     finally:
         await bot.session.close()
         await engine.dispose()
@@ -326,11 +328,18 @@ async def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_rate() -> float:
+    from bot.settings import Settings
+
+    return float(Settings.model_fields["outbox_rate"].default)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench outbox", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="600 recipients instead of 10,000")
     parser.add_argument("--n", type=int, default=None, help="number of recipients")
-    parser.add_argument("--rate", type=float, default=29.0, help="configured total rate, msg/s")
+    parser.add_argument("--rate", type=float, default=_default_rate(),
+                        help="configured total rate, msg/s (default: the OUTBOX_RATE setting's default)")
     parser.add_argument("--skip-pg", action="store_true")
     # Internal: run one sender process.
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

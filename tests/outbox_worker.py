@@ -50,10 +50,10 @@ async def main(argv: list[str] | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print("ready", flush=True)
-    if args.wait_for_go:
-        await loop.run_in_executor(None, sys.stdin.readline)
     try:
-        await sender.run(stop)
+        # Without "go" (stdin closed: whoever started us is gone) there is nothing to do.
+        if not args.wait_for_go or await loop.run_in_executor(None, sys.stdin.readline):
+            await sender.run(stop)
     finally:
         await bot.session.close()
         await engine.dispose()

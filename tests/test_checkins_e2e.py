@@ -26,6 +26,8 @@ from services.models import (
     AlertStatus,
     CheckinPlan,
     CheckinRound,
+    OutboxMessage,
+    OutboxStatus,
     Resident,
     RoundStatus,
     Staff,
@@ -247,6 +249,18 @@ async def test_elder_changes_time_and_pauses_from_the_menu(world):
 
 # --- restart: a real bot process killed with SIGKILL -------------------------------------------
 
+async def wait_sent(w: World, key_suffix: str, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with w.sessions() as s:
+            status = await s.scalar(select(OutboxMessage.status).where(
+                OutboxMessage.idempotency_key.like(f"ci:%{key_suffix}")))
+        if status == OutboxStatus.sent:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{key_suffix} not marked sent ({status})"
+        await asyncio.sleep(0.05)
+
+
 def _log(path: Path):
     return path.open("ab")
 
@@ -288,6 +302,9 @@ async def test_restart_after_sigkill_loses_no_round_and_alerts_on_time(stack, tm
         await _go(first)
         await elder.wait_for_message(has("How are you today?"), timeout=15)
         await elder.wait_for_message(has("Reminder"), timeout=15)
+        # Kill once the reminder is recorded as sent: killing between Telegram's "ok" and that mark
+        # would re-send it (the outbox's documented in-flight window), which is not what this tests.
+        await wait_sent(w, ":remind")
         first.send_signal(signal.SIGKILL)
         await first.wait()
         rnd = await w.round()

@@ -302,6 +302,14 @@ async def test_rows_for_one_chat_are_spaced_by_the_per_chat_rate(server, bot, fa
     assert server.sandbox.stats()["too_many_requests"] == 0
 
 
+async def unsent(engine) -> int:
+    # A deferred (read) transaction: the sender process must not wait for the test's lock.
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(sqlite_deferred=True)
+        return await conn.scalar(select(func.count()).select_from(OutboxMessage)
+                                 .where(OutboxMessage.status != OutboxStatus.sent))
+
+
 async def test_killed_sender_resends_its_window_and_loses_nothing(server, tmp_path, sqlite_engine):
     factory = session_factory(sqlite_engine)
     db_url = str(sqlite_engine.url)
@@ -327,27 +335,25 @@ async def test_killed_sender_resends_its_window_and_loses_nothing(server, tmp_pa
         await go(first)
         async with asyncio.timeout(60):
             await eventually(lambda: sent() >= 600)
-    finally:
         os.kill(first.pid, signal.SIGKILL)
         await first.wait()
-    assert first.returncode == -signal.SIGKILL
-    assert sent() < len(uids), "the worker finished before it could be killed"
+        assert sent() < len(uids), "the worker finished before it could be killed"
 
-    try:
-        await go(second)
+        await go(second)  # the restart
         async with asyncio.timeout(60):
             while True:
-                async with sqlite_engine.connect() as conn:
-                    conn = await conn.execution_options(sqlite_deferred=True)
-                    left = await conn.scalar(select(func.count()).select_from(OutboxMessage)
-                                             .where(OutboxMessage.status != OutboxStatus.sent))
-                if left == 0:
+                if not await unsent(sqlite_engine):
                     break
                 await asyncio.sleep(0.1)
-    finally:
         second.send_signal(signal.SIGTERM)
         _, err = await second.communicate()
-    assert second.returncode == 0, err.decode()[-2000:]
+        assert second.returncode == 0, err.decode()[-2000:]
+    finally:
+        for proc in (first, second):
+            if proc.returncode is None:
+                proc.kill()
+                await proc.communicate()
+    assert first.returncode == -signal.SIGKILL
 
     received = {uid: len(server.bot_texts(uid)) for uid in uids}
     assert min(received.values()) >= 1

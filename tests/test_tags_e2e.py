@@ -1,0 +1,93 @@
+"""Tags and segments in the bot: tag a resident, build a segment, watch the count change; errors with
+their position in both languages; residents cannot use staff commands."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html import escape
+
+from services.i18n import translate
+from services.tags import ensure_default_tags, recompute_rule_tags
+from tests.test_verification import make_staff, seed_registry, texts
+
+
+async def _setup(stack):
+    await seed_registry(stack.sessions)
+    async with stack.session() as s:
+        await ensure_default_tags(s)
+        await recompute_rule_tags(s, datetime.now(UTC))
+        await s.commit()
+
+
+async def test_tag_resident_and_segment_count_changes(stack):
+    await _setup(stack)
+    staff = await make_staff(stack, lang="en")
+    await staff.send('/segment has_tag("volunteer")')
+    assert "<b>0</b> residents match." in await texts(staff)
+    await staff.send("/tag 3-2-201 volunteer")
+    assert "Several residents match" in await texts(staff)
+    await staff.press("王秀英 (3-2-201)")
+    assert "Tag volunteer added." in (await staff.last_message())["text"]
+    await staff.send("/tag 赵桂兰 volunteer")
+    assert "Tag volunteer added." in await texts(staff)
+    await staff.send('/segment_save 志愿者 = has_tag("volunteer")')
+    assert 'Segment "志愿者" saved: 2 residents now.' in await texts(staff)
+    await staff.send("/untag 赵桂兰 volunteer")
+    await staff.send("/segments")
+    assert "<b>志愿者</b> · 1 ·" in await texts(staff)
+    await staff.send('/segment has_tag("lives_alone") and age >= 80')
+    out = await texts(staff)
+    assert "<b>1</b> residents match." in out and "赵桂兰" in out
+    await staff.send("/tag 赵桂兰 lives_alone")
+    assert "cannot be set by hand" in await texts(staff)
+
+
+async def test_bad_expression_error_has_position_in_both_languages(stack):
+    await _setup(stack)
+    for lang in ("en", "zh-hans"):
+        staff = await make_staff(stack, f"staff-{lang}", lang=lang)
+        await staff.send("/segment agee >= 80")
+        out = await texts(staff)
+        locale = "en" if lang == "en" else "zh_Hans"
+        head = translate(locale, "column {column}: {message}").format(
+            column=1, message=translate(locale, 'unknown field "{name}" — did you mean "{hint}"?').format(
+                name="agee", hint="age"))
+        assert escape(head) in out and "<pre>agee &gt;= 80\n^</pre>" in out
+
+
+async def test_residents_cannot_use_staff_commands(stack):
+    await _setup(stack)
+    user = await stack.client.create_user("Res", language_code="en")
+    for command in ("/tag 3-2-201 volunteer", "/segment age >= 80", "/tags", "/notice"):
+        await user.send(command)
+        assert "for committee staff only" in await texts(user)
+
+
+async def test_tagging_outside_scope_changes_nothing(stack):
+    await _setup(stack)
+    foreign = await make_staff(stack, "冯书记", "FLSQ", "en")
+    await foreign.send("/tag 王秀英 volunteer")
+    assert "Nobody matching" in await texts(foreign)
+    from sqlalchemy import select
+
+    from services.models import Resident
+
+    async with stack.session() as s:
+        wang = await s.scalar(select(Resident).where(Resident.name == "王秀英"))
+    await foreign.send("/help")
+    forged = await foreign.callback((await foreign.last_message())["message_id"], f"tg:1:{wang.id}:volunteer")
+    assert forged["callback_query_id"]
+    assert "outside your area" in (await foreign.last_message())["text"]
+    async with stack.session() as s:
+        from services.tags import resident_tag_codes
+
+        assert "volunteer" not in await resident_tag_codes(s, await staff_actor(s, "DXYC"), wang.id)
+
+
+async def staff_actor(session, region_code: str):
+    """An in-memory committee-staff actor of a region (for checking state behind the bot's back)."""
+    from services.regions import get_region
+    from services.scope import Actor, StaffGrant
+
+    region = await get_region(session, region_code)
+    return Actor(staff=[StaffGrant(0, "committee", region.id, region.path, region.code, region.name)])
