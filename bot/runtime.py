@@ -44,7 +44,10 @@ def listener_registrations() -> list[Callable[[OutboxSender, object], None]]:
 def scheduled_ticks(rt: Runtime) -> list[tuple[str, Tick, dict]]:
     """(name, tick, APScheduler trigger arguments) of every periodic job."""
     seconds = max(1.0, rt.settings.tick_interval.total_seconds())
-    jobs: list[tuple[str, Tick, dict]] = [("notices", notices_tick, {"trigger": "interval", "seconds": seconds})]
+    jobs: list[tuple[str, Tick, dict]] = [
+        ("notices", notices_tick, {"trigger": "interval", "seconds": seconds}),
+        ("rule_tags", rule_tags_tick, {"trigger": "cron", "hour": 3, "minute": 10}),
+    ]
     try:
         from bot.checkin_jobs import checkin_tick
     except ImportError:
@@ -61,6 +64,15 @@ async def notices_tick(rt: Runtime, now: datetime) -> int:
         return await notices.tick(session, now)
 
 
+async def rule_tags_tick(rt: Runtime, now: datetime) -> None:
+    """Nightly: ages change, so "aged 80+" and friends are recomputed for everyone."""
+    from services.tags import recompute_rule_tags
+
+    async with rt.sessions() as session:
+        await recompute_rule_tags(session, now)
+        await session.commit()
+
+
 async def _run_tick(rt: Runtime, name: str, tick: Tick) -> None:
     try:
         await tick(rt, datetime.now(UTC))
@@ -71,8 +83,9 @@ async def _run_tick(rt: Runtime, name: str, tick: Tick) -> None:
 async def scheduler_job(rt: Runtime, stop: asyncio.Event) -> None:
     scheduler = AsyncIOScheduler(timezone=rt.settings.timezone)
     for name, tick, trigger in scheduled_ticks(rt):
+        first = {"next_run_time": datetime.now(UTC)} if trigger["trigger"] == "interval" else {}
         scheduler.add_job(_run_tick, args=(rt, name, tick), id=name, max_instances=1, coalesce=True,
-                          misfire_grace_time=None, next_run_time=datetime.now(UTC), **trigger)
+                          misfire_grace_time=None, **first, **trigger)
     scheduler.start()
     try:
         await stop.wait()

@@ -54,7 +54,10 @@ def synthetic_rows(n: int, *, seed: int = 7, phone_prefix: str = "1390000", comp
 
 async def seed_demo(session: AsyncSession, *, secret_key: str, now: datetime, residents: int = 300) -> bool:
     """Create the demo hierarchy and residents if the database has no residents yet; idempotent."""
+    from services.tags import ensure_default_tags
+
     await ensure_demo_regions(session)
+    await ensure_default_tags(session)
     await session.commit()
     if await session.scalar(select(func.count()).select_from(Resident)):
         return False

@@ -321,6 +321,9 @@ async def import_registry(
         progress(count)
     if flag_missing:
         report.flagged = await _flag_missing(session, committee, now)
+    from services.tags import recompute_rule_tags
+
+    await recompute_rule_tags(session, now, [committee.id])  # rule tags follow the new registry at once
     audit.record(session, "registry.import", now=now, actor_account_id=actor_account_id,
                  target_type="region", target_id=committee.id, region_id=committee.id,
                  detail={"imported": report.imported, "updated": report.updated, "flagged": report.flagged,
