@@ -31,7 +31,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from bot.app import open_runtime, run_polling
     from bot.runtime import add_background_jobs
 
-    settings = _settings()
+    settings = args.settings
     rt = await open_runtime(settings)
     add_background_jobs(rt)
     await run_polling(rt)
@@ -41,14 +41,14 @@ async def cmd_run(args: argparse.Namespace) -> int:
 async def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
-    await run_demo(_settings(), host=args.host, port=args.port)
+    await run_demo(args.settings, host=args.host, port=args.port)
     return 0
 
 
 async def cmd_db(args: argparse.Namespace) -> int:
     from bot.migrate import current_revision, downgrade, head_revision, upgrade
 
-    settings = _settings()
+    settings = args.settings
     engine = await _engine(settings, migrate=False)
     try:
         if args.action == "upgrade":
@@ -65,7 +65,7 @@ async def cmd_regions(args: argparse.Namespace) -> int:
     from bot.db import session_factory
     from services.regions import ensure_demo_regions, parse_regions_csv, upsert_regions
 
-    settings = _settings()
+    settings = args.settings
     engine = await _engine(settings)
     try:
         async with session_factory(engine)() as session:
@@ -139,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from bot.logs import configure_logging
 
+    if args.command != "i18n":
+        args.settings = _settings()  # first, so that a bad value is the only thing printed
+        from services.i18n import set_locale
+
+        set_locale(args.settings.default_locale)
     configure_logging(args.verbose)
     if args.command == "regions" and args.action == "import" and not args.file:
         print("regions import: FILE is required", file=sys.stderr)

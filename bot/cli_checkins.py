@@ -8,14 +8,13 @@ from datetime import UTC, datetime
 
 
 async def cmd_checkins(args: argparse.Namespace) -> int:
-    from bot.cli import _settings
     from bot.cli_registry import _committee, _open
     from services import checkins as cs
     from services.expressions import ExpressionError
     from services.i18n import use_locale
     from services.models import Resident
 
-    settings = _settings()
+    settings = args.settings
     cfg = cs.CheckinConfig.of(settings)
     engine, sessions = await _open(settings)
     try:

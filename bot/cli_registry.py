@@ -28,10 +28,9 @@ async def _committee(session, code: str):
 
 
 async def cmd_registry(args: argparse.Namespace) -> int:
-    from bot.cli import _settings
     from services.registry import RowError, export_registry_xlsx, import_registry, read_rows
 
-    settings = _settings()
+    settings = args.settings
     engine, sessions = await _open(settings)
     try:
         async with sessions() as session:
@@ -71,11 +70,10 @@ async def cmd_registry(args: argparse.Namespace) -> int:
 async def cmd_invites(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from bot.cli import _settings
     from services.models import Household
     from services.verification import create_household_invites, format_code
 
-    settings = _settings()
+    settings = args.settings
     engine, sessions = await _open(settings)
     try:
         async with sessions() as session:
@@ -105,12 +103,11 @@ async def cmd_invites(args: argparse.Namespace) -> int:
 
 
 async def cmd_staff(args: argparse.Namespace) -> int:
-    from bot.cli import _settings
     from services.models import StaffRole
     from services.regions import get_region
     from services.verification import create_staff_invite
 
-    settings = _settings()
+    settings = args.settings
     engine, sessions = await _open(settings)
     try:
         async with sessions() as session:
@@ -132,11 +129,15 @@ async def cmd_staff(args: argparse.Namespace) -> int:
 
 def add_commands(sub) -> None:
     p = sub.add_parser("registry", help="import or export a committee's resident registry",
-                       description="`registry import --committee CODE FILE` (CSV UTF-8 with or without BOM, or "
-                                   "XLSX; English or Chinese headers) or `registry export --committee CODE [FILE]`.")
-    p.add_argument("action", choices=["import", "export"])
-    p.add_argument("--committee", required=True, help="committee region code")
-    p.add_argument("file", nargs="?")
+                       description="Import (CSV UTF-8 with or without BOM, or XLSX; English or Chinese headers) "
+                                   "or export (XLSX, no ID numbers) a committee's registry.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    imp = actions.add_parser("import", help="registry import --committee CODE FILE")
+    imp.add_argument("--committee", required=True, help="committee region code")
+    imp.add_argument("file")
+    exp = actions.add_parser("export", help="registry export --committee CODE [FILE]")
+    exp.add_argument("--committee", required=True, help="committee region code")
+    exp.add_argument("file", nargs="?")
     p.set_defaults(func=cmd_registry)
 
     p = sub.add_parser("invites", help="household invite codes",

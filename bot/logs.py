@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-QUIET = ("aiosqlite", "sqlalchemy.engine", "asyncpg", "aiohttp.access")
+QUIET = ("aiosqlite", "sqlalchemy.engine", "asyncpg", "aiohttp.access", "alembic.runtime.plugins")
 
 
 def quiet_drivers() -> None:

@@ -1,0 +1,112 @@
+"""The command line as a newcomer uses it: --help, bad settings, db upgrade, registry import, and the
+README's demo command brought up for real and chatted with through its sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.i18n_tools import compile_all, problems
+from bot.sandbox.client import SandboxClient
+from services.i18n import LOCALES, translate
+from tests.seed import DXYC_CSV
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=full_env,
+                          cwd=cwd or ROOT, timeout=120)
+
+
+def test_help_of_every_command():
+    out = cli("--help")
+    assert out.returncode == 0
+    for command in ("run", "demo", "db", "regions", "registry", "invites", "staff", "i18n"):
+        assert command in out.stdout
+        sub = cli(command, "--help")
+        assert sub.returncode == 0, sub.stderr
+        assert "usage: communitybot " + command in sub.stdout
+
+
+def test_bad_setting_stops_with_one_line_naming_it(tmp_path):
+    out = cli("db", "current", env={"TIMEZONE": "Mars/Olympus", "DATA_DIR": str(tmp_path)})
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("configuration error: TIMEZONE:")
+    out = cli("db", "current", env={"DATABASE_URL": "mysql://x", "DATA_DIR": str(tmp_path)})
+    assert out.returncode == 2 and "DATABASE_URL" in out.stderr
+    out = cli("run", env={"BOT_TOKEN": "", "DATA_DIR": str(tmp_path), "TELEGRAM_API_BASE": ""})
+    assert out.returncode != 0 and "BOT_TOKEN" in out.stderr
+
+
+def test_db_upgrade_regions_and_registry_import(tmp_path):
+    env = {"DATA_DIR": str(tmp_path), "DATABASE_URL": "", "SECRET_KEY": "cli-test-key"}
+    out = cli("db", "upgrade", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "database at revision" in out.stdout
+    assert cli("regions", "demo", env=env).returncode == 0
+    csv = tmp_path / "registry.csv"
+    csv.write_text("\ufeff" + DXYC_CSV + "没有身份证,13800000000,123,丁香苑,1,1,1,X,否\n", encoding="utf-8")
+    out = cli("registry", "import", "--committee", "DXYC", str(csv), env={**env, "DEFAULT_LOCALE": "en"})
+    assert out.returncode == 0, out.stderr
+    assert "imported 5" in out.stdout and "rejected 1" in out.stdout and "line 7" in out.stdout
+    out = cli("registry", "import", "--committee", "NOPE", str(csv), env=env)
+    assert out.returncode == 2 and "no committee" in out.stderr
+    out = cli("invites", "create", "--committee", "DXYC", "--household", "DX-3-2-201", "--count", "2", env=env)
+    assert out.returncode == 0 and out.stdout.count("start=inv_") == 2
+    out = cli("staff", "invite", "--region", "DXYC", "--role", "committee", env=env)
+    assert out.returncode == 0 and "start=staff_" in out.stdout
+
+
+def test_catalogues_are_complete_and_compile():
+    for locale in LOCALES:
+        assert problems(locale) == [], f"untranslated or fuzzy entries in {locale}"
+    assert all(path.exists() for path in compile_all())
+
+
+async def test_demo_command_serves_the_web_chat_and_the_bot(tmp_path):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "demo", "--port", "0", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, env={**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": ""})
+    try:
+        url = None
+        async with asyncio.timeout(120):
+            while url is None:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "demo exited early"
+                if m := re.search(r"open (http://\S+) in your browser", line):
+                    url = m[1]
+        async with SandboxClient(url) as client:
+            page = await client.request("GET", "/sandbox/api/users")
+            assert page == []
+            user = await client.create_user("新邻居")
+            await user.send("/start")
+            # the demo handles updates as tasks, so wait for the answers rather than for confirmation
+            welcome = (await user.wait_for_message(timeout=30))["text"]
+            assert welcome.startswith(translate("zh_Hans", "Welcome to Community Cloud, {name}!\n"
+                                                "I connect residents with their neighbourhood committee: notices, "
+                                                "discussions and polls, benefits you may qualify for, and daily "
+                                                "check-ins for elderly neighbours.\nSend /help to see what I can "
+                                                "do.").format(name="新邻居")[:8])
+            await user.send("/lang en")
+            await user.wait_for_message(lambda m: "Language set to English." in m["text"], timeout=30)
+            await user.send("/help")
+            await user.wait_for_message(lambda m: "/help — What I can do" in m["text"], timeout=30)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    if proc.returncode not in (0, 130, -signal.SIGINT):
+        pytest.fail(f"demo exited with {proc.returncode}")
