@@ -16,9 +16,10 @@ from handlers.keyboards import inline
 from services import verification as vs
 from services.i18n import _
 from services.identity import mask_phone
+from services.models import ResidentStatus
 from services.notify import notify
-from services.registry import export_registry_xlsx
-from services.residents import committees_in_scope, find_household, find_residents
+from services.registry import confirm_resident, export_registry_xlsx
+from services.residents import committees_in_scope, find_household, find_residents, get_resident
 from services.scope import Actor
 
 MAX_INVITES = 50
@@ -27,6 +28,10 @@ MAX_INVITES = 50
 class ReviewCb(CallbackData, prefix="vr"):
     id: int
     decision: str  # a / r
+
+
+class ConfirmCb(CallbackData, prefix="rc"):
+    id: int
 
 
 class StaffOnly(Filter):
@@ -51,6 +56,7 @@ def router() -> Router:
     r.message.register(invite, Command("invite"), only)
     r.message.register(whois, Command("whois"), only)
     r.message.register(export, Command("export"), only)
+    r.callback_query.register(confirm_moved, ConfirmCb.filter(), only)
     return r
 
 
@@ -132,8 +138,27 @@ async def whois(message: Message, command: CommandObject, actor: Actor, session:
         await message.answer(_("Nobody matching {query} in your area.").format(query=escape(query)))
         return
     lines = [f"{escape(r.name)} · {r.building or '?'}-{r.unit + '-' if r.unit else ''}{r.room or '?'} · "
-             f"{mask_phone(r.phone)} · {r.status.value}" for r in found]
-    await message.answer("\n".join(lines))
+             f"{mask_phone(r.phone)} · {status_name(r.status)}" for r in found]
+    moved = [r for r in found if r.status == ResidentStatus.moved_out]
+    keyboard = inline([[(_("✓ {name} still lives here").format(name=r.name), ConfirmCb(id=r.id).pack())]
+                       for r in moved]) if moved else None
+    await message.answer("\n".join(lines), reply_markup=keyboard)
+
+
+def status_name(status: ResidentStatus) -> str:
+    return {ResidentStatus.active: _("active"), ResidentStatus.moved_out: _("moved out? (missing from the last "
+                                                                           "import)"),
+            ResidentStatus.withdrawn: _("withdrew (/forget)")}[status]
+
+
+async def confirm_moved(query: CallbackQuery, callback_data: ConfirmCb, actor: Actor, session: AsyncSession,
+                        now: datetime) -> None:
+    resident = await get_resident(session, actor, callback_data.id)
+    if resident is None:
+        await query.answer(_("This resident does not exist or is outside your area."), show_alert=True)
+        return
+    await confirm_resident(session, resident, actor_account_id=actor.account_id, now=now)
+    await query.answer(_("Confirmed: {name} keeps resident rights.").format(name=resident.name), show_alert=True)
 
 
 async def export(message: Message, command: CommandObject, actor: Actor, session: AsyncSession) -> None:

@@ -276,3 +276,42 @@ async def test_staff_are_notified_of_requests_and_residents_of_decisions(seeded)
         await user.bot_messages_since_last_action())[0]["text"]
     account = await account_of(seeded, user)
     assert account.resident_id is not None
+
+
+async def test_staff_invite_whois_and_confirm_a_moved_out_resident(seeded):
+    staff = await make_staff(seeded, lang="en")
+    await staff.send("/invite DX-3-2-201 2")
+    out = await texts(staff)
+    assert out.count("start=inv_") == 2 and "valid 30 days" in out
+    await staff.send("/invite 99-9-999")
+    assert "No household 99-9-999 in your area." in await texts(staff)
+    await staff.send("/invite")
+    assert "Usage: /invite" in await texts(staff)
+    without_zhao = "\n".join(line for line in DXYC_CSV.splitlines() if "赵桂兰" not in line)
+    async with seeded.session() as s:
+        await import_registry(s, await get_region(s, "DXYC"), read_text_rows(without_zhao), secret_key=SECRET,
+                              now=datetime.now(UTC))
+    await staff.send("/whois 赵")
+    out = await texts(staff)
+    assert "赵桂兰" in out and "moved out?" in out and "+86138****8003" in out and "13800138003" not in out
+    await staff.press("✓ 赵桂兰 still lives here")
+    async with seeded.session() as s:
+        assert (await s.scalar(select(Resident).where(Resident.name == "赵桂兰"))).status == ResidentStatus.active
+    foreign = await make_staff(seeded, "冯书记", "FLSQ", "en")
+    await foreign.send("/whois 赵")
+    assert "Nobody matching" in await texts(foreign)
+
+
+async def test_second_claim_of_a_resident_goes_to_review_as_conflict(seeded):
+    first = await seeded.client.create_user("Wang1", language_code="en", phone_number="+8613800138001")
+    second = await seeded.client.create_user("Wang2", language_code="en", phone_number="+8613800138001")
+    for user in (first, second):
+        await consent(user, "en")
+        await user.share_contact()
+        await user.send("王秀英")
+        await user.send(ID_WANG[-4:])
+    assert "already linked to another account" in await texts(second)
+    assert (await account_of(seeded, second)).resident_id is None
+    staff = await make_staff(seeded, lang="en")
+    await staff.send("/pending")
+    assert "conflicting claim: 王秀英" in await texts(staff)
