@@ -24,6 +24,7 @@ from services.i18n import _
 from services.models import AlertOutcome, AlertStatus
 from services.residents import committees_in_scope, find_residents, get_resident
 from services.scope import Actor
+from services.segments import list_segments
 
 MAX_CHOICES = 10
 MAX_LINES = 30
@@ -438,6 +439,9 @@ async def enrol(message: Message, command: CommandObject, actor: Actor, session:
             await message.answer(_("Which committee? Add --committee &lt;code&gt;. In your area: {names}")
                                  .format(names=names))
             return
+        # A saved segment (services.segments) may be named instead of written out.
+        saved = {seg.name: seg.expression for seg in await list_segments(session, actor)}
+        expression = saved.get(expression, expression)
         try:
             result = await cs.enrol_segment(session, committees[0], expression, now=now, cfg=cfg, minute=minute,
                                             days=days, by_account_id=actor.account_id)

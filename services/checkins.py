@@ -46,6 +46,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -825,31 +826,32 @@ def _payload_sql(session: AsyncSession, payload: dict[str, Any], id_text: Column
     return expr  # SQLite keeps JSON as text
 
 
-async def _enqueue_elder_messages(session: AsyncSession, cfg: CheckinConfig, kind: str, token: str,
+async def _enqueue_elder_messages(session: AsyncSession, cfg: CheckinConfig, kind: str, rounds: ColumnElement[bool],
                                   now: datetime) -> int:
-    """Queue the prompt (or reminder) of every round this tick step touched, one statement per locale."""
+    """Queue the prompt (or reminder) of the rounds a tick step just touched, in one statement.
+
+    The round's ``opened_at`` / ``reminded_at`` and these outbox rows (with their delivery status)
+    are the history of these two bulk steps: no event row per elder is written for them."""
     id_text = cast(CheckinRound.id, String)
-    total = 0
+    payloads = {}
     for locale in LOCALES:
         with use_locale(locale):
-            payload = _elder_payload(kind)
-        src = (
-            select(literal("ci:", String) + id_text + literal(f":{kind}", String), Account.chat_id, Account.id,
-                   literal(int(Priority.checkin)), _payload_sql(session, payload, id_text),
-                   literal(OutboxStatus.pending.value), literal(now, UTCDateTime()), literal(0),
-                   literal(REF_ROUND), CheckinRound.id, literal(now, UTCDateTime()))
-            .join(Account, Account.id == CheckinRound.account_id)
-            .where(CheckinRound.tick_token == token, _locale_of_account(cfg.default_locale) == locale)
-        )
-        stmt = _insert(session, OutboxMessage).from_select(
-            ["idempotency_key", "chat_id", "account_id", "priority", "payload", "status", "not_before", "attempts",
-             "ref_type", "ref_id", "created_at"], src).on_conflict_do_nothing(index_elements=["idempotency_key"])
-        total += (await session.execute(stmt)).rowcount or 0
-    events = _insert(session, RoundEvent).from_select(
-        ["round_id", "at", "kind", "target_account_id"],
-        select(CheckinRound.id, literal(now, UTCDateTime()), literal("prompted" if kind == "prompt" else "reminded"),
-               CheckinRound.account_id).where(CheckinRound.tick_token == token))
-    await session.execute(events)
+            payloads[locale] = _payload_sql(session, _elder_payload(kind), id_text)
+    locale_of = _locale_of_account(cfg.default_locale)
+    payload = case(*((locale_of == locale, sql) for locale, sql in payloads.items() if locale != LOCALES[0]),
+                   else_=payloads[LOCALES[0]])
+    src = (
+        select(literal("ci:", String) + id_text + literal(f":{kind}", String), Account.chat_id, Account.id,
+               literal(int(Priority.checkin)), payload, literal(OutboxStatus.pending.value),
+               literal(now, UTCDateTime()), literal(0), literal(REF_ROUND), CheckinRound.id,
+               literal(now, UTCDateTime()))
+        .join(Account, Account.id == CheckinRound.account_id)
+        .where(rounds)
+    )
+    stmt = _insert(session, OutboxMessage).from_select(
+        ["idempotency_key", "chat_id", "account_id", "priority", "payload", "status", "not_before", "attempts",
+         "ref_type", "ref_id", "created_at"], src).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    total = (await session.execute(stmt)).rowcount or 0
     return total
 
 
@@ -870,26 +872,40 @@ async def open_rounds(session: AsyncSession, cfg: CheckinConfig, now: datetime) 
                or_(CheckinPlan.paused_until.is_(None), CheckinPlan.paused_until < today),
                Resident.status == ResidentStatus.active, ~exists.exists())
     )
+    # The anti-join keeps later ticks of the day cheap; the UNIQUE key (ON CONFLICT DO NOTHING) is
+    # what makes concurrent ticks safe.
     stmt = _insert(session, CheckinRound).from_select(
         ["plan_id", "resident_id", "committee_id", "account_id", "local_date", "status", "opened_at", "tick_token"],
         src).on_conflict_do_nothing(index_elements=["plan_id", "local_date"])
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        # When PostgreSQL believes checkin_rounds is (nearly) empty — a first big day — it answers
+        # the anti-join by re-scanning the table once per plan, a table this very statement is
+        # filling: quadratic (minutes for 100,000 plans). Without sequential scans it probes the
+        # UNIQUE (plan_id, local_date) index instead. SET LOCAL ends with the transaction.
+        await session.execute(text("SET LOCAL enable_seqscan = off"))
     opened = (await session.execute(stmt)).rowcount or 0
+    if postgres:
+        await session.execute(text("SET LOCAL enable_seqscan = on"))
     if opened:
-        await _enqueue_elder_messages(session, cfg, "prompt", token, now)
+        # (status, opened_at) is indexed; the token tells this tick's rows from another's at the same now.
+        mine = and_(CheckinRound.status == RoundStatus.pending, CheckinRound.opened_at == now,
+                    CheckinRound.tick_token == token)
+        await _enqueue_elder_messages(session, cfg, "prompt", mine, now)
     return opened
 
 
 async def send_reminders(session: AsyncSession, cfg: CheckinConfig, now: datetime) -> int:
     """One reminder for each round unanswered after ``reminder_after`` (not if the alert is due too)."""
     token = uuid.uuid4().hex
-    stmt = (update(CheckinRound)
-            .where(CheckinRound.status == RoundStatus.pending, CheckinRound.opened_at <= now - cfg.reminder_after,
-                   CheckinRound.opened_at > now - cfg.escalate_after)
+    window = and_(CheckinRound.opened_at <= now - cfg.reminder_after, CheckinRound.opened_at > now - cfg.escalate_after)
+    stmt = (update(CheckinRound).where(CheckinRound.status == RoundStatus.pending, window)
             .values(status=RoundStatus.reminded, reminded_at=now, tick_token=token)
             .execution_options(synchronize_session=False))
     reminded = (await session.execute(stmt)).rowcount or 0
     if reminded:
-        await _enqueue_elder_messages(session, cfg, "remind", token, now)
+        mine = and_(CheckinRound.status == RoundStatus.reminded, window, CheckinRound.tick_token == token)
+        await _enqueue_elder_messages(session, cfg, "remind", mine, now)
     return reminded
 
 
@@ -1171,20 +1187,25 @@ async def round_history(session: AsyncSession, actor: Actor, alert_id: int, *, c
                         limit: int = 60) -> list[str]:
     """The history of an alert's round as lines in the current locale (same reach as the buttons)."""
     alert = await _alert_in_reach(session, actor, alert_id)
-    rows = await session.execute(
-        select(RoundEvent).where(RoundEvent.round_id == alert.round_id).order_by(RoundEvent.at, RoundEvent.id)
-        .limit(limit))
-    events = rows.scalars().all()
-    ids = {i for e in events for i in (e.actor_account_id, e.target_account_id) if i}
+    rnd = await session.get(CheckinRound, alert.round_id)
+    # (at, order, kind, actor, target, detail); the two bulk steps live on the round itself.
+    steps: list[tuple[datetime, int, str, int | None, int | None, dict]] = [
+        (rnd.opened_at, 0, "prompted", None, rnd.account_id, {})]
+    if rnd.reminded_at is not None:
+        steps.append((rnd.reminded_at, 0, "reminded", None, rnd.account_id, {}))
+    rows = await session.scalars(
+        select(RoundEvent).where(RoundEvent.round_id == rnd.id).order_by(RoundEvent.at, RoundEvent.id).limit(limit))
+    steps += [(e.at, e.id, e.kind, e.actor_account_id, e.target_account_id, e.detail or {}) for e in rows]
+    steps.sort(key=lambda step: (step[0], step[1]))
+    ids = {i for step in steps for i in step[3:5] if i}
     names = {a.id: _account_name(a) for a in (await session.scalars(select(Account).where(Account.id.in_(ids))))}
     lines = []
-    for e in events:
-        parts = [_fmt(cfg, e.at), _(_EVENT_NAMES.get(e.kind, e.kind))]
-        if e.actor_account_id:
-            parts.append(names.get(e.actor_account_id, "?"))
-        if e.target_account_id:
-            parts.append(names.get(e.target_account_id, "?"))
-        detail = e.detail or {}
+    for at, _order, kind, actor_id, target_id, detail in steps:
+        parts = [_fmt(cfg, at), _(_EVENT_NAMES.get(kind, kind))]
+        if actor_id:
+            parts.append(names.get(actor_id, "?"))
+        if target_id:
+            parts.append(names.get(target_id, "?"))
         if "answer" in detail:
             parts.append(_(ANSWER_NAMES.get(detail["answer"], detail["answer"])))
         if "outcome" in detail:
@@ -1234,7 +1255,8 @@ async def weekly_stats(session: AsyncSession, committee_id: int, start: date, en
                func.sum(case((CheckinRound.answer == "ok", 1), else_=0)),
                func.sum(case((CheckinRound.answer == "help", 1), else_=0)),
                func.sum(case((CheckinRound.alerted_at.is_not(None), 1), else_=0)))
-        .where(CheckinRound.committee_id == committee_id, CheckinRound.local_date.between(start, end))
+        .where(CheckinRound.plan_id.in_(select(CheckinPlan.id).where(CheckinPlan.committee_id == committee_id)),
+               CheckinRound.local_date.between(start, end))
         .group_by(CheckinRound.local_date))
     found = {d: DayStats(d, n, int(ok or 0), int(hlp or 0), int(al or 0)) for d, n, ok, hlp, al in rows}
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]

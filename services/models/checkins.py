@@ -11,6 +11,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     Enum,
@@ -90,17 +91,20 @@ class CheckinRound(Base):
 
     __tablename__ = "checkin_rounds"
     __table_args__ = (
+        # Also the way in for the board and the weekly report (plans of a committee → their rounds).
         UniqueConstraint("plan_id", "local_date"),
-        # The tick's "what is waiting for an answer" and the board's "today in this committee".
+        # The tick's "what is waiting for an answer". Kept to these two: a tick may insert 100,000 rows.
         Index("ix_checkin_rounds_status_opened", "status", "opened_at"),
-        Index("ix_checkin_rounds_committee_date", "committee_id", "local_date"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("checkin_plans.id", ondelete="CASCADE"))
-    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), index=True)
-    committee_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
-    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    # Copies of the plan's resident and committee, and the elder's account when the round opened.
+    # Deliberately without foreign keys: the plan's key already ties the round to the resident, and
+    # each foreign key costs a lookup per row when a tick opens 100,000 rounds in one statement.
+    resident_id: Mapped[int] = mapped_column(BigInteger)
+    committee_id: Mapped[int] = mapped_column(BigInteger)
+    account_id: Mapped[int | None] = mapped_column(BigInteger)
     local_date: Mapped[date] = mapped_column(Date)
     status: Mapped[RoundStatus] = mapped_column(Enum(RoundStatus, native_enum=False, length=16))
     opened_at: Mapped[datetime]  # when the prompt was queued; the reminder and alert count from here
@@ -108,9 +112,10 @@ class CheckinRound(Base):
     alerted_at: Mapped[datetime | None]
     answer: Mapped[str | None] = mapped_column(String(8))  # "ok" / "help", the latest answer
     answered_at: Mapped[datetime | None]
-    # Which tick call touched the row last: the follow-up statements of a set-based step (queue the
-    # prompts, write the history) pick exactly the rows their own step inserted or updated.
-    tick_token: Mapped[str | None] = mapped_column(String(32), index=True)
+    # Which tick call touched the row last: the follow-up statement of a set-based step (queue the
+    # prompts or reminders) picks exactly the rows its own step inserted or updated. Not indexed (every
+    # index costs when 100,000 rounds open at once): the follow-up finds them by (status, opened_at).
+    tick_token: Mapped[str | None] = mapped_column(String(32))
 
 
 class Alert(Base):
@@ -148,8 +153,10 @@ class RoundEvent(Base):
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("checkin_alerts.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(32))
-    actor_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
-    target_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    # Account ids as they were (no foreign key: the history outlives a /forget, and the prompts'
+    # events are written 100,000 at a time).
+    actor_account_id: Mapped[int | None] = mapped_column(BigInteger)
+    target_account_id: Mapped[int | None] = mapped_column(BigInteger)
     detail: Mapped[dict | None] = mapped_column(JSON)
 
 
