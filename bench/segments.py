@@ -278,7 +278,7 @@ def python_loop(rows: list[dict], tags: dict[int, set[str]]) -> dict[str, dict]:
 def pg_engine(url: str, jit: bool) -> AsyncEngine:
     if url.startswith(("postgres://", "postgresql://")):
         url = "postgresql+asyncpg://" + url.split("://", 1)[1]
-    settings = {"search_path": SCHEMA} | ({} if jit else {"jit": "off"})
+    settings = {"search_path": SCHEMA, "jit": "on" if jit else "off"}
     return create_engine(url, pool_size=2, connect_args={"server_settings": settings})
 
 

@@ -26,7 +26,13 @@ def create_engine(url: str, **kwargs) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    # JIT compilation costs more than these short queries take; segment counts with has_tag()
+    # semi-joins want their hash table in memory rather than a rescan per row.
+    connect_args = kwargs.pop("connect_args", {})
+    settings = connect_args.setdefault("server_settings", {})
+    settings.setdefault("jit", "off")
+    settings.setdefault("work_mem", "64MB")
+    return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, false, select
+from sqlalchemy.ext.compiler import compiles
 
 from services.models import Account, Region, Resident, ResidentStatus, Staff, StaffRole
 
@@ -72,10 +73,40 @@ def committee_ids_in_scope(actor: Actor):
     return None
 
 
+class _ScanColumn(ColumnElement):
+    """A column SQLite must not use an index for (rendered ``+col``; unchanged elsewhere).
+
+    For a street, district or city scope the committee filter keeps most rows; SQLite would still
+    walk the committee index and fetch rows one by one, several times slower than scanning.
+    """
+
+    inherit_cache = True
+
+    def __init__(self, column) -> None:
+        self.column = column
+        self.type = column.type
+
+
+@compiles(_ScanColumn)
+def _scan_default(element, compiler, **kw):
+    return compiler.process(element.column, **kw)
+
+
+@compiles(_ScanColumn, "sqlite")
+def _scan_sqlite(element, compiler, **kw):
+    return "+" + compiler.process(element.column, **kw)
+
+
+def _wide(actor: Actor) -> bool:
+    """True when a staff scope reaches above one committee (street, district or city)."""
+    return any(g.role != StaffRole.committee for g in actor.staff)
+
+
 def resident_scope(actor: Actor) -> ColumnElement[bool]:
     """Filter over ``Resident`` rows that this actor may see."""
     if actor.staff:
-        return Resident.committee_id.in_(committee_ids_in_scope(actor))
+        column = _ScanColumn(Resident.committee_id) if _wide(actor) else Resident.committee_id
+        return column.in_(committee_ids_in_scope(actor))
     if actor.is_verified:
         return Resident.committee_id == actor.resident.committee_id
     return false()

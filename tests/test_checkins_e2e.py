@@ -330,3 +330,15 @@ async def test_restart_after_sigkill_loses_no_round_and_alerts_on_time(stack, tm
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_staff_enrol_a_segment_from_the_bot(world):
+    w = world
+    await w.duty.send("/checkin_enrol --segment living_alone == true and age >= 70 --time 08:00")
+    assert "1 residents match; 1 newly enrolled, 0 already enrolled." in text_of(await w.duty.last_message())
+    await w.duty.send("/checkin_enrol --segment age >= ")
+    assert "That expression has an error" in text_of(await w.duty.last_message())
+    await w.elder.send("/checkin_enrol 5-1-102")  # residents may not
+    assert "for committee staff only" in text_of(await w.elder.last_message())
+    async with w.sessions() as s:
+        assert (await s.scalar(select(CheckinPlan))).minute_of_day == 480
