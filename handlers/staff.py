@@ -133,7 +133,7 @@ async def whois(message: Message, command: CommandObject, actor: Actor, session:
     if not query:
         await message.answer(_("Usage: /whois &lt;name or room&gt;, e.g. /whois 王 or /whois 3-201"))
         return
-    found = await find_residents(session, actor, query)
+    found = await find_residents(session, actor, query, active_only=False)
     if not found:
         await message.answer(_("Nobody matching {query} in your area.").format(query=escape(query)))
         return

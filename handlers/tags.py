@@ -18,6 +18,7 @@ from services import tags as ts
 from services.expressions import ExpressionError
 from services.i18n import _
 from services.models import TagKind
+from services.residents import find_residents
 from services.scope import Actor
 
 PREVIEW = 10
@@ -75,7 +76,7 @@ async def tag_command(message: Message, command: CommandObject, actor: Actor, se
     if code is None:
         await message.answer(_("Unknown tag \"{code}\". Send /tags for the dictionary.").format(code=escape(parts[-1])))
         return
-    found = await ts.find_residents(session, actor, " ".join(parts[:-1]), limit=8)
+    found = await find_residents(session, actor, " ".join(parts[:-1]), limit=8)
     if not found:
         await message.answer(_("Nobody matching {query} in your area.").format(query=escape(" ".join(parts[:-1]))))
         return

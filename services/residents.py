@@ -3,36 +3,65 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.models import Household, Region, Resident
+from services.models import Household, Region, Resident, ResidentStatus
 from services.scope import Actor, committee_ids_in_scope, resident_scope
 
-# "3-201", "3号楼201", "3幢2单元201", "3/2/201": building, optional unit, room.
-_ROOM = re.compile(r"^\s*(\w+?)\s*(?:号楼|幢|栋|#|-|/|\s)\s*(?:(\w+?)\s*(?:单元|-|/)\s*)?(\w+?)\s*(?:室|号)?\s*$")
+_ROOM_DASH = re.compile(r"^(\w+?)\s*[-－/]\s*(?:(\w+?)\s*[-－/]\s*)?(\w+)$")
+_ROOM_CN = re.compile(r"^(\w+?)\s*(?:号楼|号|栋|幢|楼)\s*(?:(\w+?)\s*单元)?\s*(\w+?)\s*(?:室|号)?$")
 
 
-def parse_room(text: str) -> tuple[str, str | None, str] | None:
-    m = _ROOM.match(text)
-    return (m[1], m[2], m[3]) if m else None
+@dataclass(frozen=True, slots=True)
+class RoomQuery:
+    building: str
+    unit: str | None
+    room: str
 
 
-async def find_residents(session: AsyncSession, actor: Actor, query: str, limit: int = 10) -> list[Resident]:
-    """Residents in scope by exact room (``3-201``, ``3号楼201``), or name containing the query."""
-    q = query.strip()[:50]
-    if not q:
+def parse_room(text: str) -> RoomQuery | None:
+    """``3-201``, ``3-2-201``, ``3号楼201``, ``3号楼2单元201室`` → building, unit, room."""
+    text = text.strip()
+    for pattern in (_ROOM_DASH, _ROOM_CN):
+        m = pattern.match(text)
+        if m and any(ch.isdigit() for ch in m.group(3)):
+            return RoomQuery(m.group(1), m.group(2), m.group(3))
+    return None
+
+
+def room_filter(room: RoomQuery):
+    conds = [Resident.building == room.building, Resident.room == room.room]
+    if room.unit:
+        conds.append(Resident.unit == room.unit)
+    return and_(*conds)
+
+
+async def find_residents(session: AsyncSession, actor: Actor, query: str, limit: int = 20, *,
+                         active_only: bool = True) -> list[Resident]:
+    """Residents in the actor's scope matching a room (``3-201``, ``3号楼201``) or a name (exact
+    matches first, then names containing the text); only active ones unless ``active_only=False``."""
+    query = query.strip()[:50]
+    if not query:
         return []
-    conds = [Resident.name.contains(q, autoescape=True)]
-    room = parse_room(q)
-    if room:
-        building, unit, number = room
-        c = and_(Resident.building == building, Resident.room == number)
-        conds.append(and_(c, Resident.unit == unit) if unit else c)
-    stmt = (select(Resident).where(resident_scope(actor), or_(*conds))
-            .order_by(Resident.building, Resident.unit, Resident.room, Resident.name).limit(limit))
-    return list((await session.scalars(stmt)).all())
+    base = select(Resident).where(resident_scope(actor))
+    if active_only:
+        base = base.where(Resident.status == ResidentStatus.active)
+    order = (Resident.building, Resident.unit, Resident.room, Resident.name, Resident.id)
+    room = parse_room(query)
+    if room is not None:
+        found = list(await session.scalars(base.where(room_filter(room)).order_by(*order).limit(limit)))
+        if found:
+            return found
+    exact = list(await session.scalars(base.where(Resident.name == query).order_by(*order).limit(limit)))
+    if len(exact) >= limit:
+        return exact
+    more = await session.scalars(
+        base.where(Resident.name.contains(query, autoescape=True), Resident.name != query)
+        .order_by(*order).limit(limit - len(exact)))
+    return exact + list(more)
 
 
 async def get_resident(session: AsyncSession, actor: Actor, resident_id: int) -> Resident | None:
@@ -48,10 +77,9 @@ async def find_household(session: AsyncSession, actor: Actor, text: str) -> Hous
     q = text.strip()[:64]
     hh = await session.scalar(select(Household).where(Household.code == q, Household.committee_id.in_(scope)))
     if hh is None and (room := parse_room(q)):
-        building, unit, number = room
-        conds = [Household.building == building, Household.room == number, Household.committee_id.in_(scope)]
-        if unit:
-            conds.append(Household.unit == unit)
+        conds = [Household.building == room.building, Household.room == room.room, Household.committee_id.in_(scope)]
+        if room.unit:
+            conds.append(Household.unit == room.unit)
         rows = (await session.scalars(select(Household).where(*conds).limit(2))).all()
         hh = rows[0] if len(rows) == 1 else None
     return hh

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, delete, exists, insert, literal, null, or_, select, true
+from sqlalchemy import delete, exists, insert, literal, null, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
@@ -25,6 +25,7 @@ from services.expressions import ExpressionError, compile_sql, parse, tags_used
 from services.i18n import _
 from services.identity import normalize_phone
 from services.models import Region, Resident, ResidentStatus, ResidentTag, Tag, TagKind, UTCDateTime
+from services.residents import parse_room, room_filter
 from services.scope import Actor, resident_scope
 
 # Rule tags count ages on the committees' calendar, not UTC's.
@@ -248,56 +249,6 @@ async def resident_tag_codes(session: AsyncSession, actor: Actor, resident_id: i
 # ---------------------------------------------------------------------------------------------
 # Finding residents by name or room
 
-_ROOM_DASH = re.compile(r"^(\w+?)\s*[-－/]\s*(?:(\w+?)\s*[-－/]\s*)?(\w+)$")
-_ROOM_CN = re.compile(r"^(\w+?)\s*(?:号楼|号|栋|幢|楼)\s*(?:(\w+?)\s*单元)?\s*(\w+?)\s*(?:室|号)?$")
-
-
-@dataclass(frozen=True, slots=True)
-class RoomQuery:
-    building: str
-    unit: str | None
-    room: str
-
-
-def parse_room(text: str) -> RoomQuery | None:
-    """``3-201``, ``3-2-201``, ``3号楼201``, ``3号楼2单元201室`` → building, unit, room."""
-    text = text.strip()
-    for pattern in (_ROOM_DASH, _ROOM_CN):
-        m = pattern.match(text)
-        if m and any(ch.isdigit() for ch in m.group(3)):
-            return RoomQuery(m.group(1), m.group(2), m.group(3))
-    return None
-
-
-def _room_filter(room: RoomQuery):
-    conds = [Resident.building == room.building, Resident.room == room.room]
-    if room.unit:
-        conds.append(Resident.unit == room.unit)
-    return and_(*conds)
-
-
-async def find_residents(session: AsyncSession, actor: Actor, query: str, limit: int = 20) -> list[Resident]:
-    """Active residents in the actor's scope matching a room (``3-201``, ``3号楼201``) or a name
-    (exact matches first, then names containing the text)."""
-    query = query.strip()
-    if not query:
-        return []
-    base = select(Resident).where(resident_scope(actor), Resident.status == ResidentStatus.active)
-    order = (Resident.building, Resident.unit, Resident.room, Resident.name, Resident.id)
-    room = parse_room(query)
-    if room is not None:
-        found = list(await session.scalars(base.where(_room_filter(room)).order_by(*order).limit(limit)))
-        if found:
-            return found
-    exact = list(await session.scalars(base.where(Resident.name == query).order_by(*order).limit(limit)))
-    if len(exact) >= limit:
-        return exact
-    more = await session.scalars(
-        base.where(Resident.name.contains(query, autoescape=True), Resident.name != query)
-        .order_by(*order).limit(limit - len(exact)))
-    return exact + list(more)
-
-
 # ---------------------------------------------------------------------------------------------
 # Rule tags
 
@@ -423,7 +374,7 @@ async def _resolve_line(session: AsyncSession, actor: Actor, cells: dict[str, st
         if room is None:
             raise TagError(_("\"{value}\" is not a room such as 3-201.").format(value=cells["room"]))
         rows = list(await session.scalars(
-            base.where(Resident.name == cells["name"], _room_filter(room)).limit(2)))
+            base.where(Resident.name == cells["name"], room_filter(room)).limit(2)))
     else:
         raise TagError(_("Give a resident number, a phone number, or a name and a room."))
     if not rows:

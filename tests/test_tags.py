@@ -23,6 +23,7 @@ from services.models import (
     TagKind,
 )
 from services.regions import ensure_demo_regions
+from services.residents import find_residents, parse_room
 from services.scope import Actor, load_staff_grants
 from services.tags import (
     DEFAULT_TAGS,
@@ -31,9 +32,7 @@ from services.tags import (
     bulk_tag_csv,
     define_tag,
     ensure_default_tags,
-    find_residents,
     list_tags,
-    parse_room,
     recompute_rule_tags,
     resident_tag_codes,
     tag_resident,
