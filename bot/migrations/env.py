@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -14,12 +15,23 @@ config = context.config
 target_metadata = Base.metadata
 
 
+# For developers writing one revision per feature: ALEMBIC_ONLY_TABLES=a,b,c limits autogenerate.
+_ONLY = {t for t in os.environ.get("ALEMBIC_ONLY_TABLES", "").split(",") if t}
+
+
+def _include(obj, name, type_, reflected, compare_to) -> bool:
+    if not _ONLY or type_ != "table":
+        return True
+    return name in _ONLY
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=_include,
     )
     with context.begin_transaction():
         context.run_migrations()
