@@ -98,10 +98,11 @@ class CheckinRound(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    plan_id: Mapped[int] = mapped_column(ForeignKey("checkin_plans.id", ondelete="CASCADE"))
+    # No foreign keys on this table, deliberately: each costs a lookup per row when a tick opens
+    # 100,000 rounds in one statement (~1 s on PostgreSQL). Rounds are an append-mostly log; plans are
+    # never deleted (unenrolling deactivates them) and the UNIQUE key ties a round to its plan.
+    plan_id: Mapped[int] = mapped_column(BigInteger)
     # Copies of the plan's resident and committee, and the elder's account when the round opened.
-    # Deliberately without foreign keys: the plan's key already ties the round to the resident, and
-    # each foreign key costs a lookup per row when a tick opens 100,000 rounds in one statement.
     resident_id: Mapped[int] = mapped_column(BigInteger)
     committee_id: Mapped[int] = mapped_column(BigInteger)
     account_id: Mapped[int | None] = mapped_column(BigInteger)
