@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from aiogram import F, Router
+from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 
+from handlers.commands import COMMANDS
 from services.i18n import _
 
 MAX_TEXT = 4096
@@ -12,10 +14,16 @@ MAX_TEXT = 4096
 
 def router() -> Router:
     r = Router(name="fallback")
+    staff_commands = [c.name for c in COMMANDS if c.audience == "staff"]
+    r.message.register(staff_only, Command(*staff_commands))
     r.message.register(unknown_command, F.text.startswith("/"))
     r.message.register(anything_else)
     r.callback_query.register(stale_button)
     return r
+
+
+async def staff_only(message: Message) -> None:
+    await message.answer(_("This command is for committee staff only."))
 
 
 async def unknown_command(message: Message) -> None:

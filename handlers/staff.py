@@ -35,17 +35,11 @@ class ConfirmCb(CallbackData, prefix="rc"):
 
 
 class StaffOnly(Filter):
-    """A filter: staff pass; anyone else is told politely and the update stops here."""
+    """Passes staff only. Others fall through: a staff command is then refused politely by the
+    fallback router, a staff button is answered as no longer valid."""
 
     async def __call__(self, event, actor: Actor) -> bool:
-        if actor.is_staff:
-            return True
-        text = _("This command is for committee staff only.")
-        if isinstance(event, CallbackQuery):
-            await event.answer(text, show_alert=True)
-        else:
-            await event.answer(text)
-        return False
+        return actor.is_staff
 
 
 def router() -> Router:

@@ -1,8 +1,8 @@
-"""core tables
+"""core: regions, registry, accounts, staff, audit, verification
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 12:41:45.144977
+Create Date: 2026-11-28 13:48:47.637420
 """
 
 from collections.abc import Sequence
@@ -51,24 +51,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('households', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_households_committee_id'), ['committee_id'], unique=False)
-
-    op.create_table('tags',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('region_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('code', sa.String(length=64), nullable=False),
-    sa.Column('name_zh', sa.String(length=100), nullable=False),
-    sa.Column('name_en', sa.String(length=100), nullable=False),
-    sa.Column('category', sa.String(length=32), nullable=False),
-    sa.Column('kind', sa.Enum('manual', 'rule', name='tagkind', native_enum=False, length=16), nullable=False),
-    sa.Column('rule', sa.Text(), nullable=True),
-    sa.Column('created_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['region_id'], ['regions.id'], name=op.f('fk_tags_region_id_regions'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_tags')),
-    sa.UniqueConstraint('region_id', 'code', name=op.f('uq_tags_region_id_code'))
-    )
-    with op.batch_alter_table('tags', schema=None) as batch_op:
-        batch_op.create_index('ix_tags_code', ['code'], unique=False)
-        batch_op.create_index('ix_tags_code_default', ['code'], unique=True, postgresql_where=sa.text('region_id IS NULL'), sqlite_where=sa.text('region_id IS NULL'))
 
     op.create_table('residents',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -170,65 +152,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_household_invites_committee_id'), ['committee_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_household_invites_household_id'), ['household_id'], unique=False)
 
-    op.create_table('outbox',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('idempotency_key', sa.String(length=200), nullable=False),
-    sa.Column('chat_id', sa.BigInteger(), nullable=False),
-    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('priority', sa.SmallInteger(), nullable=False),
-    sa.Column('payload', sa.JSON(), nullable=False),
-    sa.Column('status', sa.Enum('pending', 'sending', 'sent', 'failed', 'unreachable', 'cancelled', name='outboxstatus', native_enum=False, length=16), nullable=False),
-    sa.Column('not_before', services.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('claimed_by', sa.String(length=64), nullable=True),
-    sa.Column('claimed_until', services.models.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('sent_at', services.models.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('telegram_message_id', sa.BigInteger(), nullable=True),
-    sa.Column('last_error', sa.Text(), nullable=True),
-    sa.Column('ref_type', sa.String(length=32), nullable=True),
-    sa.Column('ref_id', sa.BigInteger(), nullable=True),
-    sa.Column('created_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_outbox_account_id_accounts'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
-    sa.UniqueConstraint('idempotency_key', name=op.f('uq_outbox_idempotency_key'))
-    )
-    with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_outbox_account_id'), ['account_id'], unique=False)
-        batch_op.create_index('ix_outbox_claim', ['status', 'priority', 'not_before', 'id'], unique=False)
-        batch_op.create_index('ix_outbox_ref', ['ref_type', 'ref_id'], unique=False)
-
-    op.create_table('resident_tags',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('resident_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('tag_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('source', sa.Enum('manual', 'rule', name='tagkind', native_enum=False, length=16), nullable=False),
-    sa.Column('set_by_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('set_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], name=op.f('fk_resident_tags_resident_id_residents'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['set_by_account_id'], ['accounts.id'], name=op.f('fk_resident_tags_set_by_account_id_accounts'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['tag_id'], ['tags.id'], name=op.f('fk_resident_tags_tag_id_tags'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_resident_tags')),
-    sa.UniqueConstraint('resident_id', 'tag_id', name=op.f('uq_resident_tags_resident_id_tag_id'))
-    )
-    with op.batch_alter_table('resident_tags', schema=None) as batch_op:
-        batch_op.create_index('ix_resident_tags_tag_resident', ['tag_id', 'resident_id'], unique=False)
-
-    op.create_table('segments',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('region_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('name', sa.String(length=100), nullable=False),
-    sa.Column('expression', sa.Text(), nullable=False),
-    sa.Column('created_by_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('created_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['created_by_account_id'], ['accounts.id'], name=op.f('fk_segments_created_by_account_id_accounts'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['region_id'], ['regions.id'], name=op.f('fk_segments_region_id_regions'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_segments')),
-    sa.UniqueConstraint('region_id', 'name', name=op.f('uq_segments_region_id_name'))
-    )
-    with op.batch_alter_table('segments', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_segments_region_id'), ['region_id'], unique=False)
-
     op.create_table('staff',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -324,20 +247,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_staff_account_id'))
 
     op.drop_table('staff')
-    with op.batch_alter_table('segments', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_segments_region_id'))
-
-    op.drop_table('segments')
-    with op.batch_alter_table('resident_tags', schema=None) as batch_op:
-        batch_op.drop_index('ix_resident_tags_tag_resident')
-
-    op.drop_table('resident_tags')
-    with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.drop_index('ix_outbox_ref')
-        batch_op.drop_index('ix_outbox_claim')
-        batch_op.drop_index(batch_op.f('ix_outbox_account_id'))
-
-    op.drop_table('outbox')
     with op.batch_alter_table('household_invites', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_household_invites_household_id'))
         batch_op.drop_index(batch_op.f('ix_household_invites_committee_id'))
@@ -359,11 +268,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_residents_committee_birth')
 
     op.drop_table('residents')
-    with op.batch_alter_table('tags', schema=None) as batch_op:
-        batch_op.drop_index('ix_tags_code_default', postgresql_where=sa.text('region_id IS NULL'), sqlite_where=sa.text('region_id IS NULL'))
-        batch_op.drop_index('ix_tags_code')
-
-    op.drop_table('tags')
     with op.batch_alter_table('households', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_households_committee_id'))
 
