@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int | None]]
@@ -25,6 +26,19 @@ async def _engine(settings, migrate: bool = True):
     if migrate:
         await upgrade(engine)
     return engine
+
+
+@contextlib.asynccontextmanager
+async def cli_session(settings) -> AsyncIterator:
+    """One session on the (upgraded) database for a CLI command; the engine is closed after."""
+    from bot.db import session_factory
+
+    engine = await _engine(settings)
+    try:
+        async with session_factory(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
@@ -62,29 +76,23 @@ async def cmd_db(args: argparse.Namespace) -> int:
 
 
 async def cmd_regions(args: argparse.Namespace) -> int:
-    from bot.db import session_factory
     from services.regions import ensure_demo_regions, parse_regions_csv, upsert_regions
 
-    settings = args.settings
-    engine = await _engine(settings)
-    try:
-        async with session_factory(engine)() as session:
-            if args.action == "demo":
-                await ensure_demo_regions(session)
-                await session.commit()
-                print("demo regions ready")
-                return 0
-            with open(args.file, encoding="utf-8-sig") as fh:
-                rows, errors = parse_regions_csv(fh.read())
-            result = await upsert_regions(session, rows)
+    async with cli_session(args.settings) as session:
+        if args.action == "demo":
+            await ensure_demo_regions(session)
             await session.commit()
-            for err in errors + (result.errors or []):
-                print(f"  rejected {err}", file=sys.stderr)
-            print(f"regions: {result.created} created, {result.updated} updated, "
-                  f"{len(errors) + len(result.errors or [])} rejected")
+            print("demo regions ready")
             return 0
-    finally:
-        await engine.dispose()
+        with open(args.file, encoding="utf-8-sig") as fh:
+            rows, errors = parse_regions_csv(fh.read())
+        result = await upsert_regions(session, rows)
+        await session.commit()
+        for err in errors + (result.errors or []):
+            print(f"  rejected {err}", file=sys.stderr)
+        print(f"regions: {result.created} created, {result.updated} updated, "
+              f"{len(errors) + len(result.errors or [])} rejected")
+        return 0
 
 
 async def cmd_i18n(args: argparse.Namespace) -> int:

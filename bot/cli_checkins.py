@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 
 async def cmd_checkins(args: argparse.Namespace) -> int:
-    from bot.cli_registry import _committee, _open
+    from bot.cli import cli_session
+    from bot.cli_registry import _committee
     from services import checkins as cs
     from services.expressions import ExpressionError
     from services.i18n import use_locale
@@ -16,54 +17,50 @@ async def cmd_checkins(args: argparse.Namespace) -> int:
 
     settings = args.settings
     cfg = cs.CheckinConfig.of(settings)
-    engine, sessions = await _open(settings)
-    try:
-        async with sessions() as session, session.begin():
-            committee = await _committee(session, args.committee)
-            if committee is None:
-                return 2
-            if args.action == "list":
-                print("resident_id\tname\troom\ttime\tdays\tpaused_until\ton_bot")
-                with use_locale("en"):
-                    for line in await cs.list_plans(session, committee.id):
-                        p = line.plan
-                        print(f"{line.resident.id}\t{line.resident.name}\t{cs.room_of(line.resident)}\t"
-                              f"{cs.format_minute(p.minute_of_day)}\t{cs.format_days(p.days)}\t"
-                              f"{p.paused_until.isoformat() if p.paused_until else '-'}\t"
-                              f"{'yes' if line.on_bot else 'no'}")
-                return 0
-            minute = cs.parse_time(args.time) if args.time else None
-            days = cs.parse_days(args.days) if args.days else None
-            if (args.time and minute is None) or (args.days and days is None):
-                print("error: --time must look like 09:00 and --days like 1-5, 1,3,5 or weekdays", file=sys.stderr)
-                return 2
-            now = datetime.now(UTC)
-            if args.segment:
-                try:
-                    result = await cs.enrol_segment(session, committee, args.segment, now=now, cfg=cfg,
-                                                    minute=minute, days=days)
-                except ExpressionError as exc:
-                    print(f"error: {exc}", file=sys.stderr)
-                    return 2
-                print(f"{result.matched} residents match; {result.enrolled} newly enrolled, "
-                      f"{result.already} already enrolled")
-                return 0
-            resident = await session.get(Resident, args.resident)
-            if resident is None or resident.committee_id != committee.id:
-                print(f"error: no resident {args.resident} in committee {committee.code}", file=sys.stderr)
-                return 2
-            try:
-                plan, created = await cs.enrol_resident(session, resident, now=now, cfg=cfg, minute=minute, days=days)
-            except cs.CheckinError as exc:
-                print(f"error: {exc.reason}", file=sys.stderr)
-                return 2
+    async with cli_session(settings) as session, session.begin():
+        committee = await _committee(session, args.committee)
+        if committee is None:
+            return 2
+        if args.action == "list":
+            print("resident_id\tname\troom\ttime\tdays\tpaused_until\ton_bot")
             with use_locale("en"):
-                verb = "enrolled" if created else "updated"
-                print(f"{verb} {resident.name}: {cs.format_minute(plan.minute_of_day)}, "
-                      f"{cs.format_days(plan.days)}, from {plan.starts_on.isoformat()}")
+                for line in await cs.list_plans(session, committee.id):
+                    p = line.plan
+                    print(f"{line.resident.id}\t{line.resident.name}\t{cs.room_of(line.resident)}\t"
+                          f"{cs.format_minute(p.minute_of_day)}\t{cs.format_days(p.days)}\t"
+                          f"{p.paused_until.isoformat() if p.paused_until else '-'}\t"
+                          f"{'yes' if line.on_bot else 'no'}")
             return 0
-    finally:
-        await engine.dispose()
+        minute = cs.parse_time(args.time) if args.time else None
+        days = cs.parse_days(args.days) if args.days else None
+        if (args.time and minute is None) or (args.days and days is None):
+            print("error: --time must look like 09:00 and --days like 1-5, 1,3,5 or weekdays", file=sys.stderr)
+            return 2
+        now = datetime.now(UTC)
+        if args.segment:
+            try:
+                result = await cs.enrol_segment(session, committee, args.segment, now=now, cfg=cfg,
+                                                minute=minute, days=days)
+            except ExpressionError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(f"{result.matched} residents match; {result.enrolled} newly enrolled, "
+                  f"{result.already} already enrolled")
+            return 0
+        resident = await session.get(Resident, args.resident)
+        if resident is None or resident.committee_id != committee.id:
+            print(f"error: no resident {args.resident} in committee {committee.code}", file=sys.stderr)
+            return 2
+        try:
+            plan, created = await cs.enrol_resident(session, resident, now=now, cfg=cfg, minute=minute, days=days)
+        except cs.CheckinError as exc:
+            print(f"error: {exc.reason}", file=sys.stderr)
+            return 2
+        with use_locale("en"):
+            verb = "enrolled" if created else "updated"
+            print(f"{verb} {resident.name}: {cs.format_minute(plan.minute_of_day)}, "
+                  f"{cs.format_days(plan.days)}, from {plan.starts_on.isoformat()}")
+        return 0
 
 
 def add_commands(sub) -> None:

@@ -7,13 +7,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-
-async def _open(settings):
-    from bot.cli import _engine
-    from bot.db import session_factory
-
-    engine = await _engine(settings)
-    return engine, session_factory(engine)
+from bot.cli import cli_session
 
 
 async def _committee(session, code: str):
@@ -31,75 +25,62 @@ async def cmd_registry(args: argparse.Namespace) -> int:
     from services.registry import RowError, export_registry_xlsx, import_registry, read_rows
 
     settings = args.settings
-    engine, sessions = await _open(settings)
-    try:
-        async with sessions() as session:
-            committee = await _committee(session, args.committee)
-            if committee is None:
-                return 2
-            if args.action == "export":
-                out = Path(args.file or f"registry-{committee.code}.xlsx")
-                out.write_bytes(await export_registry_xlsx(session, committee))
-                print(f"wrote {out}")
-                return 0
-            if not args.file or not Path(args.file).exists():
-                print("error: registry import needs an existing FILE (.csv or .xlsx)", file=sys.stderr)
-                return 2
-
-            def progress(n: int) -> None:
-                print(f"\r  {n:,} rows read", end="", file=sys.stderr, flush=True)
-
-            try:
-                report = await import_registry(session, committee, read_rows(Path(args.file)),
-                                               secret_key=settings.ensure_secret_key(), now=datetime.now(UTC),
-                                               progress=progress)
-            except RowError as exc:
-                print(f"\nerror: {exc}", file=sys.stderr)
-                return 2
-            print(file=sys.stderr)
-            for rej in report.rejected[:200]:
-                print(f"  line {rej.line}: {rej.reason}")
-            if len(report.rejected) > 200:
-                print(f"  … and {len(report.rejected) - 200} more rejected rows")
-            print(report.summary())
+    async with cli_session(settings) as session:
+        committee = await _committee(session, args.committee)
+        if committee is None:
+            return 2
+        if args.action == "export":
+            out = Path(args.file or f"registry-{committee.code}.xlsx")
+            out.write_bytes(await export_registry_xlsx(session, committee))
+            print(f"wrote {out}")
             return 0
-    finally:
-        await engine.dispose()
+        if not args.file or not Path(args.file).exists():
+            print("error: registry import needs an existing FILE (.csv or .xlsx)", file=sys.stderr)
+            return 2
+
+        def progress(n: int) -> None:
+            print(f"\r  {n:,} rows read", end="", file=sys.stderr, flush=True)
+
+        try:
+            report = await import_registry(session, committee, read_rows(Path(args.file)),
+                                           secret_key=settings.ensure_secret_key(), now=datetime.now(UTC),
+                                           progress=progress)
+        except RowError as exc:
+            print(f"\nerror: {exc}", file=sys.stderr)
+            return 2
+        print(file=sys.stderr)
+        for rej in report.rejected[:200]:
+            print(f"  line {rej.line}: {rej.reason}")
+        if len(report.rejected) > 200:
+            print(f"  … and {len(report.rejected) - 200} more rejected rows")
+        print(report.summary())
+        return 0
 
 
 async def cmd_invites(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from services.models import Household
+    from services.residents import committee_households
     from services.verification import create_household_invites, format_code
 
     settings = args.settings
-    engine, sessions = await _open(settings)
-    try:
-        async with sessions() as session:
-            committee = await _committee(session, args.committee)
-            if committee is None:
-                return 2
-            stmt = select(Household).where(Household.committee_id == committee.id).order_by(Household.code)
-            if args.household:
-                stmt = stmt.where(Household.code == args.household)
-            households = (await session.scalars(stmt)).all()
-            if not households:
-                print("error: no such household in this committee", file=sys.stderr)
-                return 2
-            now = datetime.now(UTC)
-            bot_name = args.bot_username
-            print("household\tcode\tlink")
-            for hh in households:
-                codes = await create_household_invites(session, household=hh, count=args.count,
-                                                       secret_key=settings.ensure_secret_key(),
-                                                       ttl=settings.invite_ttl, now=now)
-                for code in codes:
-                    print(f"{hh.code}\t{format_code(code)}\thttps://t.me/{bot_name}?start=inv_{code}")
-            await session.commit()
-            return 0
-    finally:
-        await engine.dispose()
+    async with cli_session(settings) as session:
+        committee = await _committee(session, args.committee)
+        if committee is None:
+            return 2
+        households = await committee_households(session, committee.id, code=args.household)
+        if not households:
+            print("error: no such household in this committee", file=sys.stderr)
+            return 2
+        now = datetime.now(UTC)
+        bot_name = args.bot_username
+        print("household\tcode\tlink")
+        for hh in households:
+            codes = await create_household_invites(session, household=hh, count=args.count,
+                                                   secret_key=settings.ensure_secret_key(),
+                                                   ttl=settings.invite_ttl, now=now)
+            for code in codes:
+                print(f"{hh.code}\t{format_code(code)}\thttps://t.me/{bot_name}?start=inv_{code}")
+        await session.commit()
+        return 0
 
 
 async def cmd_staff(args: argparse.Namespace) -> int:
@@ -108,23 +89,19 @@ async def cmd_staff(args: argparse.Namespace) -> int:
     from services.verification import create_staff_invite
 
     settings = args.settings
-    engine, sessions = await _open(settings)
-    try:
-        async with sessions() as session:
-            region = await get_region(session, args.region)
-            if region is None:
-                print(f"error: no region with code {args.region!r}", file=sys.stderr)
-                return 2
-            code = await create_staff_invite(session, region=region, role=StaffRole(args.role),
-                                             secret_key=settings.ensure_secret_key(), ttl=settings.invite_ttl,
-                                             now=datetime.now(UTC))
-            await session.commit()
-            print(f"staff invite for {args.role} of {region.name} ({region.code}):")
-            print(f"  https://t.me/{args.bot_username}?start=staff_{code}")
-            print(f"  or send to the bot: /start staff_{code}")
-            return 0
-    finally:
-        await engine.dispose()
+    async with cli_session(settings) as session:
+        region = await get_region(session, args.region)
+        if region is None:
+            print(f"error: no region with code {args.region!r}", file=sys.stderr)
+            return 2
+        code = await create_staff_invite(session, region=region, role=StaffRole(args.role),
+                                         secret_key=settings.ensure_secret_key(), ttl=settings.invite_ttl,
+                                         now=datetime.now(UTC))
+        await session.commit()
+        print(f"staff invite for {args.role} of {region.name} ({region.code}):")
+        print(f"  https://t.me/{args.bot_username}?start=staff_{code}")
+        print(f"  or send to the bot: /start staff_{code}")
+        return 0
 
 
 def add_commands(sub) -> None:

@@ -85,6 +85,15 @@ async def find_household(session: AsyncSession, actor: Actor, text: str) -> Hous
     return hh
 
 
+async def committee_households(session: AsyncSession, committee_id: int, code: str | None = None
+                               ) -> list[Household]:
+    """A committee's households by code (one, when ``code`` is given); for staff tools and the CLI."""
+    stmt = select(Household).where(Household.committee_id == committee_id).order_by(Household.code)
+    if code:
+        stmt = stmt.where(Household.code == code)
+    return list((await session.scalars(stmt)).all())
+
+
 async def committees_in_scope(session: AsyncSession, actor: Actor) -> list[Region]:
     from services.models import RegionLevel
 

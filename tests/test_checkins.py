@@ -580,17 +580,20 @@ async def test_weekly_reports_go_out_once_per_committee_and_week(engine, tmp_pat
 
 async def test_cli_enrols_a_segment_and_lists_plans(sqlite_engine, tmp_path, monkeypatch, capsys):
     import argparse
+    import contextlib
 
-    import bot.cli_registry
+    import bot.cli
     from bot.cli_checkins import add_commands, cmd_checkins
     from bot.settings import Settings
 
     w = await make_world(sqlite_engine, enrol=False)
     settings = Settings(_env_file=None, data_dir=tmp_path, secret_key=SECRET)
 
-    async def _open(_settings):
-        return sqlite_engine, w.sessions
-    monkeypatch.setattr(bot.cli_registry, "_open", _open)
+    @contextlib.asynccontextmanager
+    async def cli_session(_settings):
+        async with w.sessions() as session:
+            yield session
+    monkeypatch.setattr(bot.cli, "cli_session", cli_session)
     parser = argparse.ArgumentParser()
     add_commands(parser.add_subparsers(dest="command"))
 
