@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
@@ -21,14 +21,17 @@ from services.models import (
     Notice,
     NoticeRecipient,
     NoticeStatus,
+    OutboxMessage,
     OutboxStatus,
+    Region,
     Resident,
     ResidentStatus,
     Segment,
 )
 from services.outbox import MAX_CAPTION, MAX_TEXT, OutboxItem, Priority, button, enqueue_many, make_payload
-from services.scope import Actor, committee_ids_in_scope, resident_scope
-from services.segments import get_segment, segment_filter
+from services.scope import Actor, load_staff_grants, resident_scope
+from services.segments import get_segment, list_segments, segment_filter
+from services.tags import list_tags
 
 REF = "notice"
 REMINDER_REF = "notice_reminder"
@@ -153,8 +156,6 @@ def _insert_ignore(session: AsyncSession, model):
 
 
 async def _author_actor(session: AsyncSession, notice: Notice) -> Actor:
-    from services.scope import load_staff_grants
-
     grants = await load_staff_grants(session, notice.author_account_id) if notice.author_account_id else []
     return Actor(account=await session.get(Account, notice.author_account_id) if notice.author_account_id else None,
                  staff=[g for g in grants if g.region_id == notice.region_id] or grants)
@@ -184,16 +185,11 @@ async def tick(session: AsyncSession, now: datetime) -> int:
 
 
 def _notices_in_scope(actor: Actor):
-    sub = committee_ids_in_scope(actor)
-    from services.models import Region
-
-    if not actor.is_staff or sub is None:
+    """Notices authored in the staff member's regions or below (None: no staff scope)."""
+    if not actor.is_staff:
         return None
-    paths = actor.region_paths()
-    from sqlalchemy import or_
-
     return Notice.region_id.in_(select(Region.id).where(or_(*[Region.path.startswith(p, autoescape=True)
-                                                               for p in paths])))
+                                                               for p in actor.region_paths()])))
 
 
 async def get_notice(session: AsyncSession, actor: Actor, notice_id: int) -> Notice:
@@ -229,8 +225,6 @@ class NoticeReport:
 
 async def report(session: AsyncSession, actor: Actor, notice_id: int) -> NoticeReport:
     """Live delivery figures of one notice in the actor's scope."""
-    from services.models import OutboxMessage
-
     notice = await get_notice(session, actor, notice_id)
     counts = dict.fromkeys(OutboxStatus, 0)
     for status, n in await session.execute(
@@ -263,8 +257,6 @@ async def mark_received(session: AsyncSession, actor: Actor, notice_id: int, now
 
 async def remind_unconfirmed(session: AsyncSession, actor: Actor, notice_id: int, now: datetime) -> int:
     """Send the notice once more to those who got it but have not pressed Received; only once."""
-    from services.models import OutboxMessage
-
     notice = await get_notice(session, actor, notice_id)
     if notice.reminded_at is not None:
         raise NoticeError(_("A reminder was already sent for this notice."))
@@ -298,7 +290,4 @@ async def list_notices(session: AsyncSession, actor: Actor, limit: int = 10) -> 
 
 async def audience_choices(session: AsyncSession, actor: Actor) -> tuple[list, list[Segment]]:
     """Tags and saved segments the actor may address."""
-    from services.segments import list_segments
-    from services.tags import list_tags
-
     return await list_tags(session, actor), await list_segments(session, actor)
