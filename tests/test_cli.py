@@ -30,7 +30,7 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
 def test_help_of_every_command():
     out = cli("--help")
     assert out.returncode == 0
-    for command in ("run", "demo", "db", "regions", "registry", "invites", "staff", "i18n"):
+    for command in ("run", "demo", "db", "regions", "registry", "invites", "staff", "i18n", "tags", "checkins"):
         assert command in out.stdout
         sub = cli(command, "--help")
         assert sub.returncode == 0, sub.stderr
@@ -65,6 +65,14 @@ def test_db_upgrade_regions_and_registry_import(tmp_path):
     assert out.returncode == 0 and out.stdout.count("start=inv_") == 2
     out = cli("staff", "invite", "--region", "DXYC", "--role", "committee", env=env)
     assert out.returncode == 0 and "start=staff_" in out.stdout
+    tags_csv = tmp_path / "tags.csv"
+    tags_csv.write_text("name,room,tag\n王秀英,3-2-201,volunteer\n李建国,3-2-201,party_member\n"
+                        "无此人,9-9-999,volunteer\n王秀英,3-2-201,no_such_tag\n", encoding="utf-8")
+    out = cli("tags", "bulk", "--region", "DXYC", str(tags_csv), env={**env, "DEFAULT_LOCALE": "en"})
+    assert out.returncode == 0, out.stderr
+    assert "tagged 2, already tagged 0, rejected 2" in out.stdout
+    out = cli("tags", "recompute", env=env)
+    assert out.returncode == 0 and "aged_70" in out.stdout
 
 
 def test_catalogues_are_complete_and_compile():

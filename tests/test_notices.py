@@ -150,3 +150,16 @@ async def test_bad_inputs_and_scope(community):
     assert f"no notice #{notice.id} in your area" in await texts(foreign)
     await foreign.send("/notice_report abc")
     assert "Usage" in await texts(foreign)
+
+
+async def test_notice_with_a_file_reaches_residents_as_a_document(community):
+    stack, staff, residents, _ = community
+    await staff.send("/notice")
+    await staff.send("Elevator vote: the plan is attached")
+    await staff.send_document("plan.pdf", b"%PDF-1.4 elevator plan", mime_type="application/pdf")
+    await staff.press("Everyone in my area")
+    assert "with a file" in await texts(staff)
+    await staff.press("Send now")
+    msg = await residents[1].wait_for_message(lambda m: m["document"] is not None)
+    assert "Elevator vote" in msg["caption"] and msg["document"]["file_name"] == "plan.pdf"
+    assert stack.sandbox.get_file(msg["document"]["file_id"]).data == b"%PDF-1.4 elevator plan"
