@@ -1,6 +1,6 @@
 """``python -m bench updates [--quick]``: updates/s through the full stack (sandbox → polling →
-dispatcher → session/actor middlewares → SQLite → handler → sendMessage) beside a bare aiogram echo
-bot on the same sandbox harness, and the ratio. Both poll the same way (``handle_as_tasks=True``)."""
+dispatcher → session/actor middlewares → SQLite, and PostgreSQL when it answers → handler →
+sendMessage) beside a bare aiogram echo bot on the same sandbox harness, and the ratios."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +19,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import Message
 from aiohttp import web
+from sqlalchemy import text
 
 from bot.app import build_bot, build_dispatcher
 from bot.db import create_engine, session_factory
@@ -25,6 +28,8 @@ from bot.settings import Settings
 from services.models import Base
 
 TOKEN = "42:sandbox"
+PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+PG_SCHEMA = "bench_updates"
 
 
 async def _serve(sandbox: Sandbox) -> tuple[web.AppRunner, str]:
@@ -58,12 +63,21 @@ async def _measure(sandbox: Sandbox, bot: Bot, dp: Dispatcher, users: list[int],
     return n / elapsed
 
 
-async def full_stack(n: int, users_n: int, folder: Path) -> float:
+async def full_stack(n: int, users_n: int, folder: Path, db_url: str | None = None) -> float:
     sandbox = Sandbox()
     runner, url = await _serve(sandbox)
+    db_url = db_url or f"sqlite+aiosqlite:///{folder / 'updates.sqlite3'}"
     settings = Settings(_env_file=None, bot_token=TOKEN, telegram_api_base=url, data_dir=folder,
-                        database_url=f"sqlite+aiosqlite:///{folder / 'updates.sqlite3'}", secret_key="bench")
-    engine = create_engine(settings.db_url)
+                        database_url=db_url, secret_key="bench")
+    if db_url.startswith("postgresql"):
+        admin = create_engine(db_url)
+        async with admin.begin() as conn:
+            await conn.execute(text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
+            await conn.execute(text(f"CREATE SCHEMA {PG_SCHEMA}"))
+        await admin.dispose()
+        engine = create_engine(db_url, connect_args={"server_settings": {"search_path": PG_SCHEMA}})
+    else:
+        engine = create_engine(settings.db_url)
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
     bot = build_bot(settings)
@@ -73,6 +87,9 @@ async def full_stack(n: int, users_n: int, folder: Path) -> float:
         return await _measure(sandbox, bot, dp, users, n, "/help")
     finally:
         await bot.session.close()
+        if db_url.startswith("postgresql"):
+            async with engine.begin() as conn:
+                await conn.execute(text(f"DROP SCHEMA {PG_SCHEMA} CASCADE"))
         await engine.dispose()
         await runner.cleanup()
 
@@ -95,12 +112,24 @@ async def bare_echo(n: int, users_n: int) -> float:
         await runner.cleanup()
 
 
+def _pg_available() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 async def _run(n: int, users_n: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-updates-") as tmp:
         bare = await bare_echo(n, users_n)
         full = await full_stack(n, users_n, Path(tmp))
-    return {"updates": n, "users": users_n, "bare_echo_updates_per_s": round(bare, 1),
-            "full_stack_updates_per_s": round(full, 1), "full_over_bare": round(full / bare, 3)}
+        pg = await full_stack(n, users_n, Path(tmp), PG_URL) if _pg_available() else None
+    out = {"updates": n, "users": users_n, "bare_echo_updates_per_s": round(bare, 1),
+           "full_stack_updates_per_s": round(full, 1), "full_over_bare": round(full / bare, 3)}
+    if pg is not None:
+        out |= {"full_stack_postgres_updates_per_s": round(pg, 1), "postgres_over_bare": round(pg / bare, 3)}
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -115,5 +144,8 @@ def main(argv: list[str]) -> int:
     print(f"{'bare aiogram echo bot':<34} {figures['bare_echo_updates_per_s']:>10}")
     print(f"{'full stack (middlewares + SQLite)':<34} {figures['full_stack_updates_per_s']:>10}")
     print(f"{'ratio full / bare':<34} {figures['full_over_bare']:>10}")
+    if "full_stack_postgres_updates_per_s" in figures:
+        print(f"{'full stack (PostgreSQL)':<34} {figures['full_stack_postgres_updates_per_s']:>10}")
+        print(f"{'ratio PostgreSQL / bare':<34} {figures['postgres_over_bare']:>10}")
     print(json.dumps({"benchmark": "updates", **figures}))
     return 0
