@@ -61,6 +61,9 @@ class ActorMiddleware(BaseMiddleware):
         actor = await resolve_actor(
             session, account, language_code=user.language_code, default_locale=self.default_locale
         )
+        # Commit the account touch now: the connection goes back to the pool, so a handler that only
+        # answers (no queries) never holds one across its network round trip to Telegram.
+        await session.commit()
         set_locale(actor.locale)
         data["actor"] = actor
         data["now"] = now
