@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-QUIET = ("aiosqlite", "sqlalchemy.engine", "asyncpg", "aiohttp.access", "alembic.runtime.plugins")
+QUIET = ("aiosqlite", "sqlalchemy.engine", "asyncpg", "aiohttp.access", "alembic.runtime.plugins",
+         "apscheduler.executors.default", "apscheduler.scheduler")
 
 
 def quiet_drivers() -> None:

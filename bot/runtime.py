@@ -84,7 +84,7 @@ async def scheduler_job(rt: Runtime, stop: asyncio.Event) -> None:
     scheduler = AsyncIOScheduler(timezone=rt.settings.timezone)
     for name, tick, trigger in scheduled_ticks(rt):
         first = {"next_run_time": datetime.now(UTC)} if trigger["trigger"] == "interval" else {}
-        scheduler.add_job(_run_tick, args=(rt, name, tick), id=name, max_instances=1, coalesce=True,
+        scheduler.add_job(_run_tick, args=(rt, name, tick), id=name, name=name, max_instances=1, coalesce=True,
                           misfire_grace_time=None, **first, **trigger)
     scheduler.start()
     try:
