@@ -1121,16 +1121,21 @@ def _sql(expr: Expr, ctx: SqlContext) -> ColumnElement[bool]:
         case And(items):
             return and_(*(_sql(i, ctx) for i in items))
         case Or(items):
-            return or_(*(_sql(i, ctx) for i in items))
+            # has_tag(a) or has_tag(b) … becomes one membership test over both tags: one tagged set
+            # to build instead of one per tag (has_tag is never unknown, so this is exact).
+            codes = [i.code for i in items if isinstance(i, HasTag)]
+            rest = [_sql(i, ctx) for i in items if not isinstance(i, HasTag)]
+            tagged = [_has_tag_sql(*codes)] if codes else []
+            return or_(*tagged, *rest)
     raise TypeError(f"not an expression: {expr!r}")
 
 
-def _has_tag_sql(code: str) -> ColumnElement[bool]:
+def _has_tag_sql(*codes: str) -> ColumnElement[bool]:
     """``resident.id IN (residents with that tag)``: both databases build the tagged set once (SQLite
     materialises it; PostgreSQL hashes the SubPlan, given the ``work_mem`` bot.db sets) instead of
     probing per resident, which is what makes ``has_tag(a) or has_tag(b)`` fast over a million rows."""
     tagged = select(ResidentTag.resident_id).where(
-        ResidentTag.tag_id.in_(select(Tag.id).where(Tag.code == code)))
+        ResidentTag.tag_id.in_(select(Tag.id).where(Tag.code.in_(codes))))
     return Resident.id.in_(tagged)
 
 
