@@ -118,3 +118,22 @@ async def test_demo_command_serves_the_web_chat_and_the_bot(tmp_path):
             await proc.wait()
     if proc.returncode not in (0, 130, -signal.SIGINT):
         pytest.fail(f"demo exited with {proc.returncode}")
+
+
+def test_catalogues_work_without_compiled_files(tmp_path, monkeypatch):
+    """A fresh checkout has only .po files (the .mo files are not committed): they compile in memory."""
+    import shutil
+
+    from services import i18n
+
+    for locale in LOCALES:
+        target = tmp_path / locale / "LC_MESSAGES"
+        target.mkdir(parents=True)
+        shutil.copy(i18n.LOCALE_DIR / locale / "LC_MESSAGES" / "messages.po", target)
+    monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path)
+    i18n.translations.cache_clear()
+    try:
+        assert i18n.translate("zh_Hans", "What I can do") != "What I can do"
+        assert not list(tmp_path.rglob("*.mo"))
+    finally:
+        i18n.translations.cache_clear()
