@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from html import escape
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers.callbacks import LangCb, MenuCb
 from handlers.commands import commands_for
 from services.accounts import set_account_locale
-from services.i18n import _, set_locale
+from services.i18n import N_, _, set_locale
 from services.scope import Actor
 
 LANGUAGE_NAMES = {"zh_Hans": "简体中文", "en": "English"}
@@ -24,7 +25,7 @@ def router() -> Router:
     r.message.register(lang_command, Command("lang"))
     r.callback_query.register(lang_chosen, LangCb.filter())
     r.message.register(menu_command, Command("menu"))
-    r.callback_query.register(menu_chosen, MenuCb.filter(F.item == "help"))
+    r.callback_query.register(menu_chosen, MenuCb.filter())
     return r
 
 
@@ -87,16 +88,55 @@ async def lang_chosen(query: CallbackQuery, callback_data: LangCb, actor: Actor,
         await query.message.answer(help_text(actor), reply_markup=menu_keyboard(actor))
 
 
+# (command, label, who sees it): a menu button does exactly what its command does.
+MENU = (
+    ("help", N_("❓ Help"), "all"),
+    ("lang", N_("🌐 Language"), "all"),
+    ("checkin", N_("☀️ My daily check-in"), "resident"),
+    ("family", N_("👪 Family contacts"), "resident"),
+    ("mydata", N_("📄 My data"), "all"),
+    ("pending", N_("🗂 Verification queue"), "staff"),
+    ("notice", N_("📢 New notice"), "staff"),
+    ("checkins", N_("📋 Today's check-ins"), "staff"),
+    ("alerts", N_("🔔 Open alerts"), "staff"),
+)
+
+
+def _menu_items(actor: Actor) -> list[tuple[str, str]]:
+    allowed = {"all", *(("resident",) if actor.is_verified else ()), *(("staff",) if actor.is_staff else ())}
+    return [(cmd, label) for cmd, label, who in MENU if who in allowed]
+
+
 def menu_keyboard(actor: Actor) -> InlineKeyboardMarkup:
-    rows = [[InlineKeyboardButton(text=_("Help"), callback_data=MenuCb(item="help").pack())]]
-    return InlineKeyboardMarkup(inline_keyboard=rows)
+    items = [InlineKeyboardButton(text=_(label), callback_data=MenuCb(item=cmd).pack())
+             for cmd, label in _menu_items(actor)]
+    return InlineKeyboardMarkup(inline_keyboard=[items[i:i + 2] for i in range(0, len(items), 2)])
 
 
 async def menu_command(message: Message, actor: Actor) -> None:
     await message.answer(_("Main menu"), reply_markup=menu_keyboard(actor))
 
 
-async def menu_chosen(query: CallbackQuery, actor: Actor) -> None:
+def _menu_targets() -> dict[str, object]:
+    from handlers import checkins, notices, privacy, staff
+
+    return {"help": help_command, "lang": lang_menu, "checkin": checkins.checkin_menu, "family": checkins.family,
+            "mydata": privacy.mydata, "pending": staff.pending, "notice": notices.start_compose,
+            "checkins": checkins.show_board, "alerts": checkins.show_alerts}
+
+
+async def lang_menu(message: Message, actor: Actor) -> None:
+    await message.answer(_("Choose your language:"), reply_markup=lang_keyboard(actor.locale))
+
+
+async def menu_chosen(query: CallbackQuery, callback_data: MenuCb, actor: Actor, **data) -> None:
+    """Run the command behind a menu button, re-checking that this actor may use it."""
+    allowed = dict(_menu_items(actor))
+    target = _menu_targets().get(callback_data.item)
+    if target is None or callback_data.item not in allowed or query.message is None:
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+        return
     await query.answer()
-    if query.message:
-        await query.message.answer(help_text(actor))
+    kwargs = {"actor": actor, **data}
+    params = inspect.signature(target).parameters
+    await target(query.message, **{k: v for k, v in kwargs.items() if k in params})

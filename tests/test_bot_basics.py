@@ -60,11 +60,19 @@ async def test_unknown_command_and_free_text_get_polite_answers(stack):
     assert "/help" in (await user.last_message())["text"]
 
 
-async def test_menu_button_press_shows_help(stack):
+async def test_menu_buttons_run_their_commands_for_those_allowed(stack):
     user = await stack.client.create_user("Ann", language_code="en")
     await user.send("/menu")
-    await user.press("Help")
+    labels = str((await user.last_message())["reply_markup"])
+    assert "Help" in labels and "My data" in labels and "New notice" not in labels
+    await user.press("❓ Help")
     assert "/help — What I can do" in (await user.last_message())["text"]
+    await user.press("📄 My data")
+    assert any("What we hold about you" in (m["text"] or "") for m in await user.bot_messages_since_last_action())
+    # a staff-only menu item forged by a resident is refused and does nothing
+    menu = await user.bot_messages()
+    result = await user.callback(menu[-1]["message_id"], "menu:notice")
+    assert "no longer valid" in stack.sandbox.callbacks[result["callback_query_id"]].answer["text"]
 
 
 async def test_forged_callback_data_answers_politely(stack):

@@ -35,7 +35,9 @@ async def community(stack):
 
 async def test_compose_preview_send_receive_and_report(community):
     stack, staff, residents, outsider = community
-    await staff.send("/notice")
+    await staff.send("/menu")
+    await staff.press("📢 New notice")
+    assert "New notice. Send its text" in await texts(staff)
     await staff.send("Water will be off on Tuesday 9:00–12:00 in buildings 3 and 5.")
     await staff.press("Skip")
     await staff.press("Everyone in my area")
