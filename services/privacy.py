@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
 from services.identity import mask_phone
-from services.models import Region, Resident, ResidentStatus, Staff, VerificationAttempt
+from services.models import OutboxMessage, OutboxStatus, Region, Resident, ResidentStatus, Staff, VerificationAttempt
 from services.models.verification import RequestStatus, VerificationRequest
 from services.scope import Actor
 
@@ -88,6 +88,12 @@ async def forget(session: AsyncSession, actor: Actor, now: datetime) -> None:
     ).values(status=RequestStatus.cancelled))
     await session.execute(delete(VerificationAttempt).where(VerificationAttempt.account_id == account.id))
     await session.execute(delete(Staff).where(Staff.account_id == account.id))
+    # Nothing more is sent to them; what was sent stays as a delivery record without the account link.
+    await session.execute(update(OutboxMessage).where(OutboxMessage.account_id == account.id,
+                                                      OutboxMessage.status == OutboxStatus.pending)
+                          .values(status=OutboxStatus.cancelled))
+    await session.execute(update(OutboxMessage).where(OutboxMessage.account_id == account.id)
+                          .values(account_id=None))
     audit.record(session, "privacy.forget", now=now, actor_account_id=None, target_type="resident",
                  target_id=resident_id, region_id=region_id)
     await session.delete(account)

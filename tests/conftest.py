@@ -40,8 +40,10 @@ async def _postgres_engine() -> AsyncEngine:
         engine = create_engine(pg_url(), pool_size=5)
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(Base.metadata.drop_all)
-                await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+                # Whatever an earlier run or an older schema left behind goes (the test database
+                # outlives sessions and CI runs on this machine).
+                await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+                await conn.execute(text("CREATE SCHEMA public"))
                 await conn.run_sync(Base.metadata.create_all)
         except OSError as exc:
             await engine.dispose()

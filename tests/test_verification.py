@@ -248,8 +248,19 @@ async def test_mydata_and_forget(seeded, lang):
     data = json.loads(seeded.sandbox.get_file(doc["file_id"]).data)
     assert data["resident"]["name"] == "李建国" and data["resident"]["id_number_last4"] == ID_LI[-4:]
     assert ID_LI not in json.dumps(data)
+    from services.models import OutboxMessage, OutboxStatus
+    from services.outbox import enqueue, make_payload
+
+    async with seeded.session() as s:
+        account = await s.scalar(select(Account).where(Account.telegram_id == user.id))
+        await enqueue(s, key="later", chat_id=user.id, account_id=account.id, payload=make_payload("later"),
+                      priority=3, not_before=datetime.now(UTC) + timedelta(days=1), now=datetime.now(UTC))
+        await s.commit()
     await user.send("/forget")
     await user.press(t(lang, "Yes, delete my data"))
+    async with seeded.session() as s:
+        row = await s.scalar(select(OutboxMessage).where(OutboxMessage.idempotency_key == "later"))
+        assert row.status == OutboxStatus.cancelled and row.account_id is None
     assert t(lang, "Your data has been deleted. Goodbye, and thank you.") in await texts(user)
     async with seeded.session() as s:
         assert await s.scalar(select(Account).where(Account.telegram_id == user.id)) is None

@@ -1,8 +1,8 @@
-"""core: regions, registry, accounts, staff, audit, verification
+"""core: regions, registry, accounts, staff, audit log, verification
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 13:48:47.637420
+Create Date: 2026-11-28 14:24:38.036778
 """
 
 from collections.abc import Sequence

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-28 13:48:51.073479
+Create Date: 2026-11-28 14:24:40.936066
 """
 
 from collections.abc import Sequence

@@ -2,7 +2,7 @@
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-11-28 13:48:57.808038
+Create Date: 2026-11-28 14:24:46.012744
 """
 
 from collections.abc import Sequence
