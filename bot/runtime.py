@@ -23,7 +23,9 @@ Tick = Callable[[Runtime, datetime], Awaitable[object]]
 def build_sender(rt: Runtime, **overrides) -> OutboxSender:
     """The process's sender, with every feature's delivery listeners registered."""
     settings = rt.settings
-    sender = OutboxSender(rt.bot, rt.sessions, rate=overrides.pop("rate", settings.outbox_rate),
+    # Telegram's limit is per bot token: each of OUTBOX_SENDERS processes takes its share.
+    share = settings.outbox_senders
+    sender = OutboxSender(rt.bot, rt.sessions, rate=overrides.pop("rate", settings.outbox_rate / share),
                           per_chat_rate=overrides.pop("per_chat_rate", settings.outbox_per_chat_rate), **overrides)
     for register in listener_registrations():
         register(sender, settings)

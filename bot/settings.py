@@ -50,6 +50,7 @@ class Settings(BaseSettings):
 
     outbox_rate: float = Field(default=25.0, gt=0)
     outbox_per_chat_rate: float = Field(default=1.0, gt=0)
+    outbox_senders: int = Field(default=1, ge=1, le=64)  # sender processes sharing one bot token
     tick_interval: Duration = timedelta(seconds=30)
     checkin_reminder_after: Duration = timedelta(minutes=30)
     checkin_escalate_after: Duration = timedelta(minutes=90)

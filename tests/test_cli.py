@@ -137,3 +137,13 @@ def test_catalogues_work_without_compiled_files(tmp_path, monkeypatch):
         assert not list(tmp_path.rglob("*.mo"))
     finally:
         i18n.translations.cache_clear()
+
+
+async def test_sender_processes_share_the_configured_rate(tmp_path):
+    from bot.app import Runtime
+    from bot.runtime import build_sender
+    from bot.settings import Settings
+
+    settings = Settings(_env_file=None, data_dir=tmp_path, outbox_rate=24, outbox_senders=3)
+    sender = build_sender(Runtime(settings, None, None, None, None))
+    assert sender.rate == 8 and sender.per_chat_rate == 1
