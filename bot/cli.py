@@ -88,10 +88,10 @@ async def cmd_regions(args: argparse.Namespace) -> int:
             rows, errors = parse_regions_csv(fh.read())
         result = await upsert_regions(session, rows)
         await session.commit()
-        for err in errors + (result.errors or []):
+        for err in errors + result.errors:
             print(f"  rejected {err}", file=sys.stderr)
         print(f"regions: {result.created} created, {result.updated} updated, "
-              f"{len(errors) + len(result.errors or [])} rejected")
+              f"{len(errors) + len(result.errors)} rejected")
         return 0
 
 

@@ -226,7 +226,7 @@ async def id_last4_given(message: Message, actor: Actor, session: AsyncSession, 
                          settings: Settings, now: datetime) -> None:
     data = await state.get_data()
     try:
-        await vs.knowledge_check(session, actor.account, resident_id=data.get("resident_id", 0),
+        resident = await vs.knowledge_check(session, actor.account, resident_id=data.get("resident_id", 0),
                                  full_name=data.get("full_name", ""), id_last4=message.text[:MAX_INPUT], now=now)
     except vs.VerificationError as err:
         await state.set_state(None if err.info.get("until") or err.reason != "wrong_answer" else Verify.full_name)
@@ -236,14 +236,11 @@ async def id_last4_given(message: Message, actor: Actor, session: AsyncSession, 
         await message.answer(text)
         return
     await state.clear()
-    await _verified(message, actor, session)
+    await _verified(message, actor, resident)
 
 
-async def _verified(message: Message, actor: Actor, session: AsyncSession) -> None:
-    from services.accounts import resolve_actor
-
-    fresh = await resolve_actor(session, actor.account, language_code=None, default_locale=actor.locale)
-    actor.resident = fresh.resident
+async def _verified(message: Message, actor: Actor, resident) -> None:
+    actor.resident = resident  # the menu below already offers what a verified resident may use
     await message.answer(_("You are verified. Welcome to your community!"), reply_markup=REMOVE)
     await message.answer(_("Main menu"), reply_markup=menu_keyboard(actor))
 
@@ -287,8 +284,8 @@ async def member_chosen(query: CallbackQuery, callback_data: VerifyCb, actor: Ac
         await query.answer(_("This button is no longer valid."), show_alert=True)
         return
     try:
-        await vs.redeem_invite(session, actor.account, code, secret_key=settings.ensure_secret_key(), now=now,
-                               resident_id=callback_data.id)
+        resident = await vs.redeem_invite(session, actor.account, code, secret_key=settings.ensure_secret_key(),
+                                          now=now, resident_id=callback_data.id)
     except vs.VerificationError as err:
         await query.answer()
         await query.message.answer(refusal(err, settings))
@@ -296,7 +293,7 @@ async def member_chosen(query: CallbackQuery, callback_data: VerifyCb, actor: Ac
     await query.answer()
     await state.clear()
     await query.message.edit_reply_markup(reply_markup=None)
-    await _verified(query.message, actor, session)
+    await _verified(query.message, actor, resident)
 
 
 async def new_member(query: CallbackQuery, state: FSMContext) -> None:

@@ -133,7 +133,9 @@ async def release(session: AsyncSession, notice: Notice, actor: Actor, now: date
     items = []
     for account_id, chat_id, locale, language_code in rows:
         loc = account_locale(Account(locale=locale, language_code=language_code))
-        payload = payloads.get(loc) or payloads.setdefault(loc, _payload(notice, loc))
+        if loc not in payloads:
+            payloads[loc] = _payload(notice, loc)
+        payload = payloads[loc]
         items.append(OutboxItem(key=f"notice:{notice.id}:{account_id}", chat_id=chat_id, payload=payload,
                                 priority=Priority.broadcast, account_id=account_id, ref_type=REF, ref_id=notice.id))
     if rows:

@@ -10,7 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
 from services.identity import mask_phone
-from services.models import OutboxMessage, OutboxStatus, Region, Resident, ResidentStatus, Staff, VerificationAttempt
+from services.models import (
+    OutboxMessage,
+    OutboxStatus,
+    Region,
+    Resident,
+    ResidentStatus,
+    ResidentTag,
+    Staff,
+    Tag,
+    VerificationAttempt,
+)
 from services.models.verification import RequestStatus, VerificationRequest
 from services.scope import Actor
 
@@ -53,10 +63,6 @@ async def my_data(session: AsyncSession, actor: Actor) -> dict[str, Any]:
 
 
 async def _tags_of(session: AsyncSession, resident_id: int) -> list[dict[str, str]]:
-    try:
-        from services.models.tags import ResidentTag, Tag
-    except ImportError:  # the tag dictionary is optional in a minimal install
-        return []
     rows = await session.execute(select(Tag.code, Tag.name_zh, Tag.name_en).join(
         ResidentTag, ResidentTag.tag_id == Tag.id).where(ResidentTag.resident_id == resident_id))
     return [{"code": c, "zh": zh, "en": en} for c, zh, en in rows]

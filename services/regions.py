@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,7 +49,7 @@ class RegionImportError(ValueError):
 class RegionImportResult:
     created: int = 0
     updated: int = 0
-    errors: list[RegionImportError] | None = None
+    errors: list[RegionImportError] = field(default_factory=list)
 
 
 def parse_regions_csv(text: str) -> tuple[list[tuple[int, RegionRow]], list[RegionImportError]]:
@@ -74,7 +74,7 @@ def parse_regions_csv(text: str) -> tuple[list[tuple[int, RegionRow]], list[Regi
 
 async def upsert_regions(session: AsyncSession, rows: list[tuple[int, RegionRow]]) -> RegionImportResult:
     """Create or update regions, parents before children; idempotent. Bad parents are reported."""
-    result = RegionImportResult(errors=[])
+    result = RegionImportResult()
     existing = {r.code: r for r in (await session.scalars(select(Region))).all()}
     pending = sorted(rows, key=lambda lr: LEVEL_ORDER.index(RegionLevel(lr[1].level)))
     for line, row in pending:

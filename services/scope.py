@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, false, select
+from sqlalchemy import ColumnElement, false, or_, select
 from sqlalchemy.ext.compiler import compiles
 
 from services.models import Account, Region, Resident, ResidentStatus, Staff, StaffRole
@@ -65,8 +65,6 @@ def committee_ids_in_scope(actor: Actor):
     """A subquery of the region ids an actor may see residents of (committee level and below)."""
     if actor.staff:
         conds = [Region.path.startswith(p, autoescape=True) for p in actor.region_paths()]
-        from sqlalchemy import or_
-
         return select(Region.id).where(or_(*conds)).scalar_subquery()
     if actor.is_verified:
         return select(Region.id).where(Region.id == actor.resident.committee_id).scalar_subquery()

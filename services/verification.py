@@ -34,7 +34,7 @@ from services.models import (
     VerificationAttempt,
     VerificationRequest,
 )
-from services.scope import Actor
+from services.scope import Actor, committee_ids_in_scope
 
 MAX_FAILURES = 5
 LOCK_WINDOW = timedelta(hours=24)
@@ -303,8 +303,6 @@ async def request_review(session: AsyncSession, account: Account, *, committee_i
 
 
 def _requests_in_scope(actor: Actor):
-    from services.scope import committee_ids_in_scope
-
     sub = committee_ids_in_scope(actor)
     if sub is None or not actor.is_staff:
         return None

@@ -79,13 +79,18 @@ async def test_forged_callback_data_answers_politely(stack):
     user = await stack.client.create_user("Eve", language_code="en")
     await user.send("/menu")
     msg = await user.last_message()
-    result = await user.callback(msg["message_id"], "lang:xx")
-    answers = stack.sandbox.callback_answers(result["callback_query_id"]) if hasattr(
-        stack.sandbox, "callback_answers") else None
-    await user.callback(msg["message_id"], "garbage-data")
+    for forged in ("lang:xx", "garbage-data", "vr:1:a"):
+        result = await user.callback(msg["message_id"], forged)
+        answer = stack.sandbox.callbacks[result["callback_query_id"]].answer
+        assert answer["text"] == "This button is no longer valid." and answer["show_alert"]
     await user.send("/help")
     assert "What I can do" in (await user.last_message())["text"]
-    assert answers is None or answers
+    async with stack.session() as s:
+        from sqlalchemy import select
+
+        from services.models import Account
+
+        assert (await s.scalar(select(Account).where(Account.telegram_id == user.id))).locale is None
 
 
 def _boom_router() -> Router:

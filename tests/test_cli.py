@@ -54,6 +54,12 @@ def test_db_upgrade_regions_and_registry_import(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "database at revision" in out.stdout
     assert cli("regions", "demo", env=env).returncode == 0
+    regions = tmp_path / "regions.csv"
+    regions.write_text("code,name,level,parent_code\n310105,长宁区,district,310000\nX,坏,planet,310000\n",
+                       encoding="utf-8")
+    out = cli("regions", "import", str(regions), env={**env, "DEFAULT_LOCALE": "en"})
+    assert out.returncode == 0 and "regions: 1 created, 0 updated, 1 rejected" in out.stdout
+    assert "unknown level 'planet'" in out.stderr
     csv = tmp_path / "registry.csv"
     csv.write_text("\ufeff" + DXYC_CSV + "没有身份证,13800000000,123,丁香苑,1,1,1,X,否\n", encoding="utf-8")
     out = cli("registry", "import", "--committee", "DXYC", str(csv), env={**env, "DEFAULT_LOCALE": "en"})
