@@ -10,7 +10,16 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.models.tags import PG_ONLY
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def compared(obj, name, type_, reflected, compare_to) -> bool:
+    """Alembic ``include_object``: leave out what only the PostgreSQL DDL of the models creates
+    (``residents.tag_ids`` and its index, services.models.tags.PG_ONLY)."""
+    qualified = f"{obj.table.name}.{name}" if type_ == "column" else name
+    return (type_, qualified) not in PG_ONLY
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -100,10 +100,14 @@ def _wide(actor: Actor) -> bool:
     return any(g.role != StaffRole.committee for g in actor.staff)
 
 
-def resident_scope(actor: Actor) -> ColumnElement[bool]:
-    """Filter over ``Resident`` rows that this actor may see."""
+def resident_scope(actor: Actor, *, indexed: bool = False) -> ColumnElement[bool]:
+    """Filter over ``Resident`` rows that this actor may see.
+
+    ``indexed``: the query reads only columns of ``ix_residents_segment``, so SQLite should walk that
+    index committee by committee even for a wide scope (it never touches the wide rows).
+    """
     if actor.staff:
-        column = _ScanColumn(Resident.committee_id) if _wide(actor) else Resident.committee_id
+        column = _ScanColumn(Resident.committee_id) if _wide(actor) and not indexed else Resident.committee_id
         return column.in_(committee_ids_in_scope(actor))
     if actor.is_verified:
         return Resident.committee_id == actor.resident.committee_id

@@ -9,27 +9,37 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import Column, ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import visitors
 
 from services import audit
 from services.expressions import Expr, as_tree, compile_sql, parse
 from services.i18n import _
-from services.models import Region, Resident, ResidentStatus, Segment
+from services.models import SEGMENT_INDEX_COLUMNS, Region, Resident, ResidentStatus, Segment
 from services.scope import Actor, resident_scope
 from services.tags import NotInScope
 
 MAX_NAME = 100
+_INDEXED = frozenset(SEGMENT_INDEX_COLUMNS) | {"id"}
 
 
 class SegmentError(ValueError):
     """A translated, user-facing reason why a segment was refused."""
 
 
+def _indexed_only(condition: ColumnElement[bool]) -> bool:
+    """True when every ``residents`` column the condition reads is in ``ix_residents_segment``."""
+    table = Resident.__table__
+    return all(c.name in _INDEXED for c in visitors.iterate(condition)
+               if isinstance(c, Column) and c.table is table)
+
+
 def segment_filter(actor: Actor, expression: str | Expr, today: date) -> ColumnElement[bool]:
     """The expression's filter, limited to active residents the actor may see."""
-    return and_(resident_scope(actor), Resident.status == ResidentStatus.active,
-                compile_sql(as_tree(expression), today=today))
+    condition = compile_sql(as_tree(expression), today=today)
+    return and_(resident_scope(actor, indexed=_indexed_only(condition)), Resident.status == ResidentStatus.active,
+                condition)
 
 
 async def count_segment(session: AsyncSession, actor: Actor, expression: str | Expr, today: date) -> int:

