@@ -25,14 +25,19 @@ SEGMENT_COLUMNS = ['committee_id', 'status', 'birth_date', 'living_alone', 'gend
 
 SYNC_FUNCTION = """CREATE OR REPLACE FUNCTION residents_sync_tag_ids() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' THEN
-        UPDATE residents AS r SET tag_ids = ARRAY(
-            SELECT t.tag_id FROM resident_tags AS t WHERE t.resident_id = r.id ORDER BY t.tag_id)
+    -- Added and removed ids are applied to the row as it stands: under concurrent tagging a blocked
+    -- UPDATE re-reads the row another transaction just changed, so neither change is lost.
+    IF TG_OP = 'INSERT' THEN
+        UPDATE residents AS r SET tag_ids = r.tag_ids || n.ids
+        FROM (SELECT resident_id, array_agg(tag_id) AS ids FROM changed_rows GROUP BY resident_id) AS n
+        WHERE r.id = n.resident_id;
+    ELSIF TG_OP = 'DELETE' THEN
+        UPDATE residents AS r SET tag_ids = ARRAY(SELECT x FROM unnest(r.tag_ids) AS x WHERE x <> ALL (o.ids))
+        FROM (SELECT resident_id, array_agg(tag_id) AS ids FROM changed_rows GROUP BY resident_id) AS o
+        WHERE r.id = o.resident_id;
+    ELSE  -- rows moved between residents or tags (nothing does this today): recount those residents
+        UPDATE residents AS r SET tag_ids = ARRAY(SELECT t.tag_id FROM resident_tags AS t WHERE t.resident_id = r.id)
         WHERE r.id IN (SELECT resident_id FROM changed_rows UNION SELECT resident_id FROM new_rows);
-    ELSE
-        UPDATE residents AS r SET tag_ids = ARRAY(
-            SELECT t.tag_id FROM resident_tags AS t WHERE t.resident_id = r.id ORDER BY t.tag_id)
-        WHERE r.id IN (SELECT resident_id FROM changed_rows);
     END IF;
     RETURN NULL;
 END $$"""
