@@ -306,7 +306,7 @@ async def enrol_segment(session: AsyncSession, committee: Region, expression: st
     today = cfg.today(now)
     m = DEFAULT_MINUTE if minute is None else minute
     where = and_(Resident.committee_id == committee.id, Resident.status == ResidentStatus.active,
-                 compile_sql(expression, today=today))
+                 compile_sql(expression, today=today, few_residents=True))
     matched = await session.scalar(select(func.count()).select_from(Resident).where(where)) or 0
     already = await session.scalar(
         select(func.count()).select_from(CheckinPlan).join(Resident, Resident.id == CheckinPlan.resident_id)

@@ -38,6 +38,7 @@ from sqlalchemy import (
     Select,
     and_,
     case,
+    exists,
     false,
     func,
     literal,
@@ -118,9 +119,11 @@ class Truth(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class SqlContext:
-    """What a field's SQL needs besides the ``Resident`` row: the date ``age`` is counted at."""
+    """What a field's SQL needs besides the ``Resident`` row: the date ``age`` is counted at, and
+    whether the query is confined to a few thousand residents (one committee), see ``compile_sql``."""
 
     today: date
+    few_residents: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -1121,7 +1124,7 @@ def _sql(expr: Expr, ctx: SqlContext) -> ColumnElement[bool]:
         case Between(fld, low, high):
             return and_(_compare_sql(fld, ">=", low.value, ctx), _compare_sql(fld, "<=", high.value, ctx))
         case HasTag(code):
-            return _HasTag((code,))
+            return _HasTag((code,), ctx.few_residents)
         case Bool(value):
             return true() if value else false()
         case Not(item):
@@ -1133,7 +1136,7 @@ def _sql(expr: Expr, ctx: SqlContext) -> ColumnElement[bool]:
             # to build instead of one per tag (has_tag is never unknown, so this is exact).
             codes = [i.code for i in items if isinstance(i, HasTag)]
             rest = [_sql(i, ctx) for i in items if not isinstance(i, HasTag)]
-            tagged = [_HasTag(tuple(codes))] if codes else []
+            tagged = [_HasTag(tuple(codes), ctx.few_residents)] if codes else []
             return or_(*tagged, *rest)
     raise TypeError(f"not an expression: {expr!r}")
 
@@ -1142,16 +1145,19 @@ class _HasTag(ColumnElement[bool]):
     """``has_tag(a) or has_tag(b) …`` over ``Resident``, one construct for the OR of its codes.
 
     On PostgreSQL it reads ``residents.tag_ids``, which triggers keep in step with resident_tags and a
-    GIN index answers (see services.models.tags). Elsewhere it is ``resident.id IN (residents with
-    one of the tags)``: SQLite materialises that set once and looks the residents up by id.
+    GIN index answers (see services.models.tags). Elsewhere, over many residents, it is ``resident.id
+    IN (residents with one of the tags)``: SQLite materialises that set once and looks the residents
+    up by id; over one committee's residents (``few_residents``) a per-resident EXISTS probe is faster
+    (bench segments, 1M residents, one committee: 117 → 10 ms; city-wide the probe is 13× slower).
     """
 
     inherit_cache = False  # the SQL depends on the dialect; these statements are not cached
     type = Boolean()
     _is_implicitly_boolean = True  # a condition in itself: no "= 1" on SQLite
 
-    def __init__(self, codes: tuple[str, ...]) -> None:
+    def __init__(self, codes: tuple[str, ...], few_residents: bool) -> None:
         self.codes = codes
+        self.few_residents = few_residents
 
     def _negate(self) -> ColumnElement[bool]:
         return UnaryExpression(self.self_group(), operator=operators.inv, type_=Boolean())
@@ -1165,6 +1171,9 @@ class _HasTag(ColumnElement[bool]):
 
 @compiles(_HasTag)
 def _has_tag_portable(element: _HasTag, compiler, **kw) -> str:
+    if element.few_residents:
+        probe = exists().where(ResidentTag.resident_id == Resident.id, ResidentTag.tag_id.in_(element.tag_ids()))
+        return compiler.process(probe, **kw)
     tagged = select(ResidentTag.resident_id).where(ResidentTag.tag_id.in_(element.tag_ids()))
     return compiler.process(Resident.id.in_(tagged), **kw)
 
@@ -1175,9 +1184,12 @@ def _has_tag_postgresql(element: _HasTag, compiler, **kw) -> str:
     return compiler.process(tag_ids.op("&&")(func.array(element.tag_ids().scalar_subquery())), **kw)
 
 
-def compile_sql(expr: str | Expr, *, today: date) -> ColumnElement[bool]:
-    """A filter over ``Resident`` selecting exactly the rows the expression is TRUE for."""
-    return _sql(as_tree(expr), SqlContext(today))
+def compile_sql(expr: str | Expr, *, today: date, few_residents: bool = False) -> ColumnElement[bool]:
+    """A filter over ``Resident`` selecting exactly the rows the expression is TRUE for.
+
+    ``few_residents``: the rest of the query confines it to one committee or so; this only changes
+    how the filter is computed (e.g. has_tag probing per resident), never what it selects."""
+    return _sql(as_tree(expr), SqlContext(today, few_residents))
 
 
 __all__ = [

@@ -95,7 +95,7 @@ def _scan_sqlite(element, compiler, **kw):
     return "+" + compiler.process(element.column, **kw)
 
 
-def _wide(actor: Actor) -> bool:
+def wide_scope(actor: Actor) -> bool:
     """True when a staff scope reaches above one committee (street, district or city)."""
     return any(g.role != StaffRole.committee for g in actor.staff)
 
@@ -107,7 +107,7 @@ def resident_scope(actor: Actor, *, indexed: bool = False) -> ColumnElement[bool
     index committee by committee even for a wide scope (it never touches the wide rows).
     """
     if actor.staff:
-        column = _ScanColumn(Resident.committee_id) if _wide(actor) and not indexed else Resident.committee_id
+        column = _ScanColumn(Resident.committee_id) if wide_scope(actor) and not indexed else Resident.committee_id
         return column.in_(committee_ids_in_scope(actor))
     if actor.is_verified:
         return Resident.committee_id == actor.resident.committee_id

@@ -17,7 +17,7 @@ from services import audit
 from services.expressions import Expr, as_tree, compile_sql, parse
 from services.i18n import _
 from services.models import SEGMENT_INDEX_COLUMNS, Region, Resident, ResidentStatus, Segment
-from services.scope import Actor, resident_scope
+from services.scope import Actor, resident_scope, wide_scope
 from services.tags import NotInScope
 
 MAX_NAME = 100
@@ -37,7 +37,7 @@ def _indexed_only(condition: ColumnElement[bool]) -> bool:
 
 def segment_filter(actor: Actor, expression: str | Expr, today: date) -> ColumnElement[bool]:
     """The expression's filter, limited to active residents the actor may see."""
-    condition = compile_sql(as_tree(expression), today=today)
+    condition = compile_sql(as_tree(expression), today=today, few_residents=not wide_scope(actor))
     return and_(resident_scope(actor, indexed=_indexed_only(condition)), Resident.status == ResidentStatus.active,
                 condition)
 
