@@ -48,7 +48,7 @@ def upgrade() -> None:
         batch_op.drop_index('ix_residents_committee_birth')
         batch_op.drop_index('ix_residents_committee_id')
         batch_op.create_index('ix_residents_segment', SEGMENT_COLUMNS, unique=False)
-    if op.get_bind().dialect.name != 'postgresql':
+    if op.get_context().dialect.name != 'postgresql':
         return
     op.execute("ALTER TABLE residents ADD COLUMN tag_ids bigint[] NOT NULL DEFAULT '{}'")
     op.execute("UPDATE residents AS r SET tag_ids = t.ids FROM (SELECT resident_id, array_agg(tag_id ORDER BY tag_id) "
@@ -65,7 +65,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == 'postgresql':
+    if op.get_context().dialect.name == 'postgresql':
         for name in ('insert', 'update', 'delete'):
             op.execute(f"DROP TRIGGER resident_tags_sync_{name} ON resident_tags")
         op.execute("DROP FUNCTION residents_sync_tag_ids()")
