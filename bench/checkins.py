@@ -12,9 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import resource
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -24,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import func, insert, select, text
 
 import services.models  # noqa: F401
+from bench import peak_rss_mb, postgres_url
 from bot.db import create_engine, session_factory
 from services import checkins as cs
 from services.models import Account, Base, CheckinPlan, CheckinRound, OutboxMessage, Region, Resident
@@ -32,21 +30,11 @@ from services.regions import ensure_demo_regions
 T0 = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 SCHEMA = "bench_checkins"
 CHUNK = 10_000
-DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_url() -> str:
-    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG)
-    if url.startswith(("postgres://", "postgresql://")):
-        url = "postgresql+asyncpg://" + url.split("://", 1)[1]
-    return url
-
-
 async def _engine(backend: str, folder: Path):
     if backend == "sqlite":
         engine = create_engine(f"sqlite+aiosqlite:///{folder / 'bench.sqlite3'}")
     else:
-        engine = create_engine(_pg_url(), connect_args={"server_settings": {"search_path": SCHEMA}})
+        engine = create_engine(postgres_url(), connect_args={"server_settings": {"search_path": SCHEMA}})
         async with engine.begin() as conn:
             await conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
             await conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
@@ -124,12 +112,6 @@ async def run_backend(backend: str, n: int, folder: Path) -> dict:
         await engine.dispose()
 
 
-def _rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux, bytes on macOS.
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1)
-
-
 async def amain(args: argparse.Namespace) -> dict:
     n = args.n or (5_000 if args.quick else 100_000)
     backends = ["pg", "sqlite"] if args.backend == "both" else [args.backend]
@@ -138,7 +120,7 @@ async def amain(args: argparse.Namespace) -> dict:
         for backend in backends:
             results.append(await run_backend(backend, n, Path(folder)))
     return {"benchmark": "checkins", "plans": n, "target_pg_tick_s": 5.0, "results": results,
-            "peak_rss_mb": _rss_mb(),
+            "peak_rss_mb": peak_rss_mb(),
             "pg_under_target": next((r["tick_s"] < 5.0 for r in results if r["backend"] == "pg"), None)}
 
 

@@ -10,8 +10,6 @@ import argparse
 import asyncio
 import csv
 import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -19,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+from bench import peak_rss_mb, postgres_reachable, postgres_url
 
 
 def write_files(folder: Path, rows: int) -> tuple[Path, Path]:
@@ -75,23 +73,13 @@ async def run_case(path: Path, url: str) -> dict:
         async with engine.begin() as conn:
             await conn.execute(text("DROP SCHEMA bench_import CASCADE"))
     await engine.dispose()
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
 
 
 def _child(args: argparse.Namespace) -> int:
     print(json.dumps(asyncio.run(run_case(Path(args.file), args.url))))
     return 0
-
-
-def _pg_available() -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def main(argv: list[str]) -> int:
@@ -110,10 +98,11 @@ def main(argv: list[str]) -> int:
         for rows in sizes:
             csv_path, xlsx_path = write_files(folder, rows)
             cases = [("csv", "sqlite", csv_path), ("xlsx", "sqlite", xlsx_path)]
-            if _pg_available():
+            if postgres_reachable():
                 cases.append(("csv", "postgresql", csv_path))
             for fmt, backend, path in cases:
-                url = PG_URL if backend == "postgresql" else f"sqlite+aiosqlite:///{folder / f'{fmt}-{rows}.db'}"
+                sqlite_url = f"sqlite+aiosqlite:///{folder / f'{fmt}-{rows}.db'}"
+                url = postgres_url() if backend == "postgresql" else sqlite_url
                 proc = subprocess.run([sys.executable, "-m", "bench", "import", "--case-file", str(path),
                                        "--case-url", url], capture_output=True, text=True, check=True)
                 figures = json.loads(proc.stdout.strip().splitlines()[-1])

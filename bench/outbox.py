@@ -33,11 +33,12 @@ from aiohttp import web
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench import postgres_url
+
 GLOBAL_LIMIT = 30.0  # the sandbox's flood limits, shaped like Telegram's
 PER_CHAT_LIMIT = 1.0
 BUSY_CHATS = 4  # recipients that get BUSY_MESSAGES instead of one
 BUSY_MESSAGES = 5
-DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 REPO = str(Path(__file__).resolve().parent.parent)
 
 
@@ -45,12 +46,6 @@ def _tables():
     from services.models import Account, Household, OutboxMessage, Region, Resident
 
     return [m.__table__ for m in (Region, Household, Resident, Account, OutboxMessage)]
-
-
-def _pg_url(url: str) -> str:
-    if url.startswith(("postgres://", "postgresql://")):
-        return "postgresql+asyncpg://" + url.split("://", 1)[1]
-    return url
 
 
 def _engine(url: str, schema: str | None) -> AsyncEngine:
@@ -309,7 +304,7 @@ async def _bench(args: argparse.Namespace) -> int:
             sandbox=sb, log=log)))
     pg_error = None
     if not args.skip_pg:
-        pg = _pg_url(os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG))
+        pg = postgres_url()
         try:
             results.append(await _with_sandbox(lambda api, sb: _scenario(
                 label="PostgreSQL", db_url=pg, schema=f"bench_outbox_{os.getpid()}", n=n, rate=args.rate,

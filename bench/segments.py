@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import resource
 import statistics
 import sys
 import time
@@ -29,6 +27,7 @@ from pathlib import Path
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench import peak_rss_mb, postgres_url
 from bot.db import create_engine, session_factory
 from services.expressions import Truth, evaluate, parse
 from services.models import Base, Region, RegionLevel, Resident, ResidentStatus, ResidentTag, StaffRole, Tag
@@ -58,10 +57,6 @@ RESIDENT_COLUMNS = ("id", "committee_id", "name", "birth_date", "gender", "build
                     "created_at", "updated_at")
 BATCH = 20_000
 REPEAT = 3
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def ms(seconds: float) -> float:
@@ -276,8 +271,6 @@ def python_loop(rows: list[dict], tags: dict[int, set[str]]) -> dict[str, dict]:
 
 
 def pg_engine(url: str, jit: bool) -> AsyncEngine:
-    if url.startswith(("postgres://", "postgresql://")):
-        url = "postgresql+asyncpg://" + url.split("://", 1)[1]
     settings = {"search_path": SCHEMA, "jit": "on" if jit else "off"}
     return create_engine(url, pool_size=2, connect_args={"server_settings": settings})
 
@@ -300,8 +293,7 @@ async def run(args) -> dict:
         await sqlite.dispose()
 
     if not args.no_postgres:
-        url = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-        admin = pg_engine(url, args.jit)
+        admin = pg_engine(postgres_url(), args.jit)
         if not args.jit:
             report["notes"].append("PostgreSQL JIT off (the correlated-EXISTS cost estimate triggers "
                                    "~350 ms of JIT compilation for a ~50 ms query; --jit to keep it)")
@@ -322,7 +314,7 @@ async def run(args) -> dict:
                         await conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
                 await admin.dispose()
     # The databases count without loading rows; the loop holds every row in memory.
-    report["peak_rss_db_mb"] = round(peak_mb(), 1)
+    report["peak_rss_db_mb"] = peak_rss_mb()
     sqlite = create_engine(f"sqlite+aiosqlite:///{sqlite_path}")
     try:
         started = time.perf_counter()
@@ -333,7 +325,7 @@ async def run(args) -> dict:
     print(f"\n[python] {len(rows):,} rows loaded in {report['python_load_s']} s; timing the loop …", flush=True)
     report["python"] = python_loop(rows, tags)
     del rows, tags
-    report["peak_rss_mb"] = round(peak_mb(), 1)
+    report["peak_rss_mb"] = peak_rss_mb()
     if not args.keep:
         remove_sqlite(sqlite_path)
     return report

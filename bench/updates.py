@@ -8,8 +8,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +19,7 @@ from aiogram.types import Message
 from aiohttp import web
 from sqlalchemy import text
 
+from bench import postgres_reachable, postgres_url
 from bot.app import build_bot, build_dispatcher
 from bot.db import create_engine, session_factory
 from bot.sandbox import Sandbox, create_sandbox_app
@@ -28,7 +27,6 @@ from bot.settings import Settings
 from services.models import Base
 
 TOKEN = "42:sandbox"
-PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 PG_SCHEMA = "bench_updates"
 
 
@@ -112,19 +110,11 @@ async def bare_echo(n: int, users_n: int) -> float:
         await runner.cleanup()
 
 
-def _pg_available() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 async def _run(n: int, users_n: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-updates-") as tmp:
         bare = await bare_echo(n, users_n)
         full = await full_stack(n, users_n, Path(tmp))
-        pg = await full_stack(n, users_n, Path(tmp), PG_URL) if _pg_available() else None
+        pg = await full_stack(n, users_n, Path(tmp), postgres_url()) if postgres_reachable() else None
     out = {"updates": n, "users": users_n, "bare_echo_updates_per_s": round(bare, 1),
            "full_stack_updates_per_s": round(full, 1), "full_over_bare": round(full / bare, 3)}
     if pg is not None:

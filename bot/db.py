@@ -26,8 +26,8 @@ def create_engine(url: str, **kwargs) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    # JIT compilation costs more than these short queries take; segment counts with has_tag()
-    # semi-joins want their hash table in memory rather than a rescan per row.
+    # JIT compilation costs more than these short queries take; sorts and hashes over a city's
+    # residents (segment previews, the registry's re-import matching) stay in memory.
     connect_args = kwargs.pop("connect_args", {})
     settings = connect_args.setdefault("server_settings", {})
     settings.setdefault("jit", "off")

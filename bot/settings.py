@@ -17,6 +17,13 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
 _UNIT_SECONDS = {None: 1, "s": 1, "ms": 0.001, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
+def async_driver_url(url: str) -> str:
+    """``postgres://…`` and ``postgresql://…`` (as hosts hand them out) with the asyncpg driver named."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
 def parse_duration(value: object) -> timedelta:
     """``90`` (seconds), ``"45s"``, ``"30m"``, ``"2h"``, ``"1d"`` → timedelta."""
     if isinstance(value, timedelta):
@@ -93,8 +100,7 @@ class Settings(BaseSettings):
     def _db_driver(cls, value: str | None) -> str | None:
         if not value:
             return None
-        if value.startswith(("postgres://", "postgresql://")):
-            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        value = async_driver_url(value)
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must be sqlite+aiosqlite:///path or postgresql://user@host/db")
         return value

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import services.models  # noqa: F401
 from bot.db import create_engine, session_factory
+from bot.settings import async_driver_url
 from services.models import Base
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -25,10 +26,7 @@ def pg_url() -> str:
         if REQUIRE_POSTGRES:
             pytest.fail("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
         pytest.skip("PostgreSQL not configured (set TEST_DATABASE_URL)")
-    url = TEST_DATABASE_URL
-    if url.startswith(("postgres://", "postgresql://")):
-        url = "postgresql+asyncpg://" + url.split("://", 1)[1]
-    return url
+    return async_driver_url(TEST_DATABASE_URL)
 
 
 _pg_engine: AsyncEngine | None = None
