@@ -28,6 +28,17 @@ async def _engine(settings, migrate: bool = True):
     return engine
 
 
+MAX_LISTED = 200
+
+
+def print_rejected(lines: list) -> None:
+    """An import's rejected lines, the first MAX_LISTED of them, then how many more there were."""
+    for line in lines[:MAX_LISTED]:
+        print(f"  {line}")
+    if len(lines) > MAX_LISTED:
+        print(f"  … and {len(lines) - MAX_LISTED} more rejected")
+
+
 @contextlib.asynccontextmanager
 async def cli_session(settings) -> AsyncIterator:
     """One session on the (upgraded) database for a CLI command; the engine is closed after."""
@@ -88,8 +99,7 @@ async def cmd_regions(args: argparse.Namespace) -> int:
             rows, errors = parse_regions_csv(fh.read())
         result = await upsert_regions(session, rows)
         await session.commit()
-        for err in errors + result.errors:
-            print(f"  rejected {err}", file=sys.stderr)
+        print_rejected(errors + result.errors)
         print(f"regions: {result.created} created, {result.updated} updated, "
               f"{len(errors) + len(result.errors)} rejected")
         return 0

@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.cli import cli_session
+from bot.cli import cli_session, print_rejected
 
 
 async def _committee(session, code: str):
@@ -49,10 +49,7 @@ async def cmd_registry(args: argparse.Namespace) -> int:
             print(f"\nerror: {exc}", file=sys.stderr)
             return 2
         print(file=sys.stderr)
-        for rej in report.rejected[:200]:
-            print(f"  line {rej.line}: {rej.reason}")
-        if len(report.rejected) > 200:
-            print(f"  … and {len(report.rejected) - 200} more rejected rows")
+        print_rejected([f"line {rej.line}: {rej.reason}" for rej in report.rejected])
         print(report.summary())
         return 0
 

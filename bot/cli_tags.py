@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.cli import cli_session
+from bot.cli import cli_session, print_rejected
 
 
 async def cmd_tags(args: argparse.Namespace) -> int:
@@ -36,8 +36,7 @@ async def cmd_tags(args: argparse.Namespace) -> int:
         actor = Actor(staff=[StaffGrant(0, StaffRole.admin, region.id, region.path, region.code, region.name)])
         result = await bulk_tag_csv(session, actor, Path(args.file).read_text(encoding="utf-8-sig"), now)
         await session.commit()
-        for err in result.errors[:200]:
-            print(f"  {err}")
+        print_rejected(result.errors)
         print(f"tagged {result.tagged}, already tagged {result.already}, rejected {len(result.errors)}")
         return 0
 
