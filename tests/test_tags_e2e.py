@@ -27,7 +27,7 @@ async def test_tag_resident_and_segment_count_changes(stack):
     await staff.send("/tag 3-2-201 volunteer")
     assert "Several residents match" in await texts(staff)
     await staff.press("王秀英 (3-2-201)")
-    assert "Tag volunteer added." in (await staff.last_message())["text"]
+    assert "Tag volunteer added." in await texts(staff)
     await staff.send("/tag 赵桂兰 volunteer")
     assert "Tag volunteer added." in await texts(staff)
     await staff.send('/segment_save 志愿者 = has_tag("volunteer")')
