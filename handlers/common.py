@@ -10,8 +10,8 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.callbacks import LangCb, MenuCb
 from handlers.commands import commands_for
+from notifications.callbacks import LangCb, MenuCb
 from services.accounts import set_account_locale
 from services.i18n import N_, _, set_locale
 from services.scope import Actor

@@ -1,4 +1,8 @@
-"""Typed callback data. Callback data carries ids, never authority: handlers re-check the actor."""
+"""Typed callback data of every button, one module so prefixes cannot collide.
+
+Callback data carries ids, never authority: handlers re-check the actor, services validate values.
+Keyboards are built from these in handlers and in ``notifications.messages``, never from strings.
+"""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ from aiogram.exceptions import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from notifications.render import send_payload
+from notifications.render import resolve_payload, send_payload
 from services import outbox
 from services.models.outbox import OutboxMessage
 
@@ -287,8 +287,15 @@ class OutboxSender:
 
     async def _deliver_unguarded(self, row: OutboxMessage, now: datetime | None) -> None:
         try:
-            message = await send_payload(self.bot, row.chat_id, row.payload,
-                                         request_timeout=self.request_timeout)
+            payload = resolve_payload(row.payload)
+        except Exception as err:
+            # A message that cannot be rendered will not render on a retry either.
+            log.exception("outbox: row %d could not be rendered", row.id)
+            self.counters["failed"] += 1
+            await self._finish(outbox.mark_failed, row, self._on_failed, now, error=f"render: {type(err).__name__}")
+            return
+        try:
+            message = await send_payload(self.bot, row.chat_id, payload, request_timeout=self.request_timeout)
         except TelegramRetryAfter as err:
             # Flood control is per bot: everything waits, and this row goes again (not a failure).
             self.counters["flood_waits"] += 1

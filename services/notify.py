@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.accounts import account_locale
 from services.i18n import use_locale
 from services.models import Account, Region, Staff, StaffRole
-from services.outbox import Priority, enqueue, make_payload
+from services.outbox import Priority, enqueue, make_payload, message_payload
 
 Render = Callable[[], tuple[str, Sequence[Sequence[dict[str, str]]] | None]]
 
@@ -24,6 +25,16 @@ async def notify(session: AsyncSession, account: Account, key: str, render: Rend
     return await enqueue(session, key=key, chat_id=account.chat_id, account_id=account.id,
                          payload=make_payload(text, buttons=buttons), priority=priority, now=now,
                          ref_type=ref_type, ref_id=ref_id)
+
+
+async def tell(session: AsyncSession, account: Account, key: str, message: str, data: dict[str, Any], *,
+               now: datetime, priority: int = Priority.reply, ref_type: str | None = None,
+               ref_id: int | None = None) -> bool:
+    """Enqueue message ``message`` (rendered when sent, in the account's language) for ``account``,
+    in the caller's transaction; idempotent by ``key``."""
+    return await enqueue(session, key=key, chat_id=account.chat_id, account_id=account.id,
+                         payload=message_payload(message, data, locale=account_locale(account)),
+                         priority=priority, now=now, ref_type=ref_type, ref_id=ref_id)
 
 
 async def committee_staff(session: AsyncSession, committee: Region, *, role: StaffRole = StaffRole.committee

@@ -8,6 +8,12 @@ built here without aiogram::
      "buttons": [[{"text": "…", "callback_data": "…"} | {"text": "…", "url": "…"}], …] | None,
      "photo": {"file_id": "…"} | {"path": "…"},          # optional; text becomes the caption
      "document": {"file_id": "…"} | {"path": "…"}}       # optional; text becomes the caption
+
+or, from services (which never hold markup), what to render when it is sent::
+
+    {"message": "checkins.alert", "data": {…plain JSON…}, "locale": "zh_Hans", "photo"/"document": …}
+
+rendered by ``notifications.render.render_message`` in the recipient's language.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "make_payload",
+    "message_payload",
     "purge_finished",
     "validate_payload",
 ]
@@ -86,10 +93,34 @@ def make_payload(
     return payload
 
 
+def message_payload(
+    message: str,
+    data: dict[str, Any],
+    *,
+    locale: str,
+    photo: dict[str, str] | None = None,
+    document: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A payload saying what to render (``message`` + plain-JSON ``data``) in ``locale`` when sent."""
+    payload: dict[str, Any] = {"message": message, "data": data, "locale": locale}
+    if photo is not None:
+        payload["photo"] = dict(photo)
+    if document is not None:
+        payload["document"] = dict(document)
+    validate_payload(payload)
+    return payload
+
+
 def validate_payload(payload: dict[str, Any]) -> None:
     """Raise ``ValueError`` if the payload cannot be sent (caught at enqueue, not in the sender)."""
     if not isinstance(payload, dict):
         raise ValueError("payload must be a dict")
+    if "message" in payload:
+        if not isinstance(payload["message"], str) or not isinstance(payload.get("data"), dict):
+            raise ValueError("a message payload needs a name and a data dict")
+        if not isinstance(payload.get("locale"), str):
+            raise ValueError("a message payload needs the recipient's locale")
+        return
     text = payload.get("text")
     if not isinstance(text, str):
         raise ValueError("payload.text must be a string")
