@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiogram import Bot, Dispatcher, Router
@@ -25,6 +25,8 @@ from bot.db import create_engine, session_factory
 from bot.middlewares import ActorMiddleware, DbSessionMiddleware
 from bot.settings import Settings
 from handlers.commands import commands_for
+from services.clock import Clock, system_clock
+from services.config import AppConfig, OutboxConfig
 from services.i18n import LOCALES, use_locale
 from services.i18n import _ as gettext
 
@@ -52,16 +54,30 @@ def build_storage(settings: Settings) -> BaseStorage:
     return MemoryStorage()
 
 
+def app_config(settings: Settings) -> AppConfig:
+    """The typed core configuration, built once at start-up."""
+    return AppConfig(tz=settings.tz, default_locale=settings.default_locale,
+                     secret_key=settings.ensure_secret_key(), invite_ttl=settings.invite_ttl)
+
+
+def outbox_config(settings: Settings) -> OutboxConfig:
+    return OutboxConfig(rate=settings.outbox_rate, per_chat_rate=settings.outbox_per_chat_rate,
+                        senders=settings.outbox_senders)
+
+
 def build_dispatcher(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     *,
     storage: BaseStorage | None = None,
     extra_routers: Iterable[Router] = (),
+    clock: Clock = system_clock,
 ) -> Dispatcher:
-    dp = Dispatcher(storage=storage or build_storage(settings), settings=settings, sessions=sessions)
+    """The dispatcher with its middlewares and routers; handlers get the typed configs as data."""
+    dp = Dispatcher(storage=storage or build_storage(settings), settings=settings, sessions=sessions,
+                    config=app_config(settings), clock=clock)
     dp.update.outer_middleware(DbSessionMiddleware(sessions))
-    dp.update.outer_middleware(ActorMiddleware(settings.default_locale))
+    dp.update.outer_middleware(ActorMiddleware(settings.default_locale, clock))
     dp.include_routers(*extra_routers, *handlers.routers())
     dp.startup.register(register_commands)
     return dp
@@ -87,42 +103,56 @@ BackgroundTask = Callable[["Runtime", asyncio.Event], Awaitable[None]]
 
 @dataclass
 class Runtime:
-    """Everything one running bot process owns."""
+    """Everything one running bot process owns; made and released by :func:`open_runtime`."""
 
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     bot: Bot
     dp: Dispatcher
+    clock: Clock = system_clock
     background: list[BackgroundTask] = field(default_factory=list)
 
 
-async def open_runtime(settings: Settings, *, token: str | None = None, migrate: bool = True) -> Runtime:
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings, *, token: str | None = None, migrate: bool = True,
+                       clock: Clock = system_clock) -> AsyncIterator[Runtime]:
+    """Open the engine, bot session and dispatcher; on leaving, release every one of them, whatever
+    failed in between (aiohttp's cleanup_ctx idea, with an exit stack)."""
     settings.ensure_secret_key()
-    engine = create_engine(settings.db_url)
-    if migrate:
-        from bot.migrate import upgrade
+    async with contextlib.AsyncExitStack() as owned:
+        engine = create_engine(settings.db_url)
+        owned.push_async_callback(engine.dispose)
+        if migrate:
+            from bot.migrate import upgrade
 
-        await upgrade(engine)
-    sessions = session_factory(engine)
-    bot = build_bot(settings, token)
-    dp = build_dispatcher(settings, sessions)
-    return Runtime(settings, engine, sessions, bot, dp)
+            await upgrade(engine)
+        sessions = session_factory(engine)
+        bot = build_bot(settings, token)
+        owned.push_async_callback(bot.session.close)
+        dp = build_dispatcher(settings, sessions, clock=clock)
+        yield Runtime(settings, engine, sessions, bot, dp, clock)
+
+
+@contextlib.asynccontextmanager
+async def background_running(rt: Runtime) -> AsyncIterator[asyncio.Event]:
+    """Run ``rt.background`` jobs until the block ends; they are stopped and awaited on the way out."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(job(rt, stop), name=getattr(job, "__name__", "job")) for job in rt.background]
+    try:
+        yield stop
+    finally:
+        stop.set()
+        # A job gets a moment to finish what it holds (the sender hands back claimed rows).
+        _done, pending = await asyncio.wait(tasks, timeout=10) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def run_polling(rt: Runtime, *, handle_signals: bool = True) -> None:
     """Long polling plus the background tasks, until a signal or the dispatcher stops."""
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(job(rt, stop), name=getattr(job, "__name__", "job"))
-             for job in rt.background]
-    try:
+    async with background_running(rt):
         with contextlib.suppress(TelegramAPIError):
             await rt.bot.delete_webhook(drop_pending_updates=False)
-        await rt.dp.start_polling(rt.bot, handle_signals=handle_signals)
-    finally:
-        stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await rt.bot.session.close()
-        await rt.engine.dispose()
+        await rt.dp.start_polling(rt.bot, handle_signals=handle_signals, close_bot_session=False)

@@ -56,10 +56,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from bot.app import open_runtime, run_polling
     from bot.runtime import add_background_jobs
 
-    settings = args.settings
-    rt = await open_runtime(settings)
-    add_background_jobs(rt)
-    await run_polling(rt)
+    async with open_runtime(args.settings) as rt:
+        add_background_jobs(rt)
+        await run_polling(rt)
     return 0
 
 

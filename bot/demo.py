@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aiohttp import web
 
@@ -57,13 +57,13 @@ async def run_demo(settings: Settings, *, host: str = "127.0.0.1", port: int = 8
     bound = runner.addresses[0][1] if runner.addresses else port
     settings.telegram_api_base = f"http://127.0.0.1:{bound}"
     try:
-        rt = await open_runtime(settings, token=DEMO_TOKEN)
-        hints = await demo_hints(rt, datetime.now(UTC))
-        add_background_jobs(rt)
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        print(f"\nCommunity Cloud demo is running: open http://{shown}:{bound}/ in your browser", flush=True)
-        for hint in hints:
-            print(f"  {hint}", flush=True)
-        await run_polling(rt)
+        async with open_runtime(settings, token=DEMO_TOKEN) as rt:
+            hints = await demo_hints(rt, rt.clock())
+            add_background_jobs(rt)
+            shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+            print(f"\nCommunity Cloud demo is running: open http://{shown}:{bound}/ in your browser", flush=True)
+            for hint in hints:
+                print(f"  {hint}", flush=True)
+            await run_polling(rt)
     finally:
         await runner.cleanup()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from aiogram import BaseMiddleware
@@ -12,6 +11,7 @@ from aiogram.types import TelegramObject, User
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.accounts import TelegramUser, resolve_actor, touch_account
+from services.clock import Clock, system_clock
 from services.i18n import normalize_locale, set_locale
 from services.scope import Actor
 
@@ -40,19 +40,21 @@ class DbSessionMiddleware(BaseMiddleware):
 class ActorMiddleware(BaseMiddleware):
     """Resolves the account, resident, staff grants and locale of the user behind the update."""
 
-    def __init__(self, default_locale: str) -> None:
+    def __init__(self, default_locale: str, clock: Clock = system_clock) -> None:
         self.default_locale = default_locale
+        self.clock = clock
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
         session: AsyncSession = data["session"]
+        # One ``now`` per update, from the process's one clock (tests move it instead of sleeping).
+        now = data["now"] = self.clock()
         if user is None or user.is_bot:
             set_locale(self.default_locale)
             data["actor"] = Actor(locale=self.default_locale)
             return await handler(event, data)
         # The locale is set before any query so that even a failing lookup is answered politely.
         set_locale(normalize_locale(user.language_code, self.default_locale))
-        now = data.get("now") or datetime.now(UTC)
         account = await touch_account(
             session,
             TelegramUser(user.id, user.first_name, user.last_name, user.username, user.language_code),
@@ -66,5 +68,4 @@ class ActorMiddleware(BaseMiddleware):
         await session.commit()
         set_locale(actor.locale)
         data["actor"] = actor
-        data["now"] = now
         return await handler(event, data)

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import text
 
-from bot.app import Runtime
+from bot.app import Runtime, outbox_config
+from bot.checkin_jobs import checkin_tick, register_sender_listeners
 from notifications.sender import OutboxSender
 
 log = logging.getLogger("bot.runtime")
@@ -23,41 +24,22 @@ Tick = Callable[[Runtime, datetime], Awaitable[object]]
 
 def build_sender(rt: Runtime, **overrides) -> OutboxSender:
     """The process's sender, with every feature's delivery listeners registered."""
-    settings = rt.settings
-    # Telegram's limit is per bot token: each of OUTBOX_SENDERS processes takes its share.
-    share = settings.outbox_senders
-    sender = OutboxSender(rt.bot, rt.sessions, rate=overrides.pop("rate", settings.outbox_rate / share),
-                          per_chat_rate=overrides.pop("per_chat_rate", settings.outbox_per_chat_rate), **overrides)
-    for register in listener_registrations():
-        register(sender, settings)
+    cfg = outbox_config(rt.settings)
+    sender = OutboxSender(rt.bot, rt.sessions, rate=overrides.pop("rate", cfg.rate_per_sender),
+                          per_chat_rate=overrides.pop("per_chat_rate", cfg.per_chat_rate),
+                          clock=overrides.pop("clock", rt.clock), **overrides)
+    register_sender_listeners(sender, rt.settings)
     return sender
-
-
-def listener_registrations() -> list[Callable[[OutboxSender, object], None]]:
-    out = []
-    try:
-        from bot.checkin_jobs import register_sender_listeners
-    except ImportError:
-        pass
-    else:
-        out.append(register_sender_listeners)
-    return out
 
 
 def scheduled_ticks(rt: Runtime) -> list[tuple[str, Tick, dict]]:
     """(name, tick, APScheduler trigger arguments) of every periodic job."""
-    seconds = max(1.0, rt.settings.tick_interval.total_seconds())
-    jobs: list[tuple[str, Tick, dict]] = [
+    seconds = max(0.1, rt.settings.tick_interval.total_seconds())
+    return [
         ("notices", notices_tick, {"trigger": "interval", "seconds": seconds}),
+        ("checkins", checkin_tick, {"trigger": "interval", "seconds": seconds}),
         ("rule_tags", rule_tags_tick, {"trigger": "cron", "hour": 3, "minute": 10}),
     ]
-    try:
-        from bot.checkin_jobs import checkin_tick
-    except ImportError:
-        pass
-    else:
-        jobs.append(("checkins", checkin_tick, {"trigger": "interval", "seconds": seconds}))
-    return jobs
 
 
 async def notices_tick(rt: Runtime, now: datetime) -> int:
@@ -83,7 +65,7 @@ async def rule_tags_tick(rt: Runtime, now: datetime) -> None:
 
 async def _run_tick(rt: Runtime, name: str, tick: Tick) -> None:
     try:
-        await tick(rt, datetime.now(UTC))
+        await tick(rt, rt.clock())
     except Exception:
         log.exception("tick %s failed; the next one carries on", name)
 
@@ -101,8 +83,9 @@ async def scheduler_job(rt: Runtime, stop: asyncio.Event) -> None:
         scheduler.shutdown(wait=False)
 
 
-def add_background_jobs(rt: Runtime) -> OutboxSender:
-    sender = build_sender(rt)
+def add_background_jobs(rt: Runtime, **sender_options) -> OutboxSender:
+    """Give ``rt`` the production background work: the outbox sender and the scheduler's ticks."""
+    sender = build_sender(rt, **sender_options)
 
     async def sender_job(rt: Runtime, stop: asyncio.Event) -> None:
         await sender.run(stop)

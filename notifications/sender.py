@@ -32,7 +32,7 @@ import os
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiogram import Bot
@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from notifications.render import resolve_payload, send_payload
 from services import outbox
+from services.clock import Clock, system_clock
 from services.models.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,6 @@ Listener = Callable[[AsyncSession, OutboxMessage, datetime], Awaitable[None]]
 
 # Requests Telegram rejected as malformed fail the same way every time: no point retrying them.
 PERMANENT_ERRORS = (TelegramBadRequest, TelegramNotFound, TelegramEntityTooLarge)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def default_worker_id() -> str:
@@ -84,10 +81,12 @@ class OutboxSender:
         retry_base_delay: timedelta = timedelta(seconds=2),
         poll_interval: float = 0.25,
         reclaim_every: float = 5.0,
+        clock: Clock = system_clock,
     ) -> None:
         if rate <= 0 or per_chat_rate <= 0:
             raise ValueError("rates must be positive")
         self.bot = bot
+        self.clock = clock  # leases, not-before and retry times follow the process's one clock
         self.session_factory = session_factory
         self.rate = rate
         self.per_chat_rate = per_chat_rate
@@ -159,7 +158,7 @@ class OutboxSender:
             while not stop_event.is_set():
                 try:
                     if not self._queue:
-                        await self._fill(utcnow())
+                        await self._fill(self.clock())
                     if not self._queue:
                         await self._idle(stop_event, self.poll_interval)
                         continue
@@ -173,7 +172,7 @@ class OutboxSender:
 
     async def drain_once(self, now: datetime | None = None) -> int:
         """Claim one batch due at ``now`` and send all of it (for tests). Returns rows handled."""
-        now = now or utcnow()
+        now = now or self.clock()
         self._last_reclaim = -math.inf
         await self._fill(now)
         handled = len(self._queue)
@@ -222,7 +221,7 @@ class OutboxSender:
             self._slots.release()
             return
         row = self._queue.popleft()
-        at = now or utcnow()
+        at = now or self.clock()
         self._chat_sent[row.chat_id] = at
         self._chat_order.append((at, row.chat_id))
         task = asyncio.create_task(self._deliver(row, now))
@@ -344,7 +343,7 @@ class OutboxSender:
         **kwargs: Any,
     ) -> bool:
         """Mark the row and run its listeners in one transaction. Returns True if the row is final."""
-        at = now or utcnow()
+        at = now or self.clock()
         final = False
 
         async def work(session: AsyncSession) -> None:

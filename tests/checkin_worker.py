@@ -1,11 +1,12 @@
-"""A stand-alone bot process running the check-in tick loop and the outbox sender (restart test).
+"""A stand-alone bot process running the production background work (restart test).
 
     python tests/checkin_worker.py --db URL --api http://127.0.0.1:PORT --data-dir DIR
                                    [--tick 1s] [--reminder 3s] [--escalate 8s] [--ack 30s]
                                    [--resolve 1h] [--wait-for-go]
 
 It opens the runtime the way ``communitybot run`` does (``bot.app.open_runtime``, without
-migrations: the test created the schema) but does not poll for updates: the test's own bot does.
+migrations: the test created the schema) and runs the same APScheduler ticks and outbox sender
+(``bot.runtime.add_background_jobs``), but does not poll for updates: the test's own bot does.
 Prints "ready" once imported; with --wait-for-go it then waits for a line on stdin, so that a test
 can have the replacement process imported before it kills the first one. Runs until SIGTERM/SIGINT
 or SIGKILL.
@@ -24,10 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import services.models  # noqa: F401
-from bot.app import open_runtime
-from bot.checkin_jobs import checkin_job, register_sender_listeners
+from bot.app import background_running, open_runtime
+from bot.runtime import add_background_jobs
 from bot.settings import Settings
-from notifications.sender import OutboxSender
 
 TOKEN = "42:sandbox"
 
@@ -58,16 +58,13 @@ async def main(argv: list[str] | None = None) -> None:
                         data_dir=Path(args.data_dir), secret_key="test-secret-key", tick_interval=args.tick,
                         checkin_reminder_after=args.reminder, checkin_escalate_after=args.escalate,
                         alert_ack_timeout=args.ack, alert_resolve_timeout=args.resolve)
-    rt = await open_runtime(settings, migrate=False)
-    sender = OutboxSender(rt.bot, rt.sessions, rate=200, per_chat_rate=50, lease=timedelta(seconds=2),
-                          poll_interval=0.05, reclaim_every=1.0)
-    register_sender_listeners(sender, settings)
-    print("running", flush=True)
-    try:
-        await asyncio.gather(checkin_job(rt, stop), sender.run(stop))
-    finally:
-        await rt.bot.session.close()
-        await rt.engine.dispose()
+    async with open_runtime(settings, migrate=False) as rt:
+        # The production background work (bot.runtime): the sender and the APScheduler ticks.
+        add_background_jobs(rt, rate=200, per_chat_rate=50, lease=timedelta(seconds=2), poll_interval=0.05,
+                            reclaim_every=1.0)
+        async with background_running(rt):
+            print("running", flush=True)
+            await stop.wait()
 
 
 if __name__ == "__main__":
