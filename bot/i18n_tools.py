@@ -39,8 +39,10 @@ def _write(path: Path, catalog: Catalog) -> None:
 
 def extract() -> Catalog:
     pot = LOCALE_DIR / "messages.pot"
+    # t()/tn() are notifications.render's escaping forms of _()/ngettext().
+    keywords = ["-k", "N_", "-k", "t", "-k", "tn:1,2"]
     subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F", str(ROOT / "babel.cfg"),
-                    "-k", "N_", "--no-location", "--sort-output", "--width=100", "-o", str(pot), str(ROOT)],
+                    *keywords, "--no-location", "--sort-output", "--width=100", "-o", str(pot), str(ROOT)],
                    check=True, cwd=ROOT, capture_output=True)
     with pot.open("rb") as fh:
         return read_po(fh)
