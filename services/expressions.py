@@ -164,6 +164,18 @@ def register_field(spec: FieldSpec, registry: dict[str, FieldSpec] | None = None
     return spec
 
 
+def fields_with(extra: Iterable[FieldSpec], base: Mapping[str, FieldSpec] | None = None) -> dict[str, FieldSpec]:
+    """A field registry for ``parse(text, fields)``: the default fields (or ``base``) plus ``extra``,
+    e.g. the questionnaire fields policy files declare. An extra field never replaces a field
+    already there; a name or alias clash raises ``ValueError``."""
+    registry = dict(FIELDS if base is None else base)
+    for spec in extra:
+        if spec.name in registry:
+            raise ValueError(f"field {spec.name!r} already exists")
+        register_field(spec, registry)
+    return registry
+
+
 def age_at(birth: date, today: date) -> int:
     """Whole years lived at ``today``; someone born on 29 February turns a year older on 1 March."""
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
@@ -1218,6 +1230,7 @@ __all__ = [
     "compile_sql",
     "evaluate",
     "fields_used",
+    "fields_with",
     "parse",
     "register_field",
     "tags_used",

@@ -30,6 +30,16 @@ from services.models.core import (
 )
 from services.models.notices import Notice, NoticeRecipient, NoticeStatus  # noqa: F401
 from services.models.outbox import FINAL_STATUSES, OutboxMessage, OutboxStatus  # noqa: F401
+from services.models.policies import (  # noqa: F401
+    CaseStatus,
+    Policy,
+    PolicyAnswer,
+    PolicyCase,
+    PolicyConsent,
+    PolicyField,
+    PolicyFieldType,
+    PolicyVersion,
+)
 from services.models.tags import ResidentTag, Segment, Tag, TagKind
 from services.models.verification import (  # noqa: F401
     HouseholdInvite,
