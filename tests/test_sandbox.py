@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import shutil
 import struct
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -35,7 +38,7 @@ from aiohttp import web
 
 from bot.sandbox import SANDBOX_KEY, Sandbox, create_sandbox_app
 from bot.sandbox.client import SandboxClient, SandboxError, SandboxUser
-from bot.sandbox.sanitize import telegram_html_to_safe_html
+from bot.sandbox.state import SandboxApiError
 
 
 @dataclass
@@ -119,7 +122,7 @@ async def test_send_message_with_inline_keyboard_shows_up_in_the_chat(bot: Bot, 
     last = await alice.last_message()
     assert last is not None
     assert last["message_id"] == sent.message_id
-    assert (last["text"], last["parse_mode"]) == ("<b>Hello</b>, Alice", "HTML")
+    assert (last["text"], last["entities"]) == ("Hello, Alice", [{"type": "bold", "offset": 0, "length": 5}])
     assert last["html"] == "<b>Hello</b>, Alice"
     assert last["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "yes"
 
@@ -196,6 +199,199 @@ async def test_deleted_messages_are_marked_deleted(bot: Bot, alice: SandboxUser)
     with pytest.raises(TelegramBadRequest, match="message to delete not found"):
         await bot.delete_message(alice.id, sent.message_id)
 
+
+# ---------------------------------------------------------------- formatting, as Telegram does it
+
+
+async def test_html_becomes_plain_text_and_entities_in_utf16_code_units(bot: Bot, alice: SandboxUser) -> None:
+    sent = await bot.send_message(
+        alice.id,
+        "😀 <b>bold <i>both</i></b> <u>u</u> <s>s</s> <tg-spoiler>sp</tg-spoiler> <code>c</code>\n"
+        '<pre><code class="language-python">print(1)</code></pre>'
+        '<a href="https://example.org/?a=1&amp;b=2">link</a> <a href="tg://user?id=42">bot</a>\n'
+        "<blockquote>quote</blockquote><blockquote expandable>more</blockquote>"
+        "&lt;b&gt; &amp; &quot;q&quot;",
+        parse_mode="HTML",
+    )
+    text = "😀 bold both u s sp c\nprint(1)link bot\nquotemore<b> & \"q\""
+    assert sent.text == text
+    bot_user = {"id": 42, "is_bot": True, "first_name": "Community Cloud", "username": "community_cloud_bot"}
+    expected = [
+        # The emoji is two UTF-16 code units, so "bold" starts at 3. Styles are cut where another
+        # style starts, as Telegram cuts them.
+        {"type": "bold", "offset": 3, "length": 5},
+        {"type": "bold", "offset": 8, "length": 4},
+        {"type": "italic", "offset": 8, "length": 4},
+        {"type": "underline", "offset": 13, "length": 1},
+        {"type": "strikethrough", "offset": 15, "length": 1},
+        {"type": "spoiler", "offset": 17, "length": 2},
+        {"type": "code", "offset": 20, "length": 1},
+        {"type": "pre", "offset": 22, "length": 8, "language": "python"},
+        {"type": "text_link", "offset": 30, "length": 4, "url": "https://example.org/?a=1&b=2"},
+        {"type": "text_mention", "offset": 35, "length": 3, "user": bot_user},
+        {"type": "blockquote", "offset": 39, "length": 5},
+        {"type": "expandable_blockquote", "offset": 44, "length": 4},
+    ]
+    assert [e.model_dump(exclude_none=True) for e in sent.entities or []] == expected
+    [stored] = await alice.messages()
+    assert (stored["text"], stored["entities"]) == (text, expected)
+    # html is what aiogram's Message.html_text rebuilds from text and entities.
+    assert stored["html"] == sent.html_text
+    assert stored["html"].startswith("😀 <b>bold </b><b><i>both</i></b> <u>u</u>")
+    assert stored["html"].endswith("&lt;b&gt; &amp; \"q\"")
+
+
+async def test_links_commands_and_mentions_in_the_text_become_entities(bot: Bot, alice: SandboxUser) -> None:
+    link = "https://t.me/community_cloud_bot?start=fam_ABC"
+    sent = await bot.send_message(alice.id, f"Open {link}, or send /start. Ask @somebody #help")
+    assert [(e.type, e.extract_from(sent.text or "")) for e in sent.entities or []] == [
+        ("url", link), ("bot_command", "/start"), ("mention", "@somebody"), ("hashtag", "#help")
+    ]
+    await alice.send("/start hello https://example.org")
+    [update] = await bot.get_updates()
+    assert update.message is not None
+    assert [(e.type, e.offset, e.length) for e in update.message.entities or []] == [
+        ("bot_command", 0, 6), ("url", 13, 19)
+    ]
+
+
+async def test_a_link_without_href_links_its_own_text_like_telegram(bot: Bot, alice: SandboxUser) -> None:
+    # Telegram does not refuse <a> without href: it takes the text as the link, or drops the link.
+    sent = await bot.send_message(alice.id, "<a>https://example.org</a> <a>no link</a>", parse_mode="HTML")
+    assert sent.text == "https://example.org no link"
+    assert [e.model_dump(exclude_none=True) for e in sent.entities or []] == [
+        {"type": "text_link", "offset": 0, "length": 19, "url": "https://example.org/"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("markup", "reason"),
+    [
+        ("<foo>x</foo>", 'Unsupported start tag "foo" at byte offset 0'),
+        ("张 <p>x</p>", 'Unsupported start tag "p" at byte offset 4'),
+        ("a < b", 'Unsupported start tag "" at byte offset 2'),
+        ("<b>bold", 'Can\'t find end tag corresponding to start tag "b"'),
+        ("<b>x</i>", 'Unmatched end tag at byte offset 4, expected "</b>", found "</i>"'),
+        ("x</b>", "Unexpected end tag at byte offset 1"),
+        ("<b", "Unclosed start tag at byte offset 0"),
+        ("<span>x</span>", 'Tag "span" must have class "tg-spoiler" at byte offset 0'),
+    ],
+)
+async def test_broken_markup_is_refused_with_telegrams_error(
+    bot: Bot, alice: SandboxUser, markup: str, reason: str
+) -> None:
+    with pytest.raises(TelegramBadRequest) as refused:
+        await bot.send_message(alice.id, markup, parse_mode="HTML")
+    assert refused.value.message == f"Bad Request: can't parse entities: {reason}"
+    assert await alice.messages() == []
+
+
+async def test_captions_and_edits_are_parsed_too(bot: Bot, alice: SandboxUser) -> None:
+    photo = await bot.send_photo(
+        alice.id, BufferedInputFile(tiny_png(), "p.png"), caption="<i>Chart</i> &amp; notes", parse_mode="HTML"
+    )
+    assert (photo.caption, photo.caption_entities[0].type if photo.caption_entities else None) == (
+        "Chart & notes", "italic"
+    )
+    changed = await bot.edit_message_caption(
+        chat_id=alice.id, message_id=photo.message_id, caption="<b>New</b>", parse_mode="HTML"
+    )
+    assert isinstance(changed, Message)
+    assert (changed.caption, changed.html_text) == ("New", "<b>New</b>")
+    with pytest.raises(TelegramBadRequest, match="Unsupported start tag"):
+        await bot.edit_message_caption(chat_id=alice.id, message_id=photo.message_id, caption="<x>", parse_mode="HTML")
+
+    sent = await bot.send_message(alice.id, "draft")
+    edited = await bot.edit_message_text(
+        text="<b>final</b> &lt;3", chat_id=alice.id, message_id=sent.message_id, parse_mode="HTML"
+    )
+    assert isinstance(edited, Message) and (edited.text, edited.html_text) == ("final <3", "<b>final</b> &lt;3")
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_text(
+            text="<strong>final</strong> &#60;3", chat_id=alice.id, message_id=sent.message_id, parse_mode="HTML"
+        )
+    with pytest.raises(TelegramBadRequest) as refused:
+        await bot.edit_message_text(text="<b>x", chat_id=alice.id, message_id=sent.message_id, parse_mode="HTML")
+    assert refused.value.message == (
+        "Bad Request: can't parse entities: Can't find end tag corresponding to start tag \"b\""
+    )
+    assert (await alice.messages())[-1]["html"] == "<b>final</b> &lt;3"  # the refusal changed nothing
+
+
+async def test_text_length_counts_characters_after_parsing(bot: Bot, alice: SandboxUser) -> None:
+    await bot.send_message(alice.id, "<b>" + "x" * 4096 + "</b>", parse_mode="HTML")  # tags do not count
+    await bot.send_message(alice.id, "😀" * 4096)  # characters, not UTF-16 code units
+    with pytest.raises(TelegramBadRequest) as too_long:
+        await bot.send_message(alice.id, "x" * 4097)
+    assert too_long.value.message == "Bad Request: message is too long"
+    sent = await bot.send_message(alice.id, "short")
+    with pytest.raises(TelegramBadRequest) as edit_too_long:
+        await bot.edit_message_text(text="y" * 4097, chat_id=alice.id, message_id=sent.message_id)
+    assert edit_too_long.value.message == "Bad Request: MESSAGE_TOO_LONG"
+    with pytest.raises(TelegramBadRequest) as caption_too_long:
+        await bot.send_photo(alice.id, BufferedInputFile(tiny_png(), "p.png"), caption="c" * 1025)
+    assert caption_too_long.value.message == "Bad Request: message caption is too long"
+    assert [m["text"] and len(m["text"]) for m in await alice.messages()] == [4096, 4096, 5]
+
+
+@pytest.mark.parametrize("text", ["", "   \n ", "<b> </b>", "<i></i>"])
+async def test_empty_text_is_refused(bot: Bot, alice: SandboxUser, text: str) -> None:
+    with pytest.raises(TelegramBadRequest) as refused:
+        await bot.send_message(alice.id, text, parse_mode="HTML")
+    assert refused.value.message == "Bad Request: message text is empty"
+    assert await alice.messages() == []
+
+
+async def test_text_is_trimmed_like_telegram_trims_it(bot: Bot, alice: SandboxUser) -> None:
+    sent = await bot.send_message(alice.id, "\n  <b>hi</b> there \r\n\n", parse_mode="HTML")
+    assert (sent.text, sent.html_text) == ("hi there", "<b>hi</b> there")
+
+
+async def test_callback_data_over_64_bytes_is_refused(bot: Bot, alice: SandboxUser) -> None:
+    def keyboard(data: str) -> InlineKeyboardMarkup:
+        return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="B", callback_data=data)]])
+
+    await bot.send_message(alice.id, "fits", reply_markup=keyboard("数" * 21 + "x"))  # 64 bytes
+    with pytest.raises(TelegramBadRequest) as refused:
+        await bot.send_message(alice.id, "too much", reply_markup=keyboard("数" * 22))  # 66 bytes
+    assert refused.value.message == "Bad Request: BUTTON_DATA_INVALID"
+    sent = await bot.send_message(alice.id, "edit me")
+    with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
+        await bot.edit_message_reply_markup(
+            chat_id=alice.id, message_id=sent.message_id, reply_markup=keyboard("y" * 65)
+        )
+    assert [m["text"] for m in await alice.messages()] == ["fits", "edit me"]
+    assert (await alice.last_message())["reply_markup"] is None  # type: ignore[index]
+
+
+# ---------------------------------------------------------------- users across restarts
+
+
+def test_user_ids_are_never_reused_after_a_restart(tmp_path: Path) -> None:
+    first_run = Sandbox(data_dir=tmp_path)
+    resident = first_run.create_user("张玉", language_code="zh-hans", phone_number="+8613900000001")
+    first_run.set_blocked(resident.id, True)
+
+    second_run = Sandbox(data_dir=tmp_path)  # the demo restarted with the same data directory
+    newcomer = second_run.create_user("Visitor", language_code="en")
+    assert newcomer.id != resident.id and newcomer.id > resident.id
+    kept = second_run.get_user(resident.id)
+    assert (kept.first_name, kept.phone_number, kept.blocked) == ("张玉", "+8613900000001", True)
+    # Two sandboxes on one data directory do not hand out the same id either.
+    assert first_run.create_user("Late").id == newcomer.id + 1
+    assert Sandbox().create_user("No data dir").id == resident.id  # without one, ids start over
+
+
+def test_message_ids_are_not_reused_after_a_restart(tmp_path: Path) -> None:
+    first_run = Sandbox(data_dir=tmp_path)
+    user = first_run.create_user("Alice")
+    old = first_run.send_message(user.id, "an alert the bot may edit later")
+
+    second_run = Sandbox(data_dir=tmp_path)
+    new = second_run.send_message(user.id, "after the restart")
+    assert new.message_id > old.message_id
+    with pytest.raises(SandboxApiError, match="message to edit not found"):
+        second_run.edit_text(user.id, old.message_id, "edited")
 
 # ---------------------------------------------------------------- files
 
@@ -332,9 +528,10 @@ def test_global_rate_limit_uses_a_sliding_one_second_window() -> None:
     for user in users[:3]:
         sandbox.send_message(user.id, "hi")
         now[0] += 0.3
-    with pytest.raises(Exception, match="retry after 1") as exc:
+    with pytest.raises(SandboxApiError) as exc:
         sandbox.send_message(users[3].id, "hi")
-    assert exc.value.retry_after == 1  # type: ignore[attr-defined]
+    assert (exc.value.error_code, exc.value.description) == (429, "Too Many Requests: retry after 1")
+    assert exc.value.retry_after == 1
     now[0] = 101.01  # the first send left the window
     sandbox.send_message(users[3].id, "hi")
 
@@ -429,21 +626,6 @@ async def test_pages_use_the_given_translations(server: Server) -> None:
         await runner.cleanup()
 
 
-def test_bot_html_is_sanitised_for_the_chat_page() -> None:
-    html = telegram_html_to_safe_html(
-        '<b>bold</b> <script>alert(1)</script><a href="javascript:x()">js</a> <img src=x onerror=y>'
-        '<a href="https://ok.example/?a=1&b=2">ok</a> <tg-spoiler>s</tg-spoiler> <i>open',
-        "HTML",
-    )
-    assert "<b>bold</b>" in html
-    assert "<script>" not in html and "&lt;script&gt;" in html
-    assert "<img" not in html and "javascript:" not in html
-    assert '<a href="https://ok.example/?a=1&amp;b=2" target="_blank" rel="noopener noreferrer">ok</a>' in html
-    assert "<tg-spoiler>s</tg-spoiler>" in html
-    assert html.endswith("<i>open</i>")
-    assert telegram_html_to_safe_html("<b>plain</b>", None) == "&lt;b&gt;plain&lt;/b&gt;"
-
-
 async def test_user_document_upload_via_multipart(server: Server, alice: SandboxUser) -> None:
     form = aiohttp.FormData()
     form.add_field("file", b"%PDF-1.4", filename="notice.pdf")
@@ -482,6 +664,15 @@ def echo_router() -> Router:
         assert isinstance(query.message, Message)
         await query.message.edit_text("pressed")
         await query.answer("done")
+
+    @router.callback_query(F.data == "ack")
+    async def ack(query: CallbackQuery) -> None:
+        # What an alert button does (handlers/checkins.py): add a line to the text the user saw.
+        assert isinstance(query.message, Message)
+        await query.message.edit_text(
+            query.message.html_text + "\n— on it", parse_mode="HTML", reply_markup=query.message.reply_markup
+        )
+        await query.answer()
 
     return router
 
@@ -543,5 +734,169 @@ async def test_dispatcher_callback_edit_and_outbox(polling: Dispatcher, server: 
         assert await carol.bot_messages_since_last_action() == []
         reminder = await carol.wait_for_message(lambda m: m["text"] == "reminder", timeout=5)
         assert reminder["from_bot"] is True
-        with pytest.raises(TimeoutError):
-            await carol.wait_for_message(timeout=0.3)
+        # Nothing else was sent: the chat holds exactly these bot messages.
+        assert [m["text"] for m in await carol.bot_messages()] == ["pressed", "reminder"]
+        assert (await sb.stats())["sent_by_method"] == {"sendmessage": 2}
+
+
+async def test_editing_a_message_from_its_html_text_keeps_the_text_intact(
+    polling: Dispatcher, server: Server, bot: Bot
+) -> None:
+    async with SandboxClient(server.base_url) as sb:
+        duty = await sb.create_user("Duty")
+        markup = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="On it", callback_data="ack")]])
+        await bot.send_message(
+            duty.id, "🆘 <b>张玉</b> needs help &amp; is &lt;alone&gt;", parse_mode="HTML", reply_markup=markup
+        )
+
+        await duty.press("On it")
+        await duty.press("On it")
+        [alert] = await duty.bot_messages()
+        assert alert["text"] == "🆘 张玉 needs help & is <alone>\n— on it\n— on it"
+        assert alert["entities"] == [{"type": "bold", "offset": 3, "length": 2}]
+        assert alert["html"] == "🆘 <b>张玉</b> needs help &amp; is &lt;alone&gt;\n— on it\n— on it"
+
+
+# ---------------------------------------------------------------- the chat page in a browser-like run
+
+# A tiny DOM for the chat page's script, enough to render messages and click on them in Node.
+PAGE_DOM_JS = r"""
+const [base] = process.argv.slice(1);
+const config = process.env.PAGE_CONFIG;
+const script = require("fs").readFileSync(0, "utf8");
+class Text { constructor(data) { this.data = data; this.parent = null; } get textContent() { return this.data; } }
+class Element {
+  constructor(tag) {
+    this.tagName = tag; this.children = []; this.listeners = {}; this.dataset = {}; this.style = {};
+    this.className = ""; this.parent = null;
+    const self = this;
+    this.classList = {
+      add(c) { if (!self.className.split(" ").includes(c)) self.className = (self.className + " " + c).trim(); },
+      remove(c) { self.className = self.className.split(" ").filter((x) => x !== c).join(" "); },
+      toggle(c, on) { const has = self.className.split(" ").includes(c); if (on === undefined) on = !has;
+                      if (on) this.add(c); else this.remove(c); },
+    };
+  }
+  appendChild(child) { if (child.parent) child.parent.removeChild(child); child.parent = this;
+                       this.children.push(child); return child; }
+  removeChild(child) { this.children = this.children.filter((c) => c !== child); child.parent = null; }
+  replaceChild(fresh, old) { this.children[this.children.indexOf(old)] = fresh; fresh.parent = this;
+                             old.parent = null; }
+  remove() { if (this.parent) this.parent.removeChild(this); }
+  set textContent(value) { this.children = [];
+                           if (value !== "" && value != null) this.appendChild(new Text(String(value))); }
+  get textContent() { return this.children.map((c) => c.textContent).join(""); }
+  addEventListener(type, f) { (this.listeners[type] = this.listeners[type] || []).push(f); }
+  click() { const event = { defaultPrevented: false, preventDefault() { this.defaultPrevented = true; } };
+            (this.listeners.click || []).forEach((f) => f(event)); return event; }
+  focus() {}
+}
+const ids = {};
+for (const id of ["config", "log", "status", "reply-kb", "composer", "text", "file", "attach", "toast"]) {
+  ids[id] = new Element("div");
+}
+ids.config.textContent = config;
+global.document = { getElementById: (id) => ids[id], createElement: (tag) => new Element(tag),
+                    createTextNode: (data) => new Text(data) };
+const posts = [];
+const realFetch = fetch;
+global.fetch = (url, init) => {
+  const response = realFetch(base + url, init);
+  if (init && init.method === "POST") posts.push(response);
+  return response;
+};
+global.setInterval = () => 0;
+function serialise(node) {
+  if (node instanceof Text) return node.data.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const attrs = (node.className ? ` class="${node.className}"` : "") + (node.href ? ` href="${node.href}"` : "");
+  return `<${node.tagName}${attrs}>${node.children.map(serialise).join("")}</${node.tagName}>`;
+}
+function find(node, test) {
+  if (node instanceof Text) return null;
+  if (test(node)) return node;
+  for (const child of node.children) { const found = find(child, test); if (found) return found; }
+  return null;
+}
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+(async () => {
+  new Function(script)();
+  for (let i = 0; i < 100 && ids.log.children.length === 0; i++) await sleep(50);
+  const rendered = serialise(ids.log);
+  const deepLink = find(ids.log, (n) => n.tagName === "a" && /start=/.test(n.href || ""));
+  const clicked = deepLink ? deepLink.click().defaultPrevented : null;
+  await Promise.all(posts);
+  console.log(JSON.stringify({ rendered, clicked }));
+})().catch((err) => { console.error(err); process.exit(1); });
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the page's script")
+async def test_chat_page_renders_entities_as_text_and_opens_bot_deep_links(server: Server) -> None:
+    sandbox = server.sandbox
+    user = sandbox.create_user("Wang")
+    link = "https://t.me/community_cloud_bot?start=fam_ABC"
+    sandbox.send_message(
+        user.id, f'<b>Family link</b>: <a href="{link}">open</a> &lt;script&gt;alert(1)&lt;/script&gt;',
+        parse_mode="HTML",
+    )
+    async with aiohttp.ClientSession() as http, http.get(f"{server.base_url}/chat/{user.id}") as resp:
+        page = await resp.text()
+    config = page.split('<script type="application/json" id="config">', 1)[1].split("</script>", 1)[0]
+    script = page.split("<script>", 1)[1].split("</script>", 1)[0]
+    node = await asyncio.create_subprocess_exec(
+        "node", "-e", PAGE_DOM_JS, server.base_url,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={"PAGE_CONFIG": config, "PATH": "/usr/bin:/bin:/usr/local/bin"},
+    )
+    out, err = await asyncio.wait_for(node.communicate(script.encode()), 30)
+    assert node.returncode == 0, err.decode()
+    result = json.loads(out)
+    # Text is text: the escaped <script> stays characters, formatting comes from the entities.
+    assert '<div class="body"><b>Family link</b>: <a href="' + link + '">open</a> &lt;script&gt;' in result["rendered"]
+    assert "<script>" not in result["rendered"]
+    # A t.me deep link to this bot is not opened: the user "starts" the bot with its parameter.
+    assert result["clicked"] is True
+    said = [m for m in sandbox.messages(user.id) if not m["from_bot"]]
+    assert [(m["text"], m["entities"]) for m in said] == [
+        ("/start fam_ABC", [{"type": "bot_command", "offset": 0, "length": 6}])
+    ]
+
+
+async def test_chat_page_has_one_contact_button_and_speaks_the_users_language() -> None:
+    class Words:
+        def __init__(self, transform):
+            self.transform = transform
+
+        def gettext(self, message: str) -> str:
+            return self.transform(message)
+
+        def ngettext(self, singular: str, plural: str, n: int) -> str:
+            return self.transform(singular if n == 1 else plural)
+
+    english, chinese = Words(str.upper), Words(lambda m: "中文:" + m)
+    sandbox = Sandbox()
+    app = create_sandbox_app(
+        sandbox, translate=chinese, translations_for=lambda code: english if code.startswith("en") else chinese
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    en_user, zh_user = sandbox.create_user("Ann", language_code="en"), sandbox.create_user("王")
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://{host}:{port}/chat/{en_user.id}") as resp:
+                en_page = await resp.text()
+            async with http.get(f"http://{host}:{port}/chat/{zh_user.id}") as resp:
+                zh_page = await resp.text()
+            async with http.get(f"http://{host}:{port}/", headers={"Accept-Language": "en-GB,en;q=0.8"}) as resp:
+                index = await resp.text()
+    finally:
+        await runner.cleanup()
+    assert '<html lang="en">' in en_page and "LOCAL SANDBOX: THIS CHAT IS SIMULATED" in en_page
+    assert '<html lang="zh-hans">' in zh_page and "中文:Local sandbox" in zh_page
+    assert "SIMULATED USERS" in index  # the list of users follows the browser's language
+    # The only way to share a contact is the bot's own request_contact keyboard button.
+    assert "contact" not in en_page.split("<form", 1)[1].split("</form>", 1)[0].lower()
+    assert "innerHTML" not in en_page

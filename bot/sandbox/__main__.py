@@ -20,8 +20,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--rate-limit-global", type=float, default=None, help="messages per second")
     parser.add_argument("--rate-limit-per-chat", type=float, default=None, help="messages per second")
+    parser.add_argument("--data-dir", default=None, help="keep the simulated users here across restarts")
     args = parser.parse_args(argv)
-    sandbox = Sandbox(rate_limit_global=args.rate_limit_global, rate_limit_per_chat=args.rate_limit_per_chat)
+    sandbox = Sandbox(
+        rate_limit_global=args.rate_limit_global,
+        rate_limit_per_chat=args.rate_limit_per_chat,
+        data_dir=args.data_dir,
+    )
     web.run_app(create_sandbox_app(sandbox), host=args.host, port=args.port)
 
 

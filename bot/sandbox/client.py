@@ -1,5 +1,9 @@
 """A small client for the sandbox control API, for end-to-end tests.
 
+A message dict holds what Telegram keeps: ``text`` (or ``caption``) is plain text and ``entities``
+its formatting (offsets in UTF-16 code units); ``html`` is the HTML rebuilt from the two, as
+aiogram's ``Message.html_text`` rebuilds it, for tests that check formatting.
+
 Every user action waits until the bot has confirmed (i.e. fully handled, when polling with
 ``handle_as_tasks=False``) the update it produced, so a test can assert on the replies at once.
 """
@@ -203,6 +207,14 @@ class SandboxUser:
     async def bot_messages_since_last_action(self) -> list[MessageDict]:
         """Bot messages sent or edited since the last action, oldest first; deleted ones left out."""
         return [m for m in await self.bot_messages() if m["changed_seq"] > self._action_seq]
+
+    async def texts_since_last_action(self, *, html: bool = False) -> str:
+        """Those messages joined by newlines: the text (or caption) a person reads, or with
+        ``html=True`` the HTML rebuilt from its entities, as aiogram's ``Message.html_text``."""
+        messages = await self.bot_messages_since_last_action()
+        if html:
+            return "\n".join(m["html"] for m in messages)
+        return "\n".join(m["text"] if m["text"] is not None else (m["caption"] or "") for m in messages)
 
     async def reply_keyboard(self) -> dict[str, Any] | None:
         data = await self.client.request("GET", self._path("keyboard"))

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from bot.sandbox.keys import JINJA_KEY, SANDBOX_KEY
+from bot.sandbox.keys import PAGES_KEY, SANDBOX_KEY
 from bot.sandbox.state import SandboxLookupError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -265,9 +265,16 @@ async def serve_file(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- pages
 
 
-def _render(request: web.Request, template: str, **context: Any) -> web.Response:
-    env = request.app[JINJA_KEY]
-    return web.Response(text=env.get_template(template).render(**context), content_type="text/html")
+def _render(request: web.Request, template: str, language_code: str | None, **context: Any) -> web.Response:
+    text = request.app[PAGES_KEY].render(template, language_code, **context)
+    return web.Response(text=text, content_type="text/html")
+
+
+def _browser_language(request: web.Request) -> str | None:
+    """The first language of the browser's Accept-Language header (``en-GB;q=0.9`` → ``en-GB``)."""
+    header = request.headers.get("Accept-Language", "")
+    first = header.split(",", 1)[0].split(";", 1)[0].strip()
+    return first if first and first != "*" else None
 
 
 async def index_page(request: web.Request) -> web.Response:
@@ -275,6 +282,7 @@ async def index_page(request: web.Request) -> web.Response:
     return _render(
         request,
         "index.html",
+        _browser_language(request),
         users=[u.as_dict() for u in sandbox.users.values()],
         bot=sandbox.bot_user,
     )
@@ -307,7 +315,8 @@ async def chat_page(request: web.Request) -> web.Response:
         user = sandbox.get_user(_uid(request))
     except SandboxLookupError:
         raise web.HTTPNotFound() from None
-    return _render(request, "chat.html", user=user.as_dict(), bot=sandbox.bot_user)
+    # The page's own words follow the simulated user's Telegram language, as a Telegram app would.
+    return _render(request, "chat.html", user.language_code, user=user.as_dict(), bot=sandbox.bot_user)
 
 
 def add_routes(app: web.Application) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import jinja2
 from aiohttp import web
 
+from bot.sandbox.pages import Pages
 from bot.sandbox.state import Sandbox
 
 SANDBOX_KEY = web.AppKey("sandbox", Sandbox)
-JINJA_KEY = web.AppKey("sandbox_jinja", jinja2.Environment)
+PAGES_KEY = web.AppKey("sandbox_pages", Pages)

@@ -8,24 +8,42 @@ that aiogram's strict response validation accepts them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import json
 import math
+import os
 import secrets
 import struct
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiogram import types
 
-from bot.sandbox.sanitize import telegram_html_to_safe_html
+from bot.sandbox.formatting import (
+    MAX_CAPTION_LENGTH,
+    MAX_TEXT_LENGTH,
+    EmptyTextError,
+    FormattingError,
+    format_text,
+    found_entities,
+    to_html,
+)
 
 BOT_ID = 42
 BOT_USERNAME = "community_cloud_bot"
 BOT_FIRST_NAME = "Community Cloud"
 FIRST_USER_ID = 100001
+# Where a sandbox with a data directory keeps its users, so that ids are never handed out twice.
+USERS_FILE = "sandbox_users.json"
+# Message ids are reserved in blocks (persisted with the users), so a restarted sandbox never
+# gives a new message the id of one the bot may still remember (and edit).
+MESSAGE_ID_BLOCK = 1000
+MAX_CALLBACK_DATA_BYTES = 64
 
 # aiogram retries a batch it cannot parse forever; after this many deliveries a raw update is
 # dropped so that one malformed test update cannot wedge the bot's polling loop.
@@ -128,8 +146,7 @@ class StoredMessage:
     changed_seq: int
     text: str | None = None
     caption: str | None = None
-    parse_mode: str | None = None
-    entities: list[dict[str, Any]] | None = None
+    entities: list[dict[str, Any]] | None = None  # of the text, or of the caption
     reply_markup: dict[str, Any] | None = None
     photo_file_id: str | None = None
     document_file_id: str | None = None
@@ -145,6 +162,7 @@ class ChatState:
     user_id: int
     messages: dict[int, StoredMessage] = field(default_factory=dict)
     last_message_id: int = 0
+    reserved_message_id: int = 0  # ids up to this one may have been used before a restart
     # The reply keyboard the user currently sees: the last ReplyKeyboardMarkup not removed since.
     reply_keyboard: dict[str, Any] | None = None
     menu_button: dict[str, Any] | None = None
@@ -255,22 +273,6 @@ def _image_size(data: bytes) -> tuple[int, int]:
     return 640, 480
 
 
-def command_entities(text: str) -> list[dict[str, Any]] | None:
-    """The ``bot_command`` entity Telegram adds to a message starting with ``/command``."""
-    if not text.startswith("/"):
-        return None
-    end = len(text)
-    for i, ch in enumerate(text):
-        if ch.isspace():
-            end = i
-            break
-    if end <= 1:
-        return None
-    # Entity offsets and lengths are in UTF-16 code units.
-    length = len(text[:end].encode("utf-16-le")) // 2
-    return [{"type": "bot_command", "offset": 0, "length": length}]
-
-
 class Sandbox:
     """A single bot, its simulated private-chat users, and everything they said to each other."""
 
@@ -281,8 +283,11 @@ class Sandbox:
         rate_limit_per_chat: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        data_dir: Path | str | None = None,
     ) -> None:
+        """``data_dir``: keep the users (and the next user id) in a file there across restarts."""
         self._wall_clock = wall_clock
+        self._users_path = Path(data_dir) / USERS_FILE if data_dir is not None else None
         self.bot_user = types.User(
             id=BOT_ID,
             is_bot=True,
@@ -314,6 +319,7 @@ class Sandbox:
         self._seq = 0
         self._tick = asyncio.Event()
         self._closing = False
+        self._load_users()
 
     # ------------------------------------------------------------------ waiting
 
@@ -363,8 +369,8 @@ class Sandbox:
     ) -> SimUser:
         if not first_name:
             raise ValueError("first_name is required")
-        uid = self._next_user_id
-        self._next_user_id += 1
+        uid = max(self._next_user_id, self._stored_next_user_id())
+        self._next_user_id = uid + 1
         user = SimUser(
             id=uid,
             first_name=first_name,
@@ -375,8 +381,51 @@ class Sandbox:
         )
         self.users[uid] = user
         self.chats[uid] = ChatState(user_id=uid)
+        self._save_users()
         self._changed()
         return user
+
+    def _stored_next_user_id(self) -> int:
+        """The next id recorded on disk (another sandbox on the same data may have moved it on)."""
+        if self._users_path is None or not self._users_path.exists():
+            return FIRST_USER_ID
+        return int(json.loads(self._users_path.read_text("utf-8")).get("next_user_id", FIRST_USER_ID))
+
+    def _load_users(self) -> None:
+        if self._users_path is None or not self._users_path.exists():
+            return
+        data = json.loads(self._users_path.read_text("utf-8"))
+        names = {f.name for f in dataclasses.fields(SimUser)}
+        for item in data.get("users", []):
+            user = SimUser(**{k: v for k, v in item.items() if k in names})
+            self.users[user.id] = user
+            reserved = int(item.get("reserved_message_id", 0))
+            self.chats[user.id] = ChatState(
+                user_id=user.id, last_message_id=reserved, reserved_message_id=reserved
+            )
+        self._next_user_id = max(
+            [int(data.get("next_user_id", FIRST_USER_ID)), FIRST_USER_ID] + [uid + 1 for uid in self.users]
+        )
+
+    def _save_users(self) -> None:
+        if self._users_path is None:
+            return
+        users = [
+            {**dataclasses.asdict(u), "reserved_message_id": self.chats[u.id].reserved_message_id}
+            for u in self.users.values()
+        ]
+        body = json.dumps({"next_user_id": self._next_user_id, "users": users}, ensure_ascii=False, indent=1)
+        self._users_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._users_path.with_name(self._users_path.name + ".tmp")
+        tmp.write_text(body, "utf-8")
+        os.replace(tmp, self._users_path)
+
+    def mentioned_user(self, uid: int) -> dict[str, Any] | None:
+        """The ``user`` of a text_mention: a sandbox user or the bot itself, else None."""
+        if uid == BOT_ID:
+            return dump(self.bot_sender)
+        user = self.users.get(uid)
+        return dump(user.api_user()) if user is not None else None
 
     def get_user(self, uid: int) -> SimUser:
         try:
@@ -390,6 +439,7 @@ class Sandbox:
         if user.blocked == blocked:
             return None
         user.blocked = blocked
+        self._save_users()
         member = types.ChatMemberMember(user=self.bot_user)
         banned = types.ChatMemberBanned(user=self.bot_user, until_date=0)
         update = types.ChatMemberUpdated(
@@ -482,6 +532,9 @@ class Sandbox:
 
     def _new_message(self, chat: ChatState, *, from_bot: bool, **fields: Any) -> StoredMessage:
         chat.last_message_id += 1
+        if chat.last_message_id > chat.reserved_message_id:
+            chat.reserved_message_id = chat.last_message_id + MESSAGE_ID_BLOCK - 1
+            self._save_users()
         self._seq += 1
         msg = StoredMessage(
             message_id=chat.last_message_id,
@@ -565,11 +618,12 @@ class Sandbox:
             "chat_id": msg.chat_id,
             "from_bot": msg.from_bot,
             "date": msg.date,
+            # Plain text as Telegram keeps it, its entities (UTF-16 offsets), and the HTML that
+            # aiogram's Message.html_text would rebuild from them.
             "text": msg.text,
             "caption": msg.caption,
-            "parse_mode": msg.parse_mode,
             "entities": msg.entities,
-            "html": telegram_html_to_safe_html(body or "", msg.parse_mode),
+            "html": to_html(body, msg.entities),
             "reply_markup": msg.reply_markup,
             "photo": photo,
             "document": document,
@@ -637,9 +691,35 @@ class Sandbox:
         else:
             raise SandboxApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
         try:
-            return dump(model.model_validate(markup))
+            parsed = dump(model.model_validate(markup))
         except ValueError:
             raise SandboxApiError(400, "Bad Request: can't parse reply keyboard markup JSON object") from None
+        for row in parsed.get("inline_keyboard", []):
+            for button in row:
+                data = button.get("callback_data")
+                if data is not None and not 1 <= len(data.encode("utf-8")) <= MAX_CALLBACK_DATA_BYTES:
+                    raise SandboxApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+        return parsed
+
+    def _format(
+        self, text: str | None, parse_mode: str | None, entities: Any, *, caption: bool, edit: bool
+    ) -> tuple[str | None, list[dict[str, Any]] | None]:
+        """Plain text and entities as Telegram keeps them, or Telegram's refusal."""
+        try:
+            plain, found = format_text(
+                text, parse_mode, entities, find_user=self.mentioned_user, allow_empty=caption
+            )
+        except EmptyTextError:
+            raise SandboxApiError(400, "Bad Request: message text is empty") from None
+        except FormattingError as err:
+            raise SandboxApiError(400, f"Bad Request: {err}") from None
+        if caption and len(plain) > MAX_CAPTION_LENGTH:
+            # Telegram words the same refusal differently for a new message and an edit.
+            reason = "MEDIA_CAPTION_TOO_LONG" if edit else "message caption is too long"
+            raise SandboxApiError(400, f"Bad Request: {reason}")
+        if not caption and len(plain) > MAX_TEXT_LENGTH:
+            raise SandboxApiError(400, f"Bad Request: {'MESSAGE_TOO_LONG' if edit else 'message is too long'}")
+        return plain or None, found or None
 
     def send_message(
         self,
@@ -651,18 +731,14 @@ class Sandbox:
         reply_markup: Any = None,
     ) -> types.Message:
         chat = self.chat(chat_id)
-        if not text or not text.strip():
-            raise SandboxApiError(400, "Bad Request: message text is empty")
-        if len(text) > 4096:
-            raise SandboxApiError(400, "Bad Request: message is too long")
+        plain, found = self._format(text, parse_mode, entities, caption=False, edit=False)
         markup = self._validate_markup(reply_markup)
         self._check_can_send(chat, "sendmessage")
         msg = self._new_message(
             chat,
             from_bot=True,
-            text=text,
-            parse_mode=parse_mode or None,
-            entities=entities or None,
+            text=plain,
+            entities=found,
             reply_markup=self._apply_reply_markup(chat, markup),
         )
         self._changed()
@@ -714,9 +790,8 @@ class Sandbox:
     ) -> types.Message:
         """sendPhoto / sendDocument: ``upload`` is (bytes, filename, mime) or ``file_id`` is reused."""
         chat = self.chat(chat_id)
+        plain, found = self._format(caption, parse_mode, caption_entities, caption=True, edit=False)
         markup = self._validate_markup(reply_markup)
-        if caption and len(caption) > 1024:
-            raise SandboxApiError(400, "Bad Request: message caption is too long")
         if upload is not None:
             if not upload[0]:
                 raise SandboxApiError(400, "Bad Request: file must be non-empty")
@@ -734,9 +809,8 @@ class Sandbox:
         msg = self._new_message(
             chat,
             from_bot=True,
-            caption=caption or None,
-            parse_mode=parse_mode or None,
-            entities=caption_entities or None,
+            caption=plain,
+            entities=found,
             reply_markup=self._apply_reply_markup(chat, markup),
             photo_file_id=stored.file_id if kind == "photo" else None,
             document_file_id=stored.file_id if kind != "photo" else None,
@@ -784,18 +858,9 @@ class Sandbox:
         msg = self._bot_message_to_edit(chat_id, message_id, inline_message_id)
         if msg.text is None:
             raise SandboxApiError(400, "Bad Request: there is no text in the message to edit")
-        if not text or not text.strip():
-            raise SandboxApiError(400, "Bad Request: message text is empty")
+        plain, found = self._format(text, parse_mode, entities, caption=False, edit=True)
         markup = self._inline_markup_for_edit(reply_markup)
-        return self._finish_edit(
-            msg,
-            {
-                "text": text,
-                "parse_mode": parse_mode or None,
-                "entities": entities or None,
-                "reply_markup": markup,
-            },
-        )
+        return self._finish_edit(msg, {"text": plain, "entities": found, "reply_markup": markup})
 
     def edit_caption(
         self,
@@ -811,16 +876,9 @@ class Sandbox:
         msg = self._bot_message_to_edit(chat_id, message_id, inline_message_id)
         if msg.text is not None:
             raise SandboxApiError(400, "Bad Request: there is no caption in the message to edit")
+        plain, found = self._format(caption, parse_mode, caption_entities, caption=True, edit=True)
         markup = self._inline_markup_for_edit(reply_markup)
-        return self._finish_edit(
-            msg,
-            {
-                "caption": caption or None,
-                "parse_mode": parse_mode or None,
-                "entities": caption_entities or None,
-                "reply_markup": markup,
-            },
-        )
+        return self._finish_edit(msg, {"caption": plain, "entities": found, "reply_markup": markup})
 
     def edit_reply_markup(
         self, chat_id: Any, message_id: Any, *, inline_message_id: Any = None, reply_markup: Any = None
@@ -1020,7 +1078,7 @@ class Sandbox:
             raise ValueError("text is required")
         self.get_user(uid)
         seq = self._seq
-        update_id, msg = self._user_message(uid, text=text, entities=command_entities(text))
+        update_id, msg = self._user_message(uid, text=text, entities=found_entities(text))
         return {"update_id": update_id, "message_id": msg.message_id, "seq": seq}
 
     def user_contact(
@@ -1051,7 +1109,12 @@ class Sandbox:
             raise ValueError("the file is empty")
         stored = self.store_file(data, filename, mime_type or "application/octet-stream", "document")
         seq = self._seq
-        update_id, msg = self._user_message(uid, document_file_id=stored.file_id, caption=caption or None)
+        update_id, msg = self._user_message(
+            uid,
+            document_file_id=stored.file_id,
+            caption=caption or None,
+            entities=found_entities(caption) if caption else None,
+        )
         return {"update_id": update_id, "message_id": msg.message_id, "file_id": stored.file_id, "seq": seq}
 
     def user_callback(self, uid: int, message_id: int, data: str | None) -> dict[str, Any]:
