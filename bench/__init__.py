@@ -16,6 +16,14 @@ from sqlalchemy.engine import make_url
 from bot.settings import async_driver_url
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+# Synthetic residents' phones are encrypted like real ones (the cost is part of what is measured).
+BENCH_DATA_KEY = "bench-data-key-for-synthetic-phone-numbers"
+
+
+def bench_data_keys():
+    from services.identity import DataKeys
+
+    return DataKeys(BENCH_DATA_KEY)
 
 
 def postgres_url() -> str:

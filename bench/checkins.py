@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import func, insert, select, text
 
 import services.models  # noqa: F401
-from bench import peak_rss_mb, postgres_url
+from bench import bench_data_keys, peak_rss_mb, postgres_url
 from bot.db import create_engine, session_factory
 from services import checkins as cs
 from services.models import Account, Base, CheckinPlan, CheckinRound, OutboxMessage, Region, Resident
@@ -32,9 +32,10 @@ SCHEMA = "bench_checkins"
 CHUNK = 10_000
 async def _engine(backend: str, folder: Path):
     if backend == "sqlite":
-        engine = create_engine(f"sqlite+aiosqlite:///{folder / 'bench.sqlite3'}")
+        engine = create_engine(f"sqlite+aiosqlite:///{folder / 'bench.sqlite3'}", data_keys=bench_data_keys())
     else:
-        engine = create_engine(postgres_url(), connect_args={"server_settings": {"search_path": SCHEMA}})
+        engine = create_engine(postgres_url(), connect_args={"server_settings": {"search_path": SCHEMA}},
+                               data_keys=bench_data_keys())
         async with engine.begin() as conn:
             await conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
             await conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))

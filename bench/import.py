@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import peak_rss_mb, postgres_reachable, postgres_url
+from bench import bench_data_keys, peak_rss_mb, postgres_reachable, postgres_url
 
 
 def write_files(folder: Path, rows: int) -> tuple[Path, Path]:
@@ -45,14 +45,15 @@ async def run_case(path: Path, url: str) -> dict:
     from services.regions import ensure_demo_regions, get_region
     from services.registry import import_registry, read_rows
 
-    engine = create_engine(url)
+    engine = create_engine(url, data_keys=bench_data_keys())
     async with engine.begin() as conn:
         if url.startswith("postgresql"):
             await conn.execute(text("DROP SCHEMA IF EXISTS bench_import CASCADE"))
             await conn.execute(text("CREATE SCHEMA bench_import"))
     if url.startswith("postgresql"):
         await engine.dispose()
-        engine = create_engine(url, connect_args={"server_settings": {"search_path": "bench_import"}})
+        engine = create_engine(url, connect_args={"server_settings": {"search_path": "bench_import"}},
+                               data_keys=bench_data_keys())
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
     sessions = session_factory(engine)

@@ -27,7 +27,6 @@ from bot.settings import Settings
 from handlers.commands import commands_for
 from services.clock import Clock, system_clock
 from services.config import AppConfig, OutboxConfig
-from services.policies import PolicyConfig
 from services.i18n import LOCALES, use_locale
 from services.i18n import _ as gettext
 
@@ -66,10 +65,6 @@ def outbox_config(settings: Settings) -> OutboxConfig:
                         senders=settings.outbox_senders)
 
 
-def policy_config(settings: Settings) -> PolicyConfig:
-    return PolicyConfig(push_interval=settings.policy_push_interval, followup_after=settings.policy_followup_after)
-
-
 def build_dispatcher(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
@@ -80,8 +75,7 @@ def build_dispatcher(
 ) -> Dispatcher:
     """The dispatcher with its middlewares and routers; handlers get the typed configs as data."""
     dp = Dispatcher(storage=storage or build_storage(settings), settings=settings, sessions=sessions,
-                    config=app_config(settings), clock=clock,
-                    policy_config=policy_config(settings))
+                    config=app_config(settings), clock=clock)
     dp.update.outer_middleware(DbSessionMiddleware(sessions))
     dp.update.outer_middleware(ActorMiddleware(settings.default_locale, clock))
     dp.include_routers(*extra_routers, *handlers.routers())
@@ -127,12 +121,12 @@ async def open_runtime(settings: Settings, *, token: str | None = None, migrate:
     failed in between (aiohttp's cleanup_ctx idea, with an exit stack)."""
     settings.ensure_secret_key()
     async with contextlib.AsyncExitStack() as owned:
-        engine = create_engine(settings.db_url)
+        engine = create_engine(settings.db_url, data_keys=settings.data_keys())
         owned.push_async_callback(engine.dispose)
         if migrate:
             from bot.migrate import upgrade
 
-            await upgrade(engine)
+            await upgrade(engine, settings=settings)
         sessions = session_factory(engine)
         bot = build_bot(settings, token)
         owned.push_async_callback(bot.session.close)

@@ -22,9 +22,9 @@ async def _engine(settings, migrate: bool = True):
     from bot.db import create_engine
     from bot.migrate import upgrade
 
-    engine = create_engine(settings.db_url)
+    engine = create_engine(settings.db_url, data_keys=settings.data_keys())
     if migrate:
-        await upgrade(engine)
+        await upgrade(engine, settings=settings)
     return engine
 
 
@@ -76,9 +76,9 @@ async def cmd_db(args: argparse.Namespace) -> int:
     engine = await _engine(settings, migrate=False)
     try:
         if args.action == "upgrade":
-            await upgrade(engine, args.revision or "head")
+            await upgrade(engine, args.revision or "head", settings=settings)
         elif args.action == "downgrade":
-            await downgrade(engine, args.revision or "-1")
+            await downgrade(engine, args.revision or "-1", settings=settings)
         print(f"database at revision {await current_revision(engine)} (head {head_revision()})")
     finally:
         await engine.dispose()
@@ -145,12 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["update", "compile", "missing"])
     p.set_defaults(func=cmd_i18n)
 
-    from bot import cli_checkins, cli_policies, cli_registry, cli_tags
+    from bot import cli_checkins, cli_registry, cli_tags
 
     cli_registry.add_commands(sub)
     cli_checkins.add_commands(sub)
     cli_tags.add_commands(sub)
-    cli_policies.add_commands(sub)
     return parser
 
 

@@ -1,20 +1,58 @@
-"""Database engine and sessions: SQLite (WAL, busy_timeout, BEGIN IMMEDIATE) or PostgreSQL."""
+"""Database engine and sessions: SQLite (WAL, busy_timeout, BEGIN IMMEDIATE) or PostgreSQL.
+
+The engine carries the deployment's data keys (phone numbers are encrypted at rest with them, see
+``services.models.pii``); a SQLite file and its -wal/-shm are readable by their owner only.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from bot.settings import make_private_dir
+from services.identity import DataKeys
+from services.models.pii import attach_data_keys
+
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
-def create_engine(url: str, **kwargs) -> AsyncEngine:
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite+aiosqlite:///path`` URL (None for memory databases)."""
+    path = url.split("///", 1)[-1].split("?", 1)[0] if "///" in url else ""
+    return Path(path) if path and path != ":memory:" and not path.startswith("file:") else None
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Create the database file owner-only (0600) before SQLite does (it would follow the umask:
+    0644), in a folder made 0700 if we create it; tighten an existing file and its -wal/-shm, which
+    SQLite creates with the database file's permissions."""
+    if not path.parent.exists():
+        make_private_dir(path.parent)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for suffix in SQLITE_SUFFIXES:
+        f = path.with_name(path.name + suffix)
+        if f.exists() and stat.S_IMODE(f.stat().st_mode) & 0o077:
+            f.chmod(0o600)
+
+
+def create_engine(url: str, *, data_keys: DataKeys | None = None, **kwargs) -> AsyncEngine:
+    """An engine for ``url``; ``data_keys`` (``settings.data_keys()``) to read and write phone numbers."""
+    engine = _create_engine(url, **kwargs)
+    attach_data_keys(engine, data_keys)
+    return engine
+
+
+def _create_engine(url: str, **kwargs) -> AsyncEngine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None:
+            private_sqlite_file(path)
         # SQLite has one writer and every transaction here is BEGIN IMMEDIATE: one pooled connection
         # makes sessions of this process queue in FIFO order on the pool instead of sleep-polling on
         # the file lock (busy_timeout still covers other processes). Don't nest sessions in one task.

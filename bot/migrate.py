@@ -30,23 +30,26 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
-async def _run(engine: AsyncEngine, fn, *args) -> None:
+async def _run(engine: AsyncEngine, fn, *args, settings=None) -> None:
     cfg = alembic_config()
 
     def _sync(conn) -> None:
         cfg.attributes["connection"] = conn
+        # Data migrations that need the deployment's keys (0006) read them from these settings;
+        # without them, from the environment, as the app would.
+        cfg.attributes["settings"] = settings
         fn(cfg, *args)
 
     async with engine.begin() as conn:
         await conn.run_sync(_sync)
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    await _run(engine, command.upgrade, revision)
+async def upgrade(engine: AsyncEngine, revision: str = "head", *, settings=None) -> None:
+    await _run(engine, command.upgrade, revision, settings=settings)
 
 
-async def downgrade(engine: AsyncEngine, revision: str) -> None:
-    await _run(engine, command.downgrade, revision)
+async def downgrade(engine: AsyncEngine, revision: str, *, settings=None) -> None:
+    await _run(engine, command.downgrade, revision, settings=settings)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

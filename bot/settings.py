@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import secrets
+import stat
 import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
@@ -53,6 +56,7 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8080, ge=0, le=65535)
     public_url: str | None = None
     secret_key: str | None = None
+    data_key: str | None = None  # encrypts phone numbers at rest; else DATA_DIR/data_key (see README)
     log_level: str = "INFO"
 
     outbox_rate: float = Field(default=25.0, gt=0)
@@ -64,8 +68,9 @@ class Settings(BaseSettings):
     alert_ack_timeout: Duration = timedelta(minutes=30)
     alert_resolve_timeout: Duration = timedelta(hours=4)
     invite_ttl: Duration = timedelta(days=30)
-    policy_push_interval: Duration = timedelta(days=90)  # at most one push per policy and resident
-    policy_followup_after: Duration = timedelta(days=14)  # the one follow-up when nobody applied
+    outbox_pii_retention: Duration = timedelta(days=7)  # then sent messages lose their text (phones…)
+
+    _data_keys: object = PrivateAttr(default=None)
 
     @field_validator("bot_token")
     @classmethod
@@ -97,6 +102,16 @@ class Settings(BaseSettings):
             raise ValueError("must be zh_Hans or en")
         return value
 
+    @field_validator("data_key")
+    @classmethod
+    def _data_key_length(cls, value: str | None) -> str | None:
+        from services.identity import MIN_DATA_KEY_LENGTH
+
+        if value and len(value.strip()) < MIN_DATA_KEY_LENGTH:
+            raise ValueError(f"must have at least {MIN_DATA_KEY_LENGTH} characters "
+                             "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return value.strip() if value else None
+
     @field_validator("database_url")
     @classmethod
     def _db_driver(cls, value: str | None) -> str | None:
@@ -115,19 +130,56 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'communitybot.sqlite3'}"
 
+    def ensure_data_dir(self) -> Path:
+        """DATA_DIR, created owner-only (0700) and made so if it was not: it holds the keys."""
+        make_private_dir(self.data_dir)
+        return self.data_dir
+
+    def _key_file(self, name: str) -> str:
+        """A key kept in DATA_DIR/name (0600), generated there the first time."""
+        path = self.ensure_data_dir() / name
+        if path.exists():
+            return path.read_text().strip()
+        key = secrets.token_urlsafe(48)
+        write_private_file(path, key)
+        return key
+
     def ensure_secret_key(self) -> str:
         """The HMAC/session key: from SECRET_KEY, else generated once into the data folder."""
-        if self.secret_key:
-            return self.secret_key
-        path = self.data_dir / "secret_key"
-        if path.exists():
-            self.secret_key = path.read_text().strip()
-        else:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            self.secret_key = secrets.token_urlsafe(48)
-            path.write_text(self.secret_key)
-            path.chmod(0o600)
+        if not self.secret_key:
+            self.secret_key = self._key_file("secret_key")
         return self.secret_key
+
+    def ensure_data_key(self) -> str:
+        """The key phone numbers are encrypted with: from DATA_KEY, else generated once into
+        DATA_DIR/data_key. Lose it and the encrypted numbers are lost: back it up apart from the
+        database (README "Keys")."""
+        if not self.data_key:
+            self.data_key = self._key_file("data_key")
+        return self.data_key
+
+    def data_keys(self):
+        """The :class:`services.identity.DataKeys` of this deployment (made once per settings)."""
+        if self._data_keys is None:
+            from services.identity import DataKeys
+
+            self._data_keys = DataKeys(self.ensure_data_key())
+        return self._data_keys
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) and leave it readable by its owner only (0700)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        with contextlib.suppress(PermissionError):  # not ours: leave it as its owner set it
+            path.chmod(0o700)
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write a new file that is never readable by others, not even for a moment (0600 from birth)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -227,7 +227,8 @@ async def id_last4_given(message: Message, actor: Actor, session: AsyncSession, 
     data = await state.get_data()
     try:
         resident = await vs.knowledge_check(session, actor.account, resident_id=data.get("resident_id", 0),
-                                 full_name=data.get("full_name", ""), id_last4=message.text[:MAX_INPUT], now=now)
+                                            full_name=data.get("full_name", ""), id_last4=message.text[:MAX_INPUT],
+                                            secret_key=settings.ensure_secret_key(), now=now)
     except vs.VerificationError as err:
         await state.set_state(None if err.info.get("until") or err.reason != "wrong_answer" else Verify.full_name)
         text = refusal(err, settings)

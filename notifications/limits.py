@@ -4,7 +4,8 @@ Telegram refuses a message over 4096 characters (a caption over 1024) with "mess
 the bot must never ask. Two rules:
 
 - a value the user typed (or a registry field) that a reply repeats is cut with :func:`clip` *before*
-  it is escaped and put into the text: ``t("No household {q}", q=clip(query))``;
+  it is escaped and put into the text: ``t("No household {q}", q=clip(query))`` (services that
+  quote input in an error text use the same function from ``services.limits``);
 - a list that may grow (search results, rejected lines) is sent as :func:`pages`, one message each.
 
 Lengths are counted in UTF-16 code units, as Telegram counts them (an emoji outside the BMP is two);
@@ -17,40 +18,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from services.limits import ELLIPSIS, MAX_ECHO, clip, tg_len
+from services.limits import cut_point as _cut
+
 MAX_MESSAGE = 4096
 MAX_CAPTION = 1024
-MAX_ECHO = 100  # characters of user input repeated in a reply
-ELLIPSIS = "…"
 
 __all__ = ["ELLIPSIS", "MAX_CAPTION", "MAX_ECHO", "MAX_MESSAGE", "clip", "pages", "tg_len"]
-
-
-def tg_len(text: str) -> int:
-    """The length of ``text`` as Telegram counts it (UTF-16 code units)."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _cut(text: str, units: int) -> int:
-    """The largest prefix length (in characters) of ``text`` that is at most ``units`` long."""
-    if tg_len(text) <= units:
-        return len(text)
-    n = min(len(text), units)  # every character is one or two units
-    while n and tg_len(text[:n]) > units:
-        n -= 1
-    return n
-
-
-def clip(text: str | None, limit: int = MAX_ECHO) -> str:
-    """``text`` unchanged if it fits in ``limit``, else its start followed by "…", ``limit`` in all.
-
-    Meant for plain text (clip, then escape): a cut never leaves half of a surrogate pair.
-    """
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
-    text = text or ""
-    if tg_len(text) <= limit:
-        return text
-    return text[:_cut(text, limit - tg_len(ELLIPSIS))].rstrip() + ELLIPSIS
 
 
 _OPEN_MARKUP = re.compile(r"<[^>]*$|&[#\w]*$")  # a tag or an entity cut in the middle

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identity import make_id_number
+from services.identity import id_last4_matches, make_id_number
 from services.models import Account, Resident
 from services.regions import ensure_demo_regions, get_region
 from services.registry import import_registry
@@ -69,9 +69,17 @@ async def seed_demo(session: AsyncSession, *, secret_key: str, now: datetime, re
     return True
 
 
-async def demo_resident(session: AsyncSession) -> tuple[str, str, str] | None:
-    """Phone, name and ID last four of an unlinked demo resident (synthetic data only)."""
+async def demo_resident(session: AsyncSession, secret_key: str) -> tuple[str, str, str] | None:
+    """Phone, name and ID last four of an unlinked demo resident (synthetic data only).
+
+    Only a keyed hash of the last four is stored; for the demo hint they are found again by trying
+    the 11,000 possible values with the key (which is why the key never lives in the database)."""
     linked = select(Account.resident_id).where(Account.resident_id.is_not(None))
-    r = await session.scalar(select(Resident).where(Resident.phone.is_not(None), Resident.id_last4.is_not(None),
+    r = await session.scalar(select(Resident).where(Resident.phone.is_not(None), Resident.id_last4_hash.is_not(None),
                                                     Resident.id.not_in(linked)).order_by(Resident.id).limit(1))
-    return (r.phone, r.name, r.id_last4) if r else None
+    if r is None:
+        return None
+    for candidate in (f"{n:03d}{c}" for n in range(1000) for c in "0123456789X"):
+        if id_last4_matches(candidate, r.id_hash, r.id_last4_hash, secret_key):
+            return r.phone, r.name, candidate
+    return None

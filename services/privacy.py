@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
+from services.i18n import N_, _
 from services.identity import mask_phone
 from services.models import (
     OutboxMessage,
@@ -23,6 +24,11 @@ from services.models import (
 )
 from services.models.verification import RequestStatus, VerificationRequest
 from services.scope import Actor
+from services.verification import LOCK_WINDOW
+
+# What /mydata says in place of the ID number: the number itself was never stored.
+ID_NUMBER_HELD_AS = N_("held only as a keyed hash (HMAC-SHA256): neither the number nor its last four "
+                       "characters can be read back")
 
 RESIDENT_EXPORT_FIELDS = ("name", "phone", "birth_date", "gender", "compound", "building", "unit", "room",
                           "living_alone", "hukou", "disability_level", "monthly_income", "emergency_contact_phone",
@@ -34,7 +40,8 @@ def _iso(value: Any) -> Any:
 
 
 async def my_data(session: AsyncSession, actor: Actor) -> dict[str, Any]:
-    """Everything held about the actor's own account and linked resident (ID number: last 4 only)."""
+    """Everything held about the actor's own account and linked resident. The ID number is held only
+    as keyed hashes, so there is nothing to show of it but that."""
     account = actor.account
     data: dict[str, Any] = {
         "account": {
@@ -56,7 +63,8 @@ async def my_data(session: AsyncSession, actor: Actor) -> dict[str, Any]:
         r = actor.resident
         committee = await session.get(Region, r.committee_id)
         data["resident"] = {f: _iso(getattr(r, f)) for f in RESIDENT_EXPORT_FIELDS}
-        data["resident"]["id_number_last4"] = r.id_last4
+        if r.id_hash:
+            data["resident"]["id_number"] = _(ID_NUMBER_HELD_AS)
         data["resident"]["committee"] = committee.name if committee else None
         data["tags"] = await _tags_of(session, r.id)
     return data
@@ -82,7 +90,11 @@ def summary_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 async def forget(session: AsyncSession, actor: Actor, now: datetime) -> None:
-    """Unlink and erase the account; the committee's registry row stays, marked withdrawn."""
+    """Unlink and erase the account; the committee's registry row stays, marked withdrawn.
+
+    Failed verification attempts of the lock window stay, without the account: they hold the time,
+    the method, the registry entry tried and a keyed hash of the phone number, and keep the lock on
+    that entry and number (else /forget and a new account would reset it). The rest goes."""
     account = actor.account
     resident_id = account.resident_id
     region_id = actor.resident.committee_id if actor.resident else None
@@ -92,7 +104,12 @@ async def forget(session: AsyncSession, actor: Actor, now: datetime) -> None:
     await session.execute(update(VerificationRequest).where(
         VerificationRequest.account_id == account.id, VerificationRequest.status == RequestStatus.pending
     ).values(status=RequestStatus.cancelled))
-    await session.execute(delete(VerificationAttempt).where(VerificationAttempt.account_id == account.id))
+    await session.execute(delete(VerificationAttempt).where(
+        VerificationAttempt.account_id == account.id,
+        or_(VerificationAttempt.success.is_(True), VerificationAttempt.at <= now - LOCK_WINDOW,
+            (VerificationAttempt.resident_id.is_(None) & VerificationAttempt.phone_index.is_(None)))))
+    await session.execute(update(VerificationAttempt).where(VerificationAttempt.account_id == account.id)
+                          .values(account_id=None))
     await session.execute(delete(Staff).where(Staff.account_id == account.id))
     # Nothing more is sent to them; what was sent stays as a delivery record without the account link.
     await session.execute(update(OutboxMessage).where(OutboxMessage.account_id == account.id,

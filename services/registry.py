@@ -20,7 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
 from services.i18n import N_, _
-from services.identity import InvalidIdNumber, hash_id_number, last4, normalize_phone, parse_id_number
+from services.identity import (
+    InvalidIdNumber,
+    hash_id_last4,
+    hash_id_number,
+    last4,
+    normalize_phone,
+    parse_id_number,
+)
 from services.labels import label
 from services.models import Account, Household, Region, RegionLevel, Resident, ResidentStatus
 from services.regions import committee_compounds
@@ -198,7 +205,7 @@ def parse_row(cells: list[Any], index: dict[str, int], secret_key: str) -> dict[
     raw_phone = cell("phone", "")
     out["phone"] = normalize_phone(raw_phone)
     if raw_phone and out["phone"] is None:
-        raise RowError(_("the phone number is not a valid mobile number"))
+        raise RowError(_("the phone number is not a valid phone number"))
     raw_ec = cell("emergency_contact_phone", "")
     out["emergency_contact_phone"] = normalize_phone(raw_ec)
     if raw_ec and out["emergency_contact_phone"] is None:
@@ -209,7 +216,7 @@ def parse_row(cells: list[Any], index: dict[str, int], secret_key: str) -> dict[
         raise RowError(_("gender must be 男/女 or M/F"))
     birth = _date(cell("birth_date", ""))
     id_raw = cell("id_number", "")
-    out["id_hash"] = out["id_last4"] = None
+    out["id_hash"] = out["id_last4_hash"] = None
     if id_raw:
         try:
             id_norm, id_birth, id_gender = parse_id_number(id_raw)
@@ -221,7 +228,7 @@ def parse_row(cells: list[Any], index: dict[str, int], secret_key: str) -> dict[
             raise RowError(_("the gender does not match the ID number"))
         birth, gender = id_birth, id_gender
         out["id_hash"] = hash_id_number(id_norm, secret_key)
-        out["id_last4"] = last4(id_norm)
+        out["id_last4_hash"] = hash_id_last4(last4(id_norm), out["id_hash"], secret_key)
     out["birth_date"], out["gender"] = birth, gender
     for col in ("compound", "building", "unit", "room"):
         out[col] = cell(col, "")[:32 if col != "compound" else 100] or None
@@ -240,7 +247,7 @@ def parse_row(cells: list[Any], index: dict[str, int], secret_key: str) -> dict[
 
 # --- importing -------------------------------------------------------------------------------
 
-RESIDENT_FIELDS = ("name", "phone", "id_hash", "id_last4", "birth_date", "gender", "compound", "building",
+RESIDENT_FIELDS = ("name", "phone", "id_hash", "id_last4_hash", "birth_date", "gender", "compound", "building",
                    "unit", "room", "living_alone", "hukou", "disability_level", "monthly_income",
                    "emergency_contact_phone")
 
@@ -348,7 +355,7 @@ async def _apply_batch(session, committee, batch, compounds, households, report,
         if hashes:
             conds.append(Resident.id_hash.in_(hashes))
         if phones:
-            conds.append(Resident.phone.in_(phones) & (Resident.committee_id == committee.id))
+            conds.append(Resident.phone_index.in_(phones) & (Resident.committee_id == committee.id))
         for r in (await session.execute(select(*_MATCH_COLUMNS).where(or_(*conds)))).mappings():
             if r["id_hash"]:
                 by_hash[r["id_hash"]] = r
@@ -373,18 +380,19 @@ async def _apply_batch(session, committee, batch, compounds, households, report,
         values["compound_id"] = await _compound_id(session, committee, compounds, fields["compound"])
         code = household_code(fields)
         values["household_id"] = households[code] if code else None
-        if existing is None:
-            new_rows.append({**values, "committee_id": committee.id, "status": ResidentStatus.active,
-                             "registry_seen_at": now, "created_at": now, "updated_at": now})
+        if existing is None:  # phone_index: PhoneIndex hashes the clear number
+            new_rows.append({**values, "phone_index": values["phone"], "committee_id": committee.id,
+                             "status": ResidentStatus.active, "registry_seen_at": now, "created_at": now,
+                             "updated_at": now})
             continue
         claimed.add(existing["id"])
         if fields["id_hash"] is None:  # a row without an ID number keeps the one on file
-            values["id_hash"], values["id_last4"] = existing["id_hash"], existing["id_last4"]
+            values["id_hash"], values["id_last4_hash"] = existing["id_hash"], existing["id_last4_hash"]
         restored = existing["status"] == ResidentStatus.moved_out
         if restored or any(existing[k] != v for k, v in values.items()):
             status = ResidentStatus.active if restored else existing["status"]
-            changed_rows.append({**values, "id": existing["id"], "status": status, "registry_seen_at": now,
-                                 "updated_at": now})
+            changed_rows.append({**values, "phone_index": values["phone"], "id": existing["id"], "status": status,
+                                 "registry_seen_at": now, "updated_at": now})
             report.restored += restored
             report.updated += 1
         else:
@@ -455,13 +463,14 @@ async def confirm_resident(session: AsyncSession, resident: Resident, *, actor_a
 
 # --- export ----------------------------------------------------------------------------------
 
-EXPORT_COLUMNS = ("name", "phone", "id_last4", "birth_date", "gender", "compound", "building", "unit", "room",
+EXPORT_COLUMNS = ("name", "phone", "birth_date", "gender", "compound", "building", "unit", "room",
                   "household", "living_alone", "hukou", "disability_level", "monthly_income",
                   "emergency_contact_phone", "status", "verified")
 
 
 async def export_registry_xlsx(session: AsyncSession, committee: Region) -> bytes:
-    """The committee's registry as XLSX (no ID numbers: only their last four characters)."""
+    """The committee's registry as XLSX, phone numbers in clear (staff call them); no ID numbers, which
+    are held only as keyed hashes."""
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
@@ -475,7 +484,7 @@ async def export_registry_xlsx(session: AsyncSession, committee: Region) -> byte
         .order_by(Resident.building, Resident.unit, Resident.room, Resident.name)
     )
     for r, hh_code, account_id in (await session.execute(stmt)).all():
-        ws.append([r.name, r.phone, r.id_last4, r.birth_date, r.gender, r.compound, r.building, r.unit, r.room,
+        ws.append([r.name, r.phone, r.birth_date, r.gender, r.compound, r.building, r.unit, r.room,
                    hh_code, r.living_alone, r.hukou, r.disability_level, r.monthly_income,
                    r.emergency_contact_phone, r.status.value, account_id is not None])
     buf = io.BytesIO()

@@ -24,6 +24,8 @@ from services import audit
 from services.expressions import ExpressionError, compile_sql, parse, tags_used
 from services.i18n import _
 from services.identity import normalize_phone
+from services.ids import parse_db_id
+from services.limits import clip
 from services.models import Region, Resident, ResidentStatus, ResidentTag, Tag, TagKind, UTCDateTime
 from services.residents import parse_room, room_filter
 from services.scope import Actor, resident_scope
@@ -364,18 +366,19 @@ def _columns(first: list[str]) -> dict[str, int] | None:
 async def _resolve_line(session: AsyncSession, actor: Actor, cells: dict[str, str]) -> int:
     base = select(Resident.id).where(resident_scope(actor), Resident.status == ResidentStatus.active)
     if cells.get("id"):
-        if not cells["id"].isdigit():
-            raise TagError(_("\"{value}\" is not a resident number.").format(value=cells["id"]))
-        rows = list(await session.scalars(base.where(Resident.id == int(cells["id"]))))
+        resident_id = parse_db_id(cells["id"])
+        if resident_id is None:
+            raise TagError(_("\"{value}\" is not a resident number.").format(value=clip(cells["id"])))
+        rows = list(await session.scalars(base.where(Resident.id == resident_id)))
     elif cells.get("phone"):
         phone = normalize_phone(cells["phone"])
         if phone is None:
-            raise TagError(_("\"{value}\" is not a phone number.").format(value=cells["phone"]))
-        rows = list(await session.scalars(base.where(Resident.phone == phone).limit(2)))
+            raise TagError(_("\"{value}\" is not a phone number.").format(value=clip(cells["phone"])))
+        rows = list(await session.scalars(base.where(Resident.phone_index == phone).limit(2)))
     elif cells.get("name") and cells.get("room"):
         room = parse_room(cells["room"])
         if room is None:
-            raise TagError(_("\"{value}\" is not a room such as 3-201.").format(value=cells["room"]))
+            raise TagError(_("\"{value}\" is not a room such as 3-201.").format(value=clip(cells["room"])))
         rows = list(await session.scalars(
             base.where(Resident.name == cells["name"], room_filter(room)).limit(2)))
     else:

@@ -1,7 +1,11 @@
 """Becoming a verified resident: contact + knowledge check, household invite, manual review.
 
-All methods share one lock: at most ``MAX_FAILURES`` failed attempts per account in 24 hours.
-Every attempt and every staff decision is audited (never with phone or ID numbers).
+All methods share one lock: at most ``MAX_FAILURES`` failed attempts in 24 hours, counted per
+account and, for the knowledge check, also per registry entry and per phone number (its blind
+index). /forget keeps those failures (without the account), so neither a new Telegram account nor
+deleting the old one starts the count afresh. Every attempt and every staff decision is audited
+(never with phone or ID numbers). A refusal changes nothing but the failure count: every check comes
+before the first write.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
-from services.identity import normalize_phone
+from services.identity import id_last4_matches, is_mobile, normalize_phone
+from services.ids import is_db_id
 from services.models import (
     Account,
     Household,
@@ -77,46 +82,76 @@ def format_code(code: str) -> str:
 
 # --- the lock --------------------------------------------------------------------------------
 
-async def lock_until(session: AsyncSession, account_id: int, now: datetime) -> datetime | None:
-    """When the account's verification lock ends, or None if it may try now."""
-    failures = (await session.scalars(
+def _lock_keys(account_id: int | None, resident_id: int | None, phone: str | None) -> list:
+    """One condition per thing failures are counted against (``phone``: clear, hashed by the type)."""
+    conds = []
+    if account_id is not None:
+        conds.append(VerificationAttempt.account_id == account_id)
+    if resident_id is not None:
+        conds.append(VerificationAttempt.resident_id == resident_id)
+    if phone is not None:
+        conds.append(VerificationAttempt.phone_index == phone)
+    return conds
+
+
+async def _recent_failures(session: AsyncSession, cond, now: datetime) -> list[datetime]:
+    """The newest ``MAX_FAILURES`` failures within the window, newest first."""
+    return list((await session.scalars(
         select(VerificationAttempt.at)
-        .where(VerificationAttempt.account_id == account_id, VerificationAttempt.success.is_(False),
-               VerificationAttempt.at > now - LOCK_WINDOW)
+        .where(cond, VerificationAttempt.success.is_(False), VerificationAttempt.at > now - LOCK_WINDOW)
         .order_by(VerificationAttempt.at.desc())
         .limit(MAX_FAILURES)
-    )).all()
-    if len(failures) < MAX_FAILURES:
-        return None
-    return failures[-1] + LOCK_WINDOW
+    )).all())
 
 
-async def remaining_attempts(session: AsyncSession, account_id: int, now: datetime) -> int:
-    n = await session.scalar(select(func.count()).select_from(VerificationAttempt).where(
-        VerificationAttempt.account_id == account_id, VerificationAttempt.success.is_(False),
-        VerificationAttempt.at > now - LOCK_WINDOW))
-    return max(0, MAX_FAILURES - (n or 0))
+async def lock_until(session: AsyncSession, account_id: int | None, now: datetime, *,
+                     resident_id: int | None = None, phone: str | None = None) -> datetime | None:
+    """When the lock on the account (and on the registry entry / phone number, when given) ends, or
+    None if it may try now."""
+    ends = []
+    for cond in _lock_keys(account_id, resident_id, phone):
+        failures = await _recent_failures(session, cond, now)
+        if len(failures) >= MAX_FAILURES:
+            ends.append(failures[-1] + LOCK_WINDOW)
+    return max(ends) if ends else None
 
 
-async def ensure_not_locked(session: AsyncSession, account: Account, now: datetime) -> None:
-    until = await lock_until(session, account.id, now)
+async def remaining_attempts(session: AsyncSession, account_id: int | None, now: datetime, *,
+                             resident_id: int | None = None, phone: str | None = None) -> int:
+    """Failures still allowed before the lock: the least of the counters that apply."""
+    left = MAX_FAILURES
+    for cond in _lock_keys(account_id, resident_id, phone):
+        left = min(left, MAX_FAILURES - len(await _recent_failures(session, cond, now)))
+    return max(0, left)
+
+
+async def ensure_not_locked(session: AsyncSession, account: Account, now: datetime, *,
+                            resident: Resident | None = None) -> None:
+    until = await lock_until(session, account.id, now, resident_id=resident.id if resident else None,
+                             phone=resident.phone if resident else None)
     if until is not None:
         raise VerificationError("locked", until=until)
 
 
 async def _attempt(session, account: Account, method: str, success: bool, now: datetime,
-                   reason: str | None = None, region_id: int | None = None, target_id: int | None = None) -> None:
-    session.add(VerificationAttempt(account_id=account.id, method=method, success=success, reason=reason, at=now))
+                   reason: str | None = None, region_id: int | None = None, target_id: int | None = None,
+                   phone: str | None = None) -> None:
+    session.add(VerificationAttempt(account_id=account.id, method=method, success=success, reason=reason, at=now,
+                                    resident_id=target_id, phone_index=phone))
     audit.record(session, f"verify.{method}", now=now, actor_account_id=account.id,
                  target_type="resident" if target_id else None, target_id=target_id, region_id=region_id,
                  outcome="ok" if success else (reason or "failed"))
     await session.flush()
 
 
-async def _fail(session, account: Account, method: str, reason: str, now: datetime, **info) -> VerificationError:
-    await _attempt(session, account, method, False, now, reason)
-    left = await remaining_attempts(session, account.id, now)
-    until = await lock_until(session, account.id, now)
+async def _fail(session, account: Account, method: str, reason: str, now: datetime,
+                resident: Resident | None = None, **info) -> VerificationError:
+    """Record a failure (against the account, and the registry entry and its phone when known)."""
+    keys = {"resident_id": resident.id, "phone": resident.phone} if resident is not None else {}
+    await _attempt(session, account, method, False, now, reason, target_id=keys.get("resident_id"),
+                   region_id=resident.committee_id if resident is not None else None, phone=keys.get("phone"))
+    left = await remaining_attempts(session, account.id, now, **keys)
+    until = await lock_until(session, account.id, now, **keys)
     return VerificationError(reason, remaining=left, until=until, **info)
 
 
@@ -151,13 +186,16 @@ async def _link(session, account: Account, resident: Resident, method: str, now:
 
 async def match_contact(session: AsyncSession, account: Account, *, contact_user_id: int | None,
                         phone: str, now: datetime) -> Resident:
-    """Step 1: the shared contact must be the sender's own and match exactly one resident."""
+    """Step 1: the shared contact must be the sender's own mobile number and match exactly one
+    resident whose entry is not locked by failed knowledge checks (from any account)."""
     await ensure_not_locked(session, account, now)
     if contact_user_id != account.telegram_id:
         raise await _fail(session, account, "contact", "not_own_contact", now)
-    normalized = normalize_phone(phone)
+    normalized = normalize_phone(phone, international=True)
+    if normalized is not None and not is_mobile(normalized):
+        normalized = None  # a Telegram account's own number is a mobile; a landline cannot be shared
     rows = [] if normalized is None else (await session.scalars(
-        select(Resident).where(Resident.phone == normalized,
+        select(Resident).where(Resident.phone_index == normalized,
                                Resident.status.in_([ResidentStatus.active, ResidentStatus.withdrawn]))
         .limit(2))).all()
     if len(rows) != 1:
@@ -165,9 +203,12 @@ async def match_contact(session: AsyncSession, account: Account, *, contact_user
         audit.record(session, "verify.contact", now=now, actor_account_id=account.id,
                      outcome="no_match" if not rows else "several")
         raise VerificationError("no_match" if not rows else "several")
-    if not rows[0].id_last4:
+    if not rows[0].id_last4_hash:
         audit.record(session, "verify.contact", now=now, actor_account_id=account.id, outcome="no_id_on_file")
         raise VerificationError("no_match")
+    until = await lock_until(session, None, now, resident_id=rows[0].id, phone=normalized)
+    if until is not None:
+        raise VerificationError("locked", until=until, scope="entry")
     return rows[0]
 
 
@@ -178,15 +219,18 @@ def _same_name(a: str, b: str) -> bool:
 
 
 async def knowledge_check(session: AsyncSession, account: Account, *, resident_id: int, full_name: str,
-                          id_last4: str, now: datetime) -> Resident:
-    """Step 2: full name and the last four of the ID number; on success the account is linked."""
+                          id_last4: str, secret_key: str, now: datetime) -> Resident:
+    """Step 2: full name and the last four of the ID number (compared as keyed hashes); on success the
+    account is linked. A wrong answer counts against the account, the entry and its phone number."""
     await ensure_not_locked(session, account, now)
-    resident = await session.get(Resident, resident_id)
+    resident = await session.get(Resident, resident_id) if is_db_id(resident_id) else None
     if resident is None or resident.status not in (ResidentStatus.active, ResidentStatus.withdrawn):
         raise VerificationError("no_match")
-    given = normalize_code(id_last4)
-    if not (_same_name(full_name, resident.name) and given == (resident.id_last4 or "").upper()):
-        raise await _fail(session, account, "knowledge", "wrong_answer", now)
+    await ensure_not_locked(session, account, now, resident=resident)
+    given = normalize_code(id_last4)[:8]
+    right = id_last4_matches(given, resident.id_hash, resident.id_last4_hash, secret_key)
+    if not (_same_name(full_name, resident.name) and right):
+        raise await _fail(session, account, "knowledge", "wrong_answer", now, resident=resident)
     await _link(session, account, resident, "contact", now)
     await _attempt(session, account, "knowledge", True, now, region_id=resident.committee_id,
                    target_id=resident.id)
@@ -242,16 +286,19 @@ async def open_invite(session: AsyncSession, account: Account, code: str, *, sec
 
 async def redeem_invite(session: AsyncSession, account: Account, code: str, *, secret_key: str, now: datetime,
                         resident_id: int | None = None, new_member_name: str | None = None) -> Resident | None:
-    """Use a code: link to a chosen household member, or file a new member for staff to confirm."""
+    """Use a code: link to a chosen household member, or file a new member for staff to confirm.
+
+    Checked before anything is written: a refused redemption (a member of another household or one
+    already linked, no name) leaves the code unused."""
     check = await open_invite(session, account, code, secret_key=secret_key, now=now)
     if check.invite.used_at is not None:
         raise VerificationError("used_code")
-    check.invite.used_at = now
-    check.invite.used_by_account_id = account.id
     if resident_id is not None:
         resident = next((m for m in check.members if m.id == resident_id), None)
         if resident is None:
             raise VerificationError("not_found")
+        check.invite.used_at = now
+        check.invite.used_by_account_id = account.id
         await _link(session, account, resident, "invite", now)
         await _attempt(session, account, "invite", True, now, region_id=resident.committee_id,
                        target_id=resident.id)
@@ -259,6 +306,8 @@ async def redeem_invite(session: AsyncSession, account: Account, code: str, *, s
     name = (new_member_name or "").strip()[:100]
     if not name:
         raise VerificationError("name_required")
+    check.invite.used_at = now
+    check.invite.used_by_account_id = account.id
     session.add(VerificationRequest(account_id=account.id, committee_id=check.household.committee_id,
                                     kind="new_member", name=name, household_id=check.household.id,
                                     address=check.household.code, created_at=now))
@@ -286,7 +335,7 @@ async def request_review(session: AsyncSession, account: Account, *, committee_i
                          address: str, now: datetime) -> VerificationRequest:
     """File a manual review request (one pending request per account at a time)."""
     await ensure_not_locked(session, account, now)
-    committee = await session.get(Region, committee_id)
+    committee = await session.get(Region, committee_id) if is_db_id(committee_id) else None
     if committee is None or committee.level != RegionLevel.committee:
         raise VerificationError("not_found")
     pending = await session.scalar(select(VerificationRequest).where(
@@ -321,7 +370,7 @@ async def pending_requests(session: AsyncSession, actor: Actor, limit: int = 20)
 
 async def get_request(session: AsyncSession, actor: Actor, request_id: int) -> VerificationRequest:
     cond = _requests_in_scope(actor)
-    req = None if cond is None else await session.scalar(
+    req = None if cond is None or not is_db_id(request_id) else await session.scalar(
         select(VerificationRequest).where(VerificationRequest.id == request_id, cond))
     if req is None:
         raise NotFoundInScope()

@@ -13,11 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 import services.models  # noqa: F401
 from bot.db import create_engine, session_factory
 from bot.settings import async_driver_url
+from services.identity import DataKeys
 from services.models import Base
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+TEST_DATA_KEY = "test-data-key-for-phone-numbers-at-rest"  # tests' DATA_KEY (phones encrypted with it)
+TEST_DATA_KEYS = DataKeys(TEST_DATA_KEY)
 
 
 def pg_url() -> str:
@@ -35,7 +38,7 @@ _pg_engine: AsyncEngine | None = None
 async def _postgres_engine() -> AsyncEngine:
     global _pg_engine
     if _pg_engine is None:
-        engine = create_engine(pg_url(), pool_size=5)
+        engine = create_engine(pg_url(), pool_size=5, data_keys=TEST_DATA_KEYS)
         try:
             async with engine.begin() as conn:
                 # Whatever an earlier run or an older schema left behind goes (the test database
@@ -62,7 +65,7 @@ async def _truncate(engine: AsyncEngine) -> None:
 async def engine(request, tmp_path) -> AsyncIterator[AsyncEngine]:
     """A migrated-schema engine on a fresh database: SQLite file, and PostgreSQL in CI."""
     if request.param == "sqlite":
-        eng = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}")
+        eng = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}", data_keys=TEST_DATA_KEYS)
         async with eng.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
         yield eng
@@ -76,7 +79,7 @@ async def engine(request, tmp_path) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 async def sqlite_engine(tmp_path) -> AsyncIterator[AsyncEngine]:
     """SQLite only, for tests that need no second backend (e2e, CLI)."""
-    eng = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}")
+    eng = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}", data_keys=TEST_DATA_KEYS)
     async with eng.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
     yield eng

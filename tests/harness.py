@@ -71,7 +71,9 @@ async def running_stack(
         secret_key="test-secret-key",
         **overrides,
     )
-    engine = create_engine(settings.db_url)
+    # The data key is made in DATA_DIR as on a first start, so worker processes given the same data
+    # folder (tests/checkin_worker.py) read the same phone numbers.
+    engine = create_engine(settings.db_url, data_keys=settings.data_keys())
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
     sessions = session_factory(engine)

@@ -72,3 +72,49 @@ async def test_head_matches_the_models(fresh_engine):
                                            "AND schemaname = current_schema()"))
         assert triggers == {"resident_tags_sync_insert", "resident_tags_sync_update", "resident_tags_sync_delete"}
         assert column == "ARRAY" and "gin (tag_ids)" in index
+
+
+async def test_0006_encrypts_phones_hashes_id_last4_and_keeps_account_links(fresh_engine, tmp_path):
+    from bot.settings import Settings
+    from services.identity import DataKeys, hash_id_last4
+    from tests.conftest import TEST_DATA_KEY
+
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", secret_key="migration-secret",
+                        data_key=TEST_DATA_KEY)
+    await upgrade(fresh_engine, "0005")
+    async with fresh_engine.begin() as conn:
+        await conn.execute(text("INSERT INTO regions (id, code, name, level, path) "
+                                "VALUES (1, 'C1', 'C', 'committee', '/C1/')"))
+        await conn.execute(text(
+            "INSERT INTO residents (id, committee_id, name, phone, id_hash, id_last4, emergency_contact_phone, "
+            "status, created_at, updated_at) VALUES (1, 1, '王', '+8613800138001', 'h1', '123X', '+862164321234', "
+            "'active', '2026-01-01', '2026-01-01'), (2, 1, '李', NULL, NULL, NULL, NULL, 'active', '2026-01-01', "
+            "'2026-01-01')"))
+        await conn.execute(text("INSERT INTO accounts (id, telegram_id, chat_id, first_name, resident_id, created_at) "
+                                "VALUES (1, 100, 100, 'w', 1, '2026-01-01')"))
+        await conn.execute(text("INSERT INTO verification_attempts (account_id, method, success, at) "
+                                "VALUES (1, 'knowledge', false, '2026-01-01')"))
+    await upgrade(fresh_engine, "0006", settings=settings)
+    keys = DataKeys(TEST_DATA_KEY)
+    async with fresh_engine.connect() as conn:
+        row = (await conn.execute(text("SELECT * FROM residents WHERE id = 1"))).mappings().one()
+        empty = (await conn.execute(text("SELECT * FROM residents WHERE id = 2"))).mappings().one()
+        link = await conn.scalar(text("SELECT resident_id FROM accounts WHERE id = 1"))
+    assert "id_last4" not in row and row["id_last4_hash"] == hash_id_last4("123X", "h1", "migration-secret")
+    assert row["phone"].startswith("v1:") and keys.decrypt(row["phone"]) == "+8613800138001"
+    assert row["phone_index"] == keys.phone_index("+8613800138001")
+    assert keys.decrypt(row["emergency_contact_phone"]) == "+862164321234"
+    assert empty["phone"] is None and empty["phone_index"] is None and empty["id_last4_hash"] is None
+    assert link == 1  # rewriting residents did not null the accounts' links to it
+    await downgrade(fresh_engine, "0005", settings=settings)
+    async with fresh_engine.connect() as conn:
+        row = (await conn.execute(text("SELECT * FROM residents WHERE id = 1"))).mappings().one()
+        link = await conn.scalar(text("SELECT resident_id FROM accounts WHERE id = 1"))
+    assert row["phone"] == "+8613800138001" and row["emergency_contact_phone"] == "+862164321234"
+    assert row["id_last4"] is None and link == 1  # the clear last four is gone for good (only its hash was kept)
+
+
+async def test_0006_on_an_empty_database_reads_no_keys(fresh_engine, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a key generated from the environment would land in ./data
+    await upgrade(fresh_engine, "0006")
+    assert not (tmp_path / "data").exists()

@@ -7,12 +7,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from openpyxl import Workbook, load_workbook
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from services.i18n import use_locale
 from services.identity import (
     InvalidIdNumber,
+    hash_id_last4,
     hash_id_number,
+    is_mobile,
     make_id_number,
     mask_phone,
     normalize_phone,
@@ -43,8 +45,19 @@ def test_phone_normalisation():
     assert normalize_phone("008613800138000") == "+8613800138000"
     assert normalize_phone("8613800138000") == "+8613800138000"
     assert normalize_phone("12345") is None
-    assert normalize_phone("021-6400 0000") is None
+    assert normalize_phone("1380013800") is None  # one digit short
+    assert normalize_phone("1" * 200) is None
     assert mask_phone("+8613800138000") == "+86138****8000"
+
+
+def test_landlines_are_phone_numbers_but_not_mobiles():
+    assert normalize_phone("021-6400 0000") == "+862164000000"
+    assert normalize_phone("(010) 1234 5678") == "+861012345678"
+    assert normalize_phone("0755-12345678") == "+8675512345678"
+    assert is_mobile("+8613800138000") and not is_mobile("+862164000000")
+    # a Telegram contact's number is international, with or without its "+"
+    assert normalize_phone("447911123456", international=True) == "+447911123456"
+    assert normalize_phone("8613800138000", international=True) == "+8613800138000"
 
 
 def test_id_number_validation_derives_birth_and_gender():
@@ -82,13 +95,38 @@ async def test_import_reports_bad_rows_and_keeps_good_ones(session, committee):
     assert "name is missing" in reasons[4]
     assert "line 2" in reasons[5]
     assert "birth date does not match" in reasons[6]
-    assert "mobile" in reasons[7]
+    assert "not a valid phone number" in reasons[7]
     assert "living_alone" in reasons[8]
     assert "monthly_income" in reasons[9]
     row = await session.scalar(select(Resident))
-    assert row.id_last4 == good[-4:] and row.id_hash == hash_id_number(good, SECRET)
+    assert row.id_hash == hash_id_number(good, SECRET)
+    assert row.id_last4_hash == hash_id_last4(good[-4:], row.id_hash, SECRET)
     assert row.birth_date == date(1950, 1, 1) and row.gender == "M" and row.living_alone is True
-    assert good not in str([getattr(row, c.key) for c in Resident.__table__.columns])
+    assert row.phone == "+8613800000001"  # in clear in Python …
+    stored = (await session.execute(text("SELECT * FROM residents"))).mappings().one()
+    assert "id_last4" not in stored  # … but neither the ID number, nor its last four, nor the phone at rest
+    assert not any(good[-4:] in str(v) or "13800000001" in str(v) for v in stored.values())
+    assert stored["phone"].startswith("v1:") and len(stored["phone_index"]) == 64
+
+
+async def test_landline_phones_and_emergency_contacts_are_imported(session, committee):
+    csv_text = ("name,phone,room,building,emergency_contact_phone\n"
+                "周老师,021-6432 1234,101,7,(021) 5555 0000\n"
+                "吴阿姨,13800000021,102,7,0755-12345678\n")
+    report = await import_registry(session, committee, read_text_rows(csv_text), secret_key=SECRET, now=NOW)
+    assert report.imported == 2 and not report.rejected
+    zhou = await session.scalar(select(Resident).where(Resident.phone_index == "+862164321234"))
+    assert zhou.name == "周老师" and zhou.emergency_contact_phone == "+862155550000"
+    wu = await session.scalar(select(Resident).where(Resident.name == "吴阿姨"))
+    assert wu.emergency_contact_phone == "+8675512345678"
+    again = await import_registry(session, committee, read_text_rows(csv_text), secret_key=SECRET,
+                                  now=NOW + timedelta(days=1))
+    assert (again.imported, again.unchanged) == (0, 2)  # matched by the phone's blind index
+
+
+def test_an_encrypted_phone_cannot_be_compared_in_sql():
+    with pytest.raises(TypeError, match="blind index"):
+        select(Resident).where(Resident.phone == "+8613800000001")
 
 
 async def test_reimport_is_idempotent_updates_and_flags(session, committee):
@@ -127,7 +165,8 @@ async def test_xlsx_import_and_export_without_id_numbers(session, committee, tmp
     data = await export_registry_xlsx(session, committee)
     sheet = load_workbook(io.BytesIO(data), read_only=True).worksheets[0]
     cells = [str(c) for row in sheet.iter_rows(values_only=True) for c in row if c is not None]
-    assert "王秀英" in cells and ID_WANG not in cells and ID_WANG[-4:] in cells
+    assert "王秀英" in cells and "+8613800138001" in cells  # staff call residents: phones in clear
+    assert not any(ID_WANG in c or ID_WANG[-4:] == c for c in cells)
 
 
 async def test_header_without_required_columns_is_refused(session, committee):

@@ -14,6 +14,7 @@ from bot.logs import quiet_drivers
 from handlers.verification import privacy_notice
 from services.i18n import translate, use_locale
 from services.models import Account, Resident, ResidentStatus, VerificationRequest
+from services.privacy import ID_NUMBER_HELD_AS
 from services.regions import get_region
 from services.registry import import_registry, read_text_rows
 from tests.seed import (
@@ -247,8 +248,8 @@ async def test_mydata_and_forget(seeded, lang):
     assert "李建国" in messages[0]["text"] and "13800138002" not in messages[0]["text"]
     doc = messages[1]["document"]
     data = json.loads(seeded.sandbox.get_file(doc["file_id"]).data)
-    assert data["resident"]["name"] == "李建国" and data["resident"]["id_number_last4"] == ID_LI[-4:]
-    assert ID_LI not in json.dumps(data)
+    assert data["resident"]["name"] == "李建国" and data["resident"]["id_number"] == t(lang, ID_NUMBER_HELD_AS)
+    assert ID_LI not in json.dumps(data) and ID_LI[-4:] not in json.dumps(data)
     from services.models import OutboxMessage, OutboxStatus
     from services.outbox import enqueue, make_payload
 

@@ -51,8 +51,10 @@ async def _run_async() -> None:
     from bot.db import create_engine
     from bot.settings import load_settings
 
-    url = config.get_main_option("sqlalchemy.url") or load_settings().db_url
-    engine = create_engine(url)
+    settings = config.attributes.get("settings") or load_settings()
+    config.attributes["settings"] = settings  # for data migrations that need the keys (0006)
+    url = config.get_main_option("sqlalchemy.url") or settings.db_url
+    engine = create_engine(url)  # revisions that need the keys read them from the settings (0006)
     async with engine.begin() as conn:
         await conn.run_sync(_configure)
     await engine.dispose()

@@ -18,9 +18,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from services.models.base import Base, BigId
+from services.models.pii import EncryptedPhone, PhoneIndex
 
 
 class RegionLevel(enum.StrEnum):
@@ -86,7 +87,8 @@ SEGMENT_INDEX_COLUMNS = ("committee_id", "status", "birth_date", "living_alone",
 
 
 class Resident(Base):
-    """A registry row, owned by the committee. Never holds an ID number in clear."""
+    """A registry row, owned by the committee. Never holds an ID number in clear; phone numbers are
+    encrypted at rest (``phone`` reads and writes the clear number, ``phone_index`` matches it)."""
 
     __tablename__ = "residents"
     __table_args__ = (
@@ -103,9 +105,10 @@ class Resident(Base):
     household_id: Mapped[int | None] = mapped_column(
         ForeignKey("households.id", ondelete="SET NULL"), index=True)
     name: Mapped[str] = mapped_column(String(100))
-    phone: Mapped[str | None] = mapped_column(String(20), index=True)  # E.164, +86…
+    phone: Mapped[str | None] = mapped_column(EncryptedPhone)  # E.164, +86…, in clear in Python only
+    phone_index: Mapped[str | None] = mapped_column(PhoneIndex, index=True)  # set from ``phone``
     id_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # HMAC-SHA256 hex
-    id_last4: Mapped[str | None] = mapped_column(String(4))
+    id_last4_hash: Mapped[str | None] = mapped_column(String(64))  # identity.hash_id_last4
     birth_date: Mapped[date | None] = mapped_column(Date)
     gender: Mapped[str | None] = mapped_column(String(1))  # "M" / "F"
     compound: Mapped[str | None] = mapped_column(String(100))
@@ -116,7 +119,7 @@ class Resident(Base):
     hukou: Mapped[str | None] = mapped_column(String(32))  # "local" / "nonlocal" or a free code
     disability_level: Mapped[int | None] = mapped_column(Integer)  # 1 (most severe) … 4
     monthly_income: Mapped[int | None] = mapped_column(Integer)  # yuan
-    emergency_contact_phone: Mapped[str | None] = mapped_column(String(20))
+    emergency_contact_phone: Mapped[str | None] = mapped_column(EncryptedPhone)
     status: Mapped[ResidentStatus] = mapped_column(
         Enum(ResidentStatus, native_enum=False, length=16), default=ResidentStatus.active)
     registry_seen_at: Mapped[datetime | None]  # start of the last import that listed this row
@@ -124,6 +127,13 @@ class Resident(Base):
     updated_at: Mapped[datetime]
 
     household: Mapped[Household | None] = relationship(lazy="raise")
+
+    @validates("phone")
+    def _index_phone(self, _key: str, value: str | None) -> str | None:
+        # The blind index follows the number (PhoneIndex hashes it when written). Core statements
+        # (registry imports) set both columns themselves.
+        self.phone_index = value
+        return value
 
 
 class Account(Base):

@@ -10,14 +10,23 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from services.models.base import Base, BigId
 from services.models.core import StaffRole
+from services.models.pii import PhoneIndex
 
 
 class VerificationAttempt(Base):
+    """One try at verifying, for the lock. Failures count against the account, the registry entry
+    tried and the phone number's blind index; /forget detaches them from the account but keeps the
+    failures of the lock window, so a new account does not start afresh."""
+
     __tablename__ = "verification_attempts"
-    __table_args__ = (Index("ix_verification_attempts_account_at", "account_id", "at"),)
+    __table_args__ = (Index("ix_verification_attempts_account_at", "account_id", "at"),
+                      Index("ix_verification_attempts_resident_at", "resident_id", "at"),
+                      Index("ix_verification_attempts_phone_index_at", "phone_index", "at"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("residents.id", ondelete="SET NULL"))
+    phone_index: Mapped[str | None] = mapped_column(PhoneIndex)  # blind index of the phone tried
     method: Mapped[str] = mapped_column(String(16))  # contact, knowledge, invite, review
     success: Mapped[bool]
     reason: Mapped[str | None] = mapped_column(String(32))
