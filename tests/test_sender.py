@@ -121,7 +121,7 @@ async def test_queued_message_arrives_in_the_sandbox_chat_with_buttons(server, b
         assert await sender.drain_once(NOW) == 1
 
         [message] = await user.bot_messages()
-        assert message["text"] == "<b>停水通知</b>" and message["parse_mode"] == "HTML"
+        assert (message["text"], message["html"]) == ("停水通知", "<b>停水通知</b>")  # sent as HTML
         assert message["reply_markup"] == {"inline_keyboard": [
             [{"text": "收到 Received", "callback_data": "notice:ack:7"}],
             [{"text": "Details", "url": "https://example.org/n/7"}]]}

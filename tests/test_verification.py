@@ -74,7 +74,7 @@ async def test_contact_and_knowledge_check_verifies(seeded, lang, caplog):
     quiet_drivers()  # the product's logging policy (bot.logs), as `communitybot -v` applies it
     user = await stack.client.create_user("秀英", language_code=lang, phone_number="+8613800138001")
     await user.send("/start")
-    out = await texts(user)
+    out = await user.texts_since_last_action(html=True)
     with use_locale(t(lang, "zh_Hans") if lang.startswith("zh") else "en"):
         assert privacy_notice() in out  # what is stored, why, how to delete (/mydata, /forget)
     await user.press(t(lang, "I agree"))
