@@ -17,9 +17,9 @@ log = logging.getLogger("bot.demo")
 DEMO_TOKEN = "42:sandbox"
 
 
-class _Translate:
-    gettext = staticmethod(i18n.gettext)
-    ngettext = staticmethod(i18n.ngettext)
+def _page_translations(language_code: str):
+    """The sandbox pages speak the language of the simulated user (or of the browser)."""
+    return i18n.translations(i18n.normalize_locale(language_code))
 
 
 async def demo_hints(rt, now: datetime) -> list[str]:
@@ -49,8 +49,12 @@ async def demo_hints(rt, now: datetime) -> list[str]:
 
 
 async def run_demo(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080) -> None:
-    sandbox = Sandbox()
-    runner = web.AppRunner(create_sandbox_app(sandbox, translate=_Translate()), handle_signals=False)
+    # Users are kept with the demo's data: a restarted demo never gives a new visitor the Telegram
+    # id (and so the account and verified resident) of an earlier one.
+    sandbox = Sandbox(data_dir=settings.data_dir)
+    app = create_sandbox_app(sandbox, translate=i18n.translations(i18n.DEFAULT_LOCALE),
+                             translations_for=_page_translations)
+    runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
