@@ -27,6 +27,7 @@ from bot.settings import Settings
 from handlers.commands import commands_for
 from services.clock import Clock, system_clock
 from services.config import AppConfig, OutboxConfig
+from services.policies import PolicyConfig
 from services.i18n import LOCALES, use_locale
 from services.i18n import _ as gettext
 
@@ -65,6 +66,10 @@ def outbox_config(settings: Settings) -> OutboxConfig:
                         senders=settings.outbox_senders)
 
 
+def policy_config(settings: Settings) -> PolicyConfig:
+    return PolicyConfig(push_interval=settings.policy_push_interval, followup_after=settings.policy_followup_after)
+
+
 def build_dispatcher(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
@@ -75,7 +80,8 @@ def build_dispatcher(
 ) -> Dispatcher:
     """The dispatcher with its middlewares and routers; handlers get the typed configs as data."""
     dp = Dispatcher(storage=storage or build_storage(settings), settings=settings, sessions=sessions,
-                    config=app_config(settings), clock=clock)
+                    config=app_config(settings), clock=clock,
+                    policy_config=policy_config(settings))
     dp.update.outer_middleware(DbSessionMiddleware(sessions))
     dp.update.outer_middleware(ActorMiddleware(settings.default_locale, clock))
     dp.include_routers(*extra_routers, *handlers.routers())

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     alert_ack_timeout: Duration = timedelta(minutes=30)
     alert_resolve_timeout: Duration = timedelta(hours=4)
     invite_ttl: Duration = timedelta(days=30)
+    policy_push_interval: Duration = timedelta(days=90)  # at most one push per policy and resident
+    policy_followup_after: Duration = timedelta(days=14)  # the one follow-up when nobody applied
     outbox_pii_retention: Duration = timedelta(days=7)  # then sent messages lose their text (phones…)
 
     _data_keys: object = PrivateAttr(default=None)
