@@ -15,3 +15,38 @@ class LangCb(CallbackData, prefix="lang"):
 
 class MenuCb(CallbackData, prefix="menu"):
     item: str
+
+
+# --- policy matching (政策找人) ------------------------------------------------------------------
+
+
+class BenefitCb(CallbackData, prefix="pb"):
+    """/benefits: ``a`` is ans (answer ``f`` with choice ``v``), skip (``f``), stop, keep / once (keep
+    answers or not), or applied (policy ``p``)."""
+
+    a: str
+    f: str = ""
+    v: int = -1
+    p: int = 0
+
+
+class PolicyCaseCb(CallbackData, prefix="pk"):
+    """A button on a pushed notice: ``a`` is applied or no (not interested), for case ``id``."""
+
+    a: str
+    id: int
+
+
+class PolicyPushCb(CallbackData, prefix="pp"):
+    """/policy_match: ``a`` is push or cancel, for policy ``code``."""
+
+    a: str
+    code: str
+
+
+class PolicyEnrolCb(CallbackData, prefix="pe"):
+    """Staff pick one of several residents to record an outcome for: ``s`` enrolled / declined."""
+
+    code: str
+    rid: int
+    s: str

@@ -7,6 +7,7 @@ from the typed ``CallbackData`` in ``notifications.callbacks``, never from strin
 
 from __future__ import annotations
 
+from notifications.messages import policies
 from notifications.render import MessageBuilder
 
-MESSAGES: dict[str, MessageBuilder] = {}
+MESSAGES: dict[str, MessageBuilder] = {**policies.MESSAGES}

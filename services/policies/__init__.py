@@ -5,6 +5,7 @@ what can still change a result; staff matching in SQL and pushes through the out
 The public use cases (other packages use only these):
 """
 
+from services.policies.benefits import BenefitsCheck, answer_question, check_benefits, consent_to_keep
 from services.policies.catalogue import (
     PolicyView,
     QuestionField,
@@ -54,6 +55,7 @@ from services.policies.tracking import (
 __all__ = [
     "AnswerError",
     "Assessment",
+    "BenefitsCheck",
     "CaseError",
     "CatalogueError",
     "ImportResult",
@@ -69,9 +71,12 @@ __all__ = [
     "ReportRow",
     "SqlFields",
     "anonymous_profile",
+    "answer_question",
     "answers_for_mydata",
     "assess",
     "catalogue_rows",
+    "check_benefits",
+    "consent_to_keep",
     "declared_fields",
     "erase_answers",
     "explain",

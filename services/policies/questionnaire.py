@@ -4,7 +4,7 @@ Each policy's rule is evaluated with three-valued logic over what is known about
 registry row and earlier answers for a verified resident; only their answers for anyone else).
 For the policies still UNKNOWN, ``unknown_fields`` names the missing fields whose value could still
 change the result; the next question is the askable one among them that settles the most policies
-(first: policies for which it is the only missing datum; then: policies it takes part in). A field
+(first: the unknown policies it can decide; then: those for which it is the only missing datum). A field
 the registry holds is never asked of a verified resident (the registry is the committee's record);
 an anonymous user may answer the common registry fields (age, living alone, …) for themselves.
 
@@ -183,6 +183,7 @@ class Assessment:
     results: list[PolicyResult]
     next_question: QuestionField | None
     asked_about: dict[str, int] = field(default_factory=dict)  # field → unknown policies it could decide
+    askable: dict[str, QuestionField] = field(default_factory=dict)
 
     def by(self, truth: Truth) -> list[PolicyResult]:
         return [r for r in self.results if r.truth is truth]
@@ -278,8 +279,8 @@ def assess(policies: Sequence[PolicyView], profile: Profile, today: date,
                 part[f] = part.get(f, 0) + 1
                 if len(r.unknown) == 1:
                     sure[f] = sure.get(f, 0) + 1
-    best = max(part, key=lambda f: (sure.get(f, 0), part[f], _neg(f)), default=None)
-    return Assessment(results, profile.askable[best] if best else None, part)
+    best = max(part, key=lambda f: (part[f], sure.get(f, 0), _neg(f)), default=None)
+    return Assessment(results, profile.askable[best] if best else None, part, profile.askable)
 
 
 def _neg(name: str) -> tuple[int, ...]:
