@@ -24,7 +24,26 @@ from services.limits import cut_point as _cut
 MAX_MESSAGE = 4096
 MAX_CAPTION = 1024
 
-__all__ = ["ELLIPSIS", "MAX_CAPTION", "MAX_ECHO", "MAX_MESSAGE", "clip", "pages", "tg_len"]
+__all__ = ["ELLIPSIS", "MAX_CAPTION", "MAX_ECHO", "MAX_MESSAGE", "clip", "excerpt", "pages", "tg_len"]
+
+
+def excerpt(text: str, position: int, width: int = MAX_ECHO) -> tuple[str, int]:
+    """The part of ``text`` around ``position`` (1-based, as errors report it; one past the end is
+    allowed), at most ``width`` characters with "…" where it was cut, and the position of the same
+    character in the excerpt: for a ``^`` marker under an error in an expression too long to repeat."""
+    if width < 5:
+        raise ValueError("width must be at least 5")
+    index = min(max(position - 1, 0), len(text))
+    if len(text) <= width:
+        return text, index + 1
+    start = max(0, min(index - width // 2, len(text) - width))
+    end = start + width
+    piece = text[start:end]
+    if start > 0:
+        piece = ELLIPSIS + piece[1:]
+    if end < len(text):
+        piece = piece[:-1] + ELLIPSIS
+    return piece, index - start + 1
 
 
 _OPEN_MARKUP = re.compile(r"<[^>]*$|&[#\w]*$")  # a tag or an entity cut in the middle

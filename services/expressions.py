@@ -54,12 +54,17 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import Grouping, UnaryExpression
 
 from services.i18n import N_, _
+from services.limits import clip
 from services.models import Account, Region, Resident, ResidentStatus, ResidentTag, Tag
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 32
 MAX_NODES = 200
 MAX_LIST = 100
+# A number literal binds as is into the registry's whole-number columns, which are 32-bit INTEGER on
+# PostgreSQL (SQLite's are 64-bit): anything larger could only fail in the database driver.
+MAX_NUMBER = 2**31 - 1
+MAX_DECIMALS = 6
 
 FieldType: TypeAlias = Literal["int", "str", "date", "bool", "decimal"]
 Value: TypeAlias = int | Decimal | str | date | bool
@@ -409,6 +414,13 @@ def tokenize(text: str, fields: Mapping[str, FieldSpec] | None = None) -> list[T
                 continue
             m = _NUMBER_RE.match(text, i)
             raw = m.group()
+            whole, _dot, decimals = raw.partition(".")
+            if len(whole.lstrip("0")) > len(str(MAX_NUMBER)) or Decimal(raw) > MAX_NUMBER:
+                raise ExpressionError(pos, _("the number {number} is too large (at most {limit})").format(
+                    number=clip(raw, 20), limit=MAX_NUMBER))
+            if len(decimals) > MAX_DECIMALS:
+                raise ExpressionError(pos, _("the number {number} has too many decimal places (at most "
+                                             "{limit})").format(number=clip(raw, 20), limit=MAX_DECIMALS))
             value: Value = Decimal(raw) if "." in raw else int(raw)
             tokens.append(Token("num", raw, pos, value))
             i = m.end()
@@ -1210,6 +1222,7 @@ __all__ = [
     "MAX_LENGTH",
     "MAX_LIST",
     "MAX_NODES",
+    "MAX_NUMBER",
     "And",
     "Between",
     "Bool",

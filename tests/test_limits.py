@@ -58,3 +58,16 @@ def test_clip_never_exceeds_the_limit(text, limit):
 def test_limits_are_checked():
     with pytest.raises(ValueError):
         clip("x", 0)
+
+
+def test_excerpt_keeps_the_error_position_under_its_marker():
+    from notifications.limits import excerpt
+
+    assert excerpt("age >= 80", 5) == ("age >= 80", 5)
+    text = "x" * 5000 + "@" + "y" * 5000
+    piece, pos = excerpt(text, 5001, width=40)
+    assert len(piece) == 40 and piece[pos - 1] == "@" and piece.startswith(ELLIPSIS) and piece.endswith(ELLIPSIS)
+    piece, pos = excerpt(text, len(text) + 1, width=40)  # "missing )" points one past the end
+    assert len(piece) == 40 and pos == 41 and piece.startswith(ELLIPSIS) and piece.endswith("y")
+    piece, pos = excerpt(text, 1, width=40)
+    assert piece[0] == "x" and pos == 1 and piece.endswith(ELLIPSIS)
