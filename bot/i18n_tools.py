@@ -88,16 +88,25 @@ def problems(locale: str) -> list[str]:
     return out
 
 
-def apply(locale: str, translations: dict[str, str]) -> int:
-    """Fill entries from a msgid → translation mapping; returns how many changed."""
+def apply(locale: str, translations: dict[str, str | list[str]]) -> int:
+    """Fill entries from a msgid → translation mapping; returns how many changed. A plural entry is
+    keyed by its singular msgid; one string fills every plural form (Chinese has one), a list gives
+    each form."""
     path = po_path(locale)
     catalog = _read(path, locale)
     n = 0
     for message in catalog:
-        if message.id and isinstance(message.id, str) and message.id in translations:
-            message.string = translations[message.id]
-            message.flags.discard("fuzzy")
-            n += 1
+        key = message.id if isinstance(message.id, str) else (message.id[0] if message.id else None)
+        if not key or key not in translations:
+            continue
+        value = translations[key]
+        if isinstance(message.id, str):
+            message.string = value
+        else:
+            forms = [value] * catalog.num_plurals if isinstance(value, str) else list(value)
+            message.string = tuple(forms)
+        message.flags.discard("fuzzy")
+        n += 1
     _write(path, catalog)
     return n
 

@@ -1,59 +1,132 @@
-"""The bot's commands, in one place: /help, the menu and ``set_my_commands`` read this list."""
+"""The bot's commands, in one place: /help, the menu and the command lists Telegram shows read this.
+
+Each command has an audience: everyone, verified residents, elders enrolled in daily check-ins, or
+staff. Telegram's command list (the "/" menu) is published per chat for the roles the person has,
+whenever those become known (verification, staff enrolment, a staff decision, /start, /lang).
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from services.i18n import N_
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import BotCommand, BotCommandScopeChat
+from aiohttp import ClientError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services import checkins as cs
+from services.accounts import account_locale, resolve_actor
+from services.i18n import N_, _, use_locale
+from services.models import Account
 from services.scope import Actor
+
+log = logging.getLogger(__name__)
+
+ALL, RESIDENT, ELDER, STAFF = "all", "resident", "elder", "staff"
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
     name: str
     description: str  # an untranslated msgid; translate with _() where shown
-    audience: str  # "all", "resident" (verified), "staff"
+    audience: str  # ALL, RESIDENT (verified), ELDER (enrolled in daily check-ins), STAFF
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("start", N_("Start, or join your community"), "all"),
-    Command("menu", N_("Main menu"), "all"),
-    Command("help", N_("What I can do"), "all"),
-    Command("lang", N_("Switch language (中文 / English)"), "all"),
-    Command("mydata", N_("See what is held about you"), "all"),
-    Command("forget", N_("Delete your personal data"), "all"),
-    Command("pending", N_("Verification requests waiting for review"), "staff"),
-    Command("invite", N_("Issue household invite codes"), "staff"),
-    Command("whois", N_("Look up a resident by name or room"), "staff"),
-    Command("export", N_("Download your committee's registry (XLSX)"), "staff"),
-    Command("checkin", N_("Daily check-in: change time, pause, resume"), "resident"),
-    Command("family", N_("Emergency contacts for your daily check-in"), "resident"),
-    Command("checkins", N_("Today's check-in board"), "staff"),
-    Command("alerts", N_("Open check-in alerts"), "staff"),
-    Command("checkin_enrol", N_("Enrol a resident or segment in daily check-ins"), "staff"),
-    Command("checkin_stop", N_("Stop daily check-ins for a resident"), "staff"),
-    Command("checkin_family", N_("Family invite link for an enrolled resident"), "staff"),
-    Command("checkins_week", N_("Weekly check-in report (chart + XLSX)"), "staff"),
-    Command("duty", N_("Go on or off duty for check-in alerts"), "staff"),
-    Command("tags", N_("The tag dictionary"), "staff"),
-    Command("tag", N_("Tag a resident: /tag 3-2-201 volunteer"), "staff"),
-    Command("untag", N_("Remove a tag from a resident"), "staff"),
-    Command("segment", N_("Count residents matching an expression"), "staff"),
-    Command("segment_save", N_("Save a segment: /segment_save name = expression"), "staff"),
-    Command("segments", N_("Saved segments with live counts"), "staff"),
-    Command("notice", N_("Write a notice to residents"), "staff"),
-    Command("notices", N_("Recent notices"), "staff"),
-    Command("notice_report", N_("Delivery report of a notice"), "staff"),
-    Command("notice_cancel", N_("Cancel a scheduled notice"), "staff"),
-    Command("cancel", N_("Stop what you are doing"), "all"),
+    Command("start", N_("Start, or join your community"), ALL),
+    Command("menu", N_("Main menu"), ALL),
+    Command("help", N_("What I can do"), ALL),
+    Command("lang", N_("Switch language (中文 / English)"), ALL),
+    Command("mydata", N_("See what is held about you"), ALL),
+    Command("forget", N_("Delete your personal data"), ALL),
+    Command("checkin", N_("Daily check-in: change time, pause, resume"), ELDER),
+    Command("family", N_("Emergency contacts for your daily check-in"), ELDER),
+    Command("pending", N_("Verification requests waiting for review"), STAFF),
+    Command("invite", N_("Issue household invite codes"), STAFF),
+    Command("whois", N_("Look up a resident by name or room"), STAFF),
+    Command("export", N_("Download your committee's registry (XLSX)"), STAFF),
+    Command("checkins", N_("Today's check-in board"), STAFF),
+    Command("alerts", N_("Open check-in alerts"), STAFF),
+    Command("checkin_enrol", N_("Enrol a resident or segment in daily check-ins"), STAFF),
+    Command("checkin_stop", N_("Stop daily check-ins for a resident"), STAFF),
+    Command("checkin_family", N_("Family invite link for an enrolled resident"), STAFF),
+    Command("checkins_week", N_("Weekly check-in report (chart + XLSX)"), STAFF),
+    Command("duty", N_("Go on or off duty for check-in alerts"), STAFF),
+    Command("tags", N_("The tag dictionary"), STAFF),
+    Command("tag", N_("Tag a resident: /tag 3-2-201 volunteer"), STAFF),
+    Command("untag", N_("Remove a tag from a resident"), STAFF),
+    Command("segment", N_("Count residents matching an expression"), STAFF),
+    Command("segment_save", N_("Save a segment: /segment_save name = expression"), STAFF),
+    Command("segments", N_("Saved segments with live counts"), STAFF),
+    Command("notice", N_("Write a notice to residents"), STAFF),
+    Command("notices", N_("Recent notices"), STAFF),
+    Command("notice_report", N_("Delivery report of a notice"), STAFF),
+    Command("notice_cancel", N_("Cancel a scheduled notice"), STAFF),
+    Command("cancel", N_("Stop what you are doing"), ALL),
+    Command("benefits", N_("Programmes you may qualify for"), ALL),
+    Command("policy_match", N_("Who qualifies for a policy; notify them"), STAFF),
+    Command("policy_enrol", N_("Record that a resident is enrolled in a policy"), STAFF),
+    Command("policy_decline", N_("Record that a resident declined a policy"), STAFF),
+    Command("policy_report", N_("Policy take-up report (message + XLSX)"), STAFF),
 )
 
 
-def commands_for(actor: Actor | None) -> list[Command]:
-    """The commands this actor may use, in display order."""
-    staff = actor is not None and actor.is_staff
-    verified = actor is not None and actor.is_verified
-    return [
-        c for c in COMMANDS
-        if c.audience == "all" or (c.audience == "staff" and staff) or (c.audience == "resident" and verified)
-    ]
+def audiences(actor: Actor | None, *, elder: bool = False) -> frozenset[str]:
+    """The audiences a person belongs to (``elder``: their resident is enrolled in check-ins)."""
+    out = {ALL}
+    if actor is not None and actor.is_verified:
+        out.add(RESIDENT)
+        if elder:
+            out.add(ELDER)
+    if actor is not None and actor.is_staff:
+        out.add(STAFF)
+    return frozenset(out)
+
+
+async def audiences_of(session: AsyncSession, actor: Actor) -> frozenset[str]:
+    """:func:`audiences`, looking up whether the actor's resident is enrolled in daily check-ins."""
+    elder = actor.account is not None and actor.is_verified and await cs.my_plan(session, actor.account) is not None
+    return audiences(actor, elder=elder)
+
+
+def commands_for(roles: frozenset[str] | Actor | None) -> list[Command]:
+    """The commands of these audiences (or of this actor, without the elder lookup), in display order."""
+    if not isinstance(roles, frozenset):
+        roles = audiences(roles)
+    return [c for c in COMMANDS if c.audience in roles]
+
+
+def bot_commands(roles: frozenset[str], locale: str) -> list[BotCommand]:
+    """Telegram's command list for these audiences, in ``locale``."""
+    with use_locale(locale):
+        return [BotCommand(command=c.name, description=_(c.description)) for c in commands_for(roles)]
+
+
+async def publish_commands(bot: Bot, chat_id: int, roles: frozenset[str], locale: str) -> bool:
+    """Set the command list Telegram shows in this private chat (for any language: the person's own).
+
+    A refusal (network, rate limit) is logged and ignored: the next /start publishes it again.
+    """
+    try:
+        await bot.set_my_commands(bot_commands(roles, locale), scope=BotCommandScopeChat(chat_id=chat_id))
+    except (TelegramAPIError, ClientError, TimeoutError) as exc:
+        log.warning("could not publish the command list of a chat (%s)", type(exc).__name__)
+        return False
+    return True
+
+
+async def publish_for_actor(bot: Bot, session: AsyncSession, actor: Actor) -> bool:
+    """Publish the acting person's command list for the roles they have now."""
+    if actor.account is None:
+        return False
+    return await publish_commands(bot, actor.account.chat_id, await audiences_of(session, actor), actor.locale)
+
+
+async def publish_for_account(bot: Bot, session: AsyncSession, account: Account, *, default_locale: str) -> bool:
+    """Publish another person's command list (e.g. after a staff decision about them)."""
+    other = await resolve_actor(session, account, language_code=account.language_code,
+                                default_locale=default_locale)
+    return await publish_commands(bot, account.chat_id, await audiences_of(session, other),
+                                  account_locale(account, default_locale))

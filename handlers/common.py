@@ -1,22 +1,23 @@
-"""/start without a known payload, /help, /lang, /menu."""
+"""/help, /lang, /menu and the welcome text."""
 
 from __future__ import annotations
 
-import inspect
-from html import escape
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.commands import commands_for
+from handlers.commands import ALL, ELDER, RESIDENT, STAFF, audiences, audiences_of, commands_for, publish_for_actor
 from notifications.callbacks import LangCb, MenuCb
+from notifications.format import LANGUAGE_NAMES, person_name
+from notifications.render import Markup, render_template, t
 from services.accounts import set_account_locale
 from services.i18n import N_, _, set_locale
 from services.scope import Actor
-
-LANGUAGE_NAMES = {"zh_Hans": "简体中文", "en": "English"}
 
 
 def router() -> Router:
@@ -29,114 +30,138 @@ def router() -> Router:
     return r
 
 
-def welcome_text(actor: Actor, first_name: str) -> str:
-    name = escape(first_name) if first_name else _("neighbour")
+def welcome_text(actor: Actor, first_name: str | None, last_name: str | None = None) -> Markup:
+    """The greeting of /start, with the person's whole name (escaped)."""
+    name = person_name(first_name, last_name, fallback=_("neighbour"))
     if actor.is_verified:
-        return _("Welcome back, {name}! You are a verified resident of your community.").format(name=name)
-    return _(
-        "Welcome to Community Cloud, {name}!\n"
-        "I connect residents with their neighbourhood committee: notices, discussions and polls, "
-        "benefits you may qualify for, and daily check-ins for elderly neighbours.\n"
-        "Send /help to see what I can do."
-    ).format(name=name)
+        return t("Welcome back, {name}! You are a verified resident of your community.", name=name)
+    return t("Welcome to Community Cloud, {name}!\n"
+             "I connect residents with their neighbourhood committee: notices from the committee, and "
+             "daily check-ins for elderly neighbours who live alone.\n"
+             "Send /help to see what I can do.", name=name)
 
 
-def help_text(actor: Actor) -> str:
-    lines = [_("<b>Commands</b>")]
-    lines += [f"/{c.name} — {_(c.description)}" for c in commands_for(actor)]
-    return "\n".join(lines)
+def help_text(roles: frozenset[str]) -> Markup:
+    return render_template("common/help.html", commands=[(c.name, _(c.description)) for c in commands_for(roles)],
+                           verified=RESIDENT in roles, staff=STAFF in roles)
 
 
-async def help_command(message: Message, actor: Actor) -> None:
-    await message.answer(help_text(actor))
+async def help_command(message: Message, actor: Actor, session: AsyncSession) -> None:
+    await message.answer(help_text(await audiences_of(session, actor)))
 
 
 def lang_keyboard(current: str) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[[
-        InlineKeyboardButton(text=("✓ " if code == current else "") + name,
-                             callback_data=LangCb(code=code).pack())
+        InlineKeyboardButton(text=("✓ " if code == current else "") + name, callback_data=LangCb(code=code).pack())
         for code, name in LANGUAGE_NAMES.items()
     ]])
 
 
+LANG_WORDS = {"zh": "zh_Hans", "zh_hans": "zh_Hans", "zh-hans": "zh_Hans", "中文": "zh_Hans", "en": "en",
+              "english": "en"}
+
+
 async def lang_command(message: Message, actor: Actor, session: AsyncSession, command: CommandObject) -> None:
     wanted = (command.args or "").strip().lower()
-    if wanted:
-        code = {"zh": "zh_Hans", "zh_hans": "zh_Hans", "中文": "zh_Hans", "en": "en", "english": "en"}.get(wanted)
-        if code is None:
-            await message.answer(_("I know two languages: /lang zh or /lang en."))
-            return
-        await _switch(session, actor, code)
-        await message.answer(_("Language set to English."), reply_markup=menu_keyboard(actor))
+    if not wanted:
+        await message.answer(t("Choose your language:"), reply_markup=lang_keyboard(actor.locale))
         return
-    await message.answer(_("Choose your language:"), reply_markup=lang_keyboard(actor.locale))
+    code = LANG_WORDS.get(wanted)
+    if code is None:
+        await message.answer(t("I know two languages: /lang zh or /lang en."))
+        return
+    roles = await _switch(message, session, actor, code)
+    await message.answer(t("Language set to English."), reply_markup=menu_keyboard(roles))
 
 
-async def _switch(session: AsyncSession, actor: Actor, code: str) -> None:
+async def _switch(message: Message, session: AsyncSession, actor: Actor, code: str) -> frozenset[str]:
     actor.locale = await set_account_locale(session, actor.account, code)
     set_locale(actor.locale)
+    await publish_for_actor(message.bot, session, actor)  # the "/" list follows the language
+    return await audiences_of(session, actor)
 
 
 async def lang_chosen(query: CallbackQuery, callback_data: LangCb, actor: Actor, session: AsyncSession) -> None:
-    if callback_data.code not in LANGUAGE_NAMES:
+    if callback_data.code not in LANGUAGE_NAMES or not isinstance(query.message, Message):
         await query.answer(_("This button is no longer valid."), show_alert=True)
         return
-    await _switch(session, actor, callback_data.code)
+    roles = await _switch(query.message, session, actor, callback_data.code)
     await query.answer(_("Language set to English."))
-    if query.message:
-        await query.message.edit_text(_("Language set to English."), reply_markup=None)
-        await query.message.answer(help_text(actor), reply_markup=menu_keyboard(actor))
+    await query.message.edit_text(t("Language set to English."), reply_markup=None)
+    await query.message.answer(help_text(roles), reply_markup=menu_keyboard(roles))
 
 
-# (command, label, who sees it): a menu button does exactly what its command does.
-MENU = (
-    ("help", N_("❓ Help"), "all"),
-    ("lang", N_("🌐 Language"), "all"),
-    ("checkin", N_("☀️ My daily check-in"), "resident"),
-    ("family", N_("👪 Family contacts"), "resident"),
-    ("mydata", N_("📄 My data"), "all"),
-    ("pending", N_("🗂 Verification queue"), "staff"),
-    ("notice", N_("📢 New notice"), "staff"),
-    ("checkins", N_("📋 Today's check-ins"), "staff"),
-    ("alerts", N_("🔔 Open alerts"), "staff"),
-)
+# --- the main menu: a button does exactly what its command does --------------------------------
+
+MenuRun = Callable[[Message, dict[str, Any]], Awaitable[None]]
 
 
-def _menu_items(actor: Actor) -> list[tuple[str, str]]:
-    allowed = {"all", *(("resident",) if actor.is_verified else ()), *(("staff",) if actor.is_staff else ())}
-    return [(cmd, label) for cmd, label, who in MENU if who in allowed]
+@dataclass(frozen=True, slots=True)
+class MenuItem:
+    item: str
+    label: str  # an untranslated msgid
+    audience: str
+    run: MenuRun  # (message, handler data) → runs the command's handler with exactly its arguments
 
 
-def menu_keyboard(actor: Actor) -> InlineKeyboardMarkup:
-    items = [InlineKeyboardButton(text=_(label), callback_data=MenuCb(item=cmd).pack())
-             for cmd, label in _menu_items(actor)]
-    return InlineKeyboardMarkup(inline_keyboard=[items[i:i + 2] for i in range(0, len(items), 2)])
+def _menu() -> tuple[MenuItem, ...]:
+    from handlers import checkins, notices, privacy, staff, tags
+
+    return (
+        MenuItem("help", N_("❓ Help"), ALL, lambda m, d: help_command(m, d["actor"], d["session"])),
+        MenuItem("lang", N_("🌐 Language"), ALL, lambda m, d: lang_menu(m, d["actor"])),
+        MenuItem("checkin", N_("☀️ My daily check-in"), ELDER, lambda m, d: checkins.checkin_menu(
+            m, actor=d["actor"], session=d["session"], state=d["state"], checkin_config=d["checkin_config"],
+            now=d["now"])),
+        MenuItem("family", N_("👪 Family contacts"), ELDER, lambda m, d: checkins.family_command(
+            m, actor=d["actor"], session=d["session"], checkin_config=d["checkin_config"], now=d["now"])),
+        MenuItem("mydata", N_("📄 My data"), ALL, lambda m, d: privacy.mydata(
+            m, actor=d["actor"], session=d["session"], config=d["config"])),
+        MenuItem("pending", N_("🗂 Verification queue"), STAFF, lambda m, d: staff.pending(m, d["actor"], d["session"])),
+        MenuItem("whois", N_("🔎 Find a resident"), STAFF, lambda m, d: staff.ask_whois(m, d["state"])),
+        MenuItem("notice", N_("📢 New notice"), STAFF, lambda m, d: notices.start_compose(m, d["state"])),
+        MenuItem("notices", N_("🗞 Recent notices"), STAFF, lambda m, d: notices.list_command(
+            m, d["actor"], d["session"])),
+        MenuItem("tags", N_("🏷 Tag dictionary"), STAFF, lambda m, d: tags.list_tags(m, d["actor"], d["session"])),
+        MenuItem("segments", N_("👥 Saved segments"), STAFF, lambda m, d: tags.segments_list(
+            m, d["actor"], d["session"], d["now"])),
+        MenuItem("checkins", N_("📋 Today's check-ins"), STAFF, lambda m, d: checkins.show_board(
+            m, actor=d["actor"], session=d["session"], checkin_config=d["checkin_config"], now=d["now"])),
+        MenuItem("alerts", N_("🔔 Open alerts"), STAFF, lambda m, d: checkins.show_alerts(
+            m, actor=d["actor"], session=d["session"], checkin_config=d["checkin_config"])),
+        MenuItem("enrol", N_("➕ Enrol in check-ins"), STAFF, lambda m, d: checkins.enrol(
+            m, command=CommandObject(prefix="/", command="checkin_enrol"), actor=d["actor"], session=d["session"],
+            checkin_config=d["checkin_config"], now=d["now"])),
+    )
 
 
-async def menu_command(message: Message, actor: Actor) -> None:
-    await message.answer(_("Main menu"), reply_markup=menu_keyboard(actor))
+def menu_items(roles: frozenset[str]) -> list[MenuItem]:
+    return [i for i in _menu() if i.audience in roles]
 
 
-def _menu_targets() -> dict[str, object]:
-    from handlers import checkins, notices, privacy, staff
+def menu_keyboard(roles: frozenset[str] | Actor) -> InlineKeyboardMarkup:
+    if not isinstance(roles, frozenset):
+        roles = audiences(roles)
+    buttons = [InlineKeyboardButton(text=_(i.label), callback_data=MenuCb(item=i.item).pack())
+               for i in menu_items(roles)]
+    return InlineKeyboardMarkup(inline_keyboard=[buttons[i:i + 2] for i in range(0, len(buttons), 2)])
 
-    return {"help": help_command, "lang": lang_menu, "checkin": checkins.checkin_menu, "family": checkins.family,
-            "mydata": privacy.mydata, "pending": staff.pending, "notice": notices.start_compose,
-            "checkins": checkins.show_board, "alerts": checkins.show_alerts}
+
+async def menu_command(message: Message, actor: Actor, session: AsyncSession) -> None:
+    await message.answer(t("Main menu"), reply_markup=menu_keyboard(await audiences_of(session, actor)))
 
 
 async def lang_menu(message: Message, actor: Actor) -> None:
-    await message.answer(_("Choose your language:"), reply_markup=lang_keyboard(actor.locale))
+    await message.answer(t("Choose your language:"), reply_markup=lang_keyboard(actor.locale))
 
 
-async def menu_chosen(query: CallbackQuery, callback_data: MenuCb, actor: Actor, **data) -> None:
-    """Run the command behind a menu button, re-checking that this actor may use it."""
-    allowed = dict(_menu_items(actor))
-    target = _menu_targets().get(callback_data.item)
-    if target is None or callback_data.item not in allowed or query.message is None:
+async def menu_chosen(query: CallbackQuery, callback_data: MenuCb, actor: Actor, session: AsyncSession,
+                      **data: Any) -> None:
+    """Run the command behind a menu button, re-checking that this actor may use it now."""
+    allowed = {i.item: i for i in menu_items(await audiences_of(session, actor))}
+    item = allowed.get(callback_data.item)
+    if item is None or not isinstance(query.message, Message):
         await query.answer(_("This button is no longer valid."), show_alert=True)
         return
     await query.answer()
-    kwargs = {"actor": actor, **data}
-    params = inspect.signature(target).parameters
-    await target(query.message, **{k: v for k, v in kwargs.items() if k in params})
+    await item.run(query.message, {**data, "actor": actor, "session": session})

@@ -9,6 +9,7 @@ from aiogram import Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import ErrorEvent
 
+from notifications.render import t
 from services.i18n import _
 
 log = logging.getLogger("bot.errors")
@@ -26,12 +27,12 @@ async def on_error(event: ErrorEvent) -> bool:
     exc = event.exception
     log.error("update %s failed: %s\n%s", update.update_id, type(exc).__name__,
               "".join(traceback.format_tb(exc.__traceback__)).rstrip())
-    text = _("Sorry, something went wrong on our side. Please try again in a moment.")
     try:
-        if update.callback_query:
-            await update.callback_query.answer(text, show_alert=True)
+        if update.callback_query:  # an alert is plain text: _(), not t()
+            await update.callback_query.answer(
+                _("Sorry, something went wrong on our side. Please try again in a moment."), show_alert=True)
         elif update.message:
-            await update.message.answer(text)
+            await update.message.answer(t("Sorry, something went wrong on our side. Please try again in a moment."))
     except TelegramAPIError:
         log.warning("could not tell the user about the failure of update %s", update.update_id)
     return True

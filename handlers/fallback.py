@@ -6,15 +6,14 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 
-from handlers.commands import COMMANDS
+from handlers.commands import COMMANDS, STAFF
+from notifications.render import t
 from services.i18n import _
-
-MAX_TEXT = 4096
 
 
 def router() -> Router:
     r = Router(name="fallback")
-    staff_commands = [c.name for c in COMMANDS if c.audience == "staff"]
+    staff_commands = [c.name for c in COMMANDS if c.audience == STAFF]
     r.message.register(staff_only, Command(*staff_commands))
     r.message.register(unknown_command, F.text.startswith("/"))
     r.message.register(anything_else)
@@ -23,15 +22,15 @@ def router() -> Router:
 
 
 async def staff_only(message: Message) -> None:
-    await message.answer(_("This command is for committee staff only."))
+    await message.answer(t("This command is for committee staff only."))
 
 
 async def unknown_command(message: Message) -> None:
-    await message.answer(_("Sorry, I don't know that command. Send /help to see what I can do."))
+    await message.answer(t("Sorry, I don't know that command. Send /help to see what I can do."))
 
 
 async def anything_else(message: Message) -> None:
-    await message.answer(_("I didn't understand that. Use /menu or send /help to see what I can do."))
+    await message.answer(t("I didn't understand that. Use /menu or send /help to see what I can do."))
 
 
 async def stale_button(query: CallbackQuery) -> None:

@@ -1,4 +1,8 @@
-"""Small keyboard builders shared by handlers (and the neutral → aiogram conversion)."""
+"""Small keyboard builders shared by handlers.
+
+Button texts are plain text (Telegram never parses them as HTML): pass ``_()`` strings and raw names
+here, never ``t()`` output, or a name like ``A & B`` would show as ``A &amp; B``.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from aiogram.types import (
 
 
 def inline(rows: Sequence[Sequence[tuple[str, str]]]) -> InlineKeyboardMarkup:
-    """Rows of (text, callback_data)."""
+    """Rows of (text, callback_data); build callback data with ``notifications.callbacks``."""
     return InlineKeyboardMarkup(inline_keyboard=[
         [InlineKeyboardButton(text=text, callback_data=data) for text, data in row] for row in rows
     ])

@@ -4,50 +4,62 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from html import escape
 
 from aiogram import F, Router
 from aiogram.filters import Command
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.keyboards import REMOVE, inline
+from notifications.callbacks import ForgetCb
+from notifications.format import field_value, role_name
+from notifications.render import render_template, t
 from services import privacy
+from services.config import AppConfig
 from services.i18n import _
 from services.labels import label
 from services.scope import Actor
+from services.tags import tag_name
 
 
-class ForgetCb(CallbackData, prefix="forget"):
-    confirm: bool
+class Forget(StatesGroup):
+    confirm = State()  # /forget was asked and not answered yet: only then does "Yes" delete anything
 
 
 def router() -> Router:
     r = Router(name="privacy")
     r.message.register(mydata, Command("mydata"))
     r.message.register(forget, Command("forget"))
-    r.callback_query.register(forget_confirmed, ForgetCb.filter(F.confirm))
+    r.callback_query.register(forget_confirmed, Forget.confirm, ForgetCb.filter(F.confirm))
     r.callback_query.register(forget_cancelled, ForgetCb.filter(~F.confirm))
     return r
 
 
-async def mydata(message: Message, actor: Actor, session: AsyncSession) -> None:
+def mydata_text(summary: privacy.HeldSummary, locale: str, config: AppConfig):
+    def rows(fields: list[privacy.HeldField]) -> list[tuple[str, str]]:
+        return [(label(f.field), field_value(f.field, f.value, config.tz)) for f in fields]
+
+    return render_template(
+        "privacy/mydata.html", account=rows(summary.account),
+        resident=rows(summary.resident) if summary.resident is not None else None,
+        tags=[tag_name(tag, locale) for tag in summary.tags], separator=_(", "),
+        roles=[(role_name(role), region) for role, region in summary.staff_roles])
+
+
+async def mydata(message: Message, actor: Actor, session: AsyncSession, config: AppConfig) -> None:
     data = await privacy.my_data(session, actor)
-    lines = [_("<b>What we hold about you</b>")]
-    lines += [f"{label(k)}: {escape(v)}" for k, v in privacy.summary_lines(data)]
-    if data["resident"] is None:
-        lines.append(_("You are not linked to a registry entry."))
-    await message.answer("\n".join(lines))
+    await message.answer(mydata_text(privacy.summary(data), actor.locale, config))
     doc = json.dumps(data, ensure_ascii=False, indent=2).encode()
     await message.answer_document(BufferedInputFile(doc, filename="my-data.json"),
-                                  caption=_("The full record as a file."))
+                                  caption=t("The full record as a file."))
 
 
-async def forget(message: Message) -> None:
+async def forget(message: Message, state: FSMContext) -> None:
+    await state.set_state(Forget.confirm)
     await message.answer(
-        _("This unlinks your account and erases your personal data here. Your committee keeps its registry "
+        t("This unlinks your account and erases your personal data here. Your committee keeps its registry "
           "entry, marked that you withdrew. You can join again later. Continue?"),
         reply_markup=inline([[(_("Yes, delete my data"), ForgetCb(confirm=True).pack()),
                               (_("No, keep it"), ForgetCb(confirm=False).pack())]]))
@@ -61,10 +73,13 @@ async def forget_confirmed(query: CallbackQuery, actor: Actor, session: AsyncSes
     await privacy.forget(session, actor, now)
     await state.clear()
     await query.answer()
-    await query.message.edit_text(_("Your data has been deleted. Goodbye, and thank you."), reply_markup=None)
-    await query.message.answer(_("Send /start if you want to join again."), reply_markup=REMOVE)
+    await query.message.edit_text(t("Your data has been deleted. Goodbye, and thank you."), reply_markup=None)
+    await query.message.answer(t("Send /start if you want to join again."), reply_markup=REMOVE)
 
 
-async def forget_cancelled(query: CallbackQuery) -> None:
+async def forget_cancelled(query: CallbackQuery, state: FSMContext) -> None:
+    if await state.get_state() == Forget.confirm.state:
+        await state.clear()
     await query.answer(_("Nothing was deleted."))
-    await query.message.edit_reply_markup(reply_markup=None)
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(reply_markup=None)

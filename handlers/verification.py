@@ -3,32 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from html import escape
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.settings import Settings
+from handlers.commands import publish_for_actor
 from handlers.common import menu_keyboard, welcome_text
 from handlers.keyboards import REMOVE, contact_keyboard, inline
+from notifications.callbacks import VerifyCb
+from notifications.format import local_time, role_name
+from notifications.render import Markup, plain, t
 from services import verification as vs
-from services.i18n import N_, _
-from services.notify import committee_staff, notify
-from services.outbox import button
-from services.scope import Actor
+from services.config import AppConfig
+from services.i18n import _
+from services.notify import committee_staff, tell
+from services.scope import Actor, load_staff_grants
 
 MAX_INPUT = 200
 NOT_COMMAND = ~F.text.startswith("/")  # a command typed mid-conversation goes to its own handler
-ROLE_NAMES = {"committee": N_("committee"), "street": N_("street"), "district": N_("district"), "admin": N_("admin")}
-
-
-def role_name(role) -> str:
-    return _(ROLE_NAMES.get(str(role.value if hasattr(role, "value") else role), "staff"))
 
 
 class Verify(StatesGroup):
@@ -39,11 +35,6 @@ class Verify(StatesGroup):
     review_name = State()
     review_address = State()
     review_committee = State()
-
-
-class VerifyCb(CallbackData, prefix="vf"):
-    action: str  # consent, decline, code, review, member, newmember, committee
-    id: int = 0
 
 
 def router() -> Router:
@@ -71,8 +62,8 @@ def router() -> Router:
 
 # --- shared texts ----------------------------------------------------------------------------
 
-def privacy_notice() -> str:
-    return _(
+def privacy_notice() -> Markup:
+    return t(
         "<b>Before you join: your privacy</b>\n"
         "To check that you are a resident, we compare what you tell us with your committee's registry. "
         "We keep: your Telegram name and id, your language, the link to your registry entry, and a record "
@@ -90,24 +81,20 @@ def consent_keyboard():
 
 async def show_methods(message: Message) -> None:
     await message.answer(
-        _("Share your phone number with the button below: if it is in your committee's registry, "
+        t("Share your phone number with the button below: if it is in your committee's registry, "
           "I will ask two short questions."), reply_markup=contact_keyboard(_("📱 Share my phone number")))
     await message.answer(
-        _("No match, or you prefer another way?"),
+        t("Other ways to join:"),
         reply_markup=inline([[(_("I have an invite code"), VerifyCb(action="code").pack())],
                              [(_("Ask staff to verify me"), VerifyCb(action="review").pack())]]))
 
 
-def fmt_time(settings: Settings, when: datetime) -> str:
-    return when.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
-
-
-def refusal(err: vs.VerificationError, settings: Settings) -> str:
+def refusal(err: vs.VerificationError, config: AppConfig) -> Markup:
     """The polite sentence for each refusal reason (with attempts left / lock end when known)."""
     until = err.info.get("until")
     if err.reason == "locked" or until is not None:
-        return _("Too many failed attempts. For your safety, verification is locked until {time}.").format(
-            time=fmt_time(settings, until))
+        return t("Too many failed attempts. For your safety, verification is locked for 24 hours, until {time}.",
+                 time=local_time(until, config.tz))
     texts = {
         "not_own_contact": _("Please share your own contact with the button, not someone else's."),
         "wrong_answer": _("That does not match the registry."),
@@ -122,66 +109,70 @@ def refusal(err: vs.VerificationError, settings: Settings) -> str:
         "not_found": _("Sorry, that is no longer available."),
         "name_required": _("Please type your full name."),
     }
-    text = texts.get(err.reason, _("Sorry, that did not work."))
+    text = plain(texts.get(err.reason, _("Sorry, that did not work.")))
     if "remaining" in err.info:
-        text += " " + _("Attempts left today: {n}.").format(n=err.info["remaining"])
+        text = t("{reason} Attempts left: {n} (failed attempts count for 24 hours).", reason=text,
+                 n=err.info["remaining"])
     return text
 
 
 # --- /start ----------------------------------------------------------------------------------
 
 async def start(message: Message, command: CommandObject, actor: Actor, session: AsyncSession,
-                state: FSMContext, settings: Settings, now: datetime) -> None:
+                state: FSMContext, config: AppConfig, now: datetime) -> None:
     await state.clear()
     payload = (command.args or "").strip()
     if payload.startswith("staff_"):
-        await _enrol_staff(message, actor, session, settings, payload.removeprefix("staff_"), now)
+        await _enrol_staff(message, actor, session, config, payload.removeprefix("staff_"), now)
         return
+    if actor.is_verified or actor.is_staff:  # a known account: its "/" list as its roles are now
+        await publish_for_actor(message.bot, session, actor)
+    user = message.from_user
     if actor.is_verified and not payload:
-        await message.answer(welcome_text(actor, message.from_user.first_name), reply_markup=menu_keyboard(actor))
+        await message.answer(welcome_text(actor, user.first_name, user.last_name), reply_markup=menu_keyboard(actor))
         return
     if payload.startswith("inv_"):
         await state.update_data(pending_code=payload.removeprefix("inv_"))
-    await message.answer(welcome_text(actor, message.from_user.first_name))
+    await message.answer(welcome_text(actor, user.first_name, user.last_name))
     if actor.account.consent_at is None:
         await message.answer(privacy_notice(), reply_markup=consent_keyboard())
         return
-    await _after_consent(message, actor, session, state, settings, now)
+    await _after_consent(message, actor, session, state, config, now)
 
 
 async def _after_consent(message: Message, actor: Actor, session: AsyncSession, state: FSMContext,
-                         settings: Settings, now: datetime) -> None:
+                         config: AppConfig, now: datetime) -> None:
     code = (await state.get_data()).get("pending_code")
     if code:
-        await _open_code(message, actor, session, state, settings, code, now)
+        await _open_code(message, actor, session, state, config, code, now)
     elif actor.is_verified:
-        await message.answer(_("You are already verified."), reply_markup=menu_keyboard(actor))
+        await message.answer(t("You are already verified."), reply_markup=menu_keyboard(actor))
     else:
         await show_methods(message)
 
 
 async def consent(query: CallbackQuery, actor: Actor, session: AsyncSession, state: FSMContext,
-                  settings: Settings, now: datetime) -> None:
+                  config: AppConfig, now: datetime) -> None:
     vs.give_consent(actor.account, now)
     await query.answer(_("Thank you."))
     await query.message.edit_reply_markup(reply_markup=None)
-    await _after_consent(query.message, actor, session, state, settings, now)
+    await _after_consent(query.message, actor, session, state, config, now)
 
 
 async def decline(query: CallbackQuery) -> None:
     await query.answer()
     await query.message.edit_reply_markup(reply_markup=None)
-    await query.message.answer(_("No problem. Nothing has been stored beyond your Telegram name. "
+    await query.message.answer(t("No problem. Nothing has been stored beyond your Telegram name. "
                                  "Send /start whenever you want to join."))
 
 
 async def cancel(message: Message, state: FSMContext, actor: Actor) -> None:
     await state.clear()
-    await message.answer(_("Cancelled."), reply_markup=REMOVE)
+    await message.answer(t("Cancelled."), reply_markup=REMOVE)
 
 
 async def not_text(message: Message) -> None:
-    await message.answer(_("Please answer with text, or send /cancel to stop."))
+    await message.answer(t("Please answer with text, or send /cancel to stop."))
 
 
 async def _needs_consent(message: Message, actor: Actor) -> bool:
@@ -194,9 +185,9 @@ async def _needs_consent(message: Message, actor: Actor) -> bool:
 # --- method 1: contact + knowledge -----------------------------------------------------------
 
 async def contact_shared(message: Message, actor: Actor, session: AsyncSession, state: FSMContext,
-                         settings: Settings, now: datetime) -> None:
+                         config: AppConfig, now: datetime) -> None:
     if actor.is_verified:
-        await message.answer(_("You are already verified."), reply_markup=REMOVE)
+        await message.answer(t("You are already verified."), reply_markup=REMOVE)
         return
     if await _needs_consent(message, actor):
         return
@@ -204,46 +195,47 @@ async def contact_shared(message: Message, actor: Actor, session: AsyncSession, 
         resident = await vs.match_contact(session, actor.account, contact_user_id=message.contact.user_id,
                                           phone=message.contact.phone_number, now=now)
     except vs.VerificationError as err:
-        await message.answer(refusal(err, settings), reply_markup=REMOVE)
+        await message.answer(refusal(err, config), reply_markup=REMOVE)
         if err.reason in ("no_match", "several"):
-            await message.answer(_("You can use an invite code from your committee, or ask staff to verify you."),
+            await message.answer(t("You can use an invite code from your committee, or ask staff to verify you."),
                                  reply_markup=inline([[(_("I have an invite code"), VerifyCb(action="code").pack())],
                                                       [(_("Ask staff to verify me"),
                                                         VerifyCb(action="review").pack())]]))
         return
     await state.set_state(Verify.full_name)
     await state.update_data(resident_id=resident.id)
-    await message.answer(_("Thank you. Please type your full name as it is in the registry."), reply_markup=REMOVE)
+    await message.answer(t("Thank you. Please type your full name as it is in the registry."), reply_markup=REMOVE)
 
 
 async def full_name_given(message: Message, state: FSMContext) -> None:
     await state.update_data(full_name=message.text.strip()[:MAX_INPUT])
     await state.set_state(Verify.id_last4)
-    await message.answer(_("Now the last 4 characters of your ID number (for example 123X)."))
+    await message.answer(t("Now the last 4 characters of your ID number (for example 123X)."))
 
 
 async def id_last4_given(message: Message, actor: Actor, session: AsyncSession, state: FSMContext,
-                         settings: Settings, now: datetime) -> None:
+                         config: AppConfig, now: datetime) -> None:
     data = await state.get_data()
     try:
         resident = await vs.knowledge_check(session, actor.account, resident_id=data.get("resident_id", 0),
                                             full_name=data.get("full_name", ""), id_last4=message.text[:MAX_INPUT],
-                                            secret_key=settings.ensure_secret_key(), now=now)
+                                            secret_key=config.secret_key, now=now)
     except vs.VerificationError as err:
         await state.set_state(None if err.info.get("until") or err.reason != "wrong_answer" else Verify.full_name)
-        text = refusal(err, settings)
+        text = refusal(err, config)
         if err.reason == "wrong_answer" and not err.info.get("until"):
-            text += "\n" + _("Please type your full name again.")
+            text = t("{refusal}\nPlease type your full name again.", refusal=text)
         await message.answer(text)
         return
     await state.clear()
-    await _verified(message, actor, resident)
+    await _verified(message, actor, session, resident)
 
 
-async def _verified(message: Message, actor: Actor, resident) -> None:
+async def _verified(message: Message, actor: Actor, session: AsyncSession, resident) -> None:
     actor.resident = resident  # the menu below already offers what a verified resident may use
-    await message.answer(_("You are verified. Welcome to your community!"), reply_markup=REMOVE)
-    await message.answer(_("Main menu"), reply_markup=menu_keyboard(actor))
+    await publish_for_actor(message.bot, session, actor)
+    await message.answer(t("You are verified. Welcome to your community!"), reply_markup=REMOVE)
+    await message.answer(t("Main menu"), reply_markup=menu_keyboard(actor))
 
 
 # --- method 2: invite code -------------------------------------------------------------------
@@ -253,48 +245,48 @@ async def ask_code(query: CallbackQuery, actor: Actor, state: FSMContext) -> Non
     if await _needs_consent(query.message, actor):
         return
     await state.set_state(Verify.invite_code)
-    await query.message.answer(_("Please type the invite code from your committee's letter (12 letters and digits)."))
+    await query.message.answer(t("Please type the invite code from your committee's letter (12 letters and digits)."))
 
 
 async def code_given(message: Message, actor: Actor, session: AsyncSession, state: FSMContext,
-                     settings: Settings, now: datetime) -> None:
-    await _open_code(message, actor, session, state, settings, message.text[:MAX_INPUT], now)
+                     config: AppConfig, now: datetime) -> None:
+    await _open_code(message, actor, session, state, config, message.text[:MAX_INPUT], now)
 
 
 async def _open_code(message: Message, actor: Actor, session: AsyncSession, state: FSMContext,
-                     settings: Settings, code: str, now: datetime) -> None:
+                     config: AppConfig, code: str, now: datetime) -> None:
     try:
-        check = await vs.open_invite(session, actor.account, code, secret_key=settings.ensure_secret_key(), now=now)
+        check = await vs.open_invite(session, actor.account, code, secret_key=config.secret_key, now=now)
     except vs.VerificationError as err:
         await state.clear()
-        await message.answer(refusal(err, settings))
+        await message.answer(refusal(err, config))
         return
     await state.set_state(None)
     await state.update_data(invite_code=vs.normalize_code(code), pending_code=None)
-    rows = [[(_("I am {name}").format(name=m.name), VerifyCb(action="member", id=m.id).pack())]
+    rows = [[(_("I am {name}").format(name=m.name), VerifyCb(action="member", id=m.id).pack())]  # plain button
             for m in check.members[:10]]
     rows.append([(_("I am not listed (new household member)"), VerifyCb(action="newmember").pack())])
-    await message.answer(_("This code belongs to household {household}. Who are you?").format(
-        household=escape(check.household.code)), reply_markup=inline(rows))
+    await message.answer(t("This code belongs to household {household}. Who are you?",
+                           household=check.household.code), reply_markup=inline(rows))
 
 
 async def member_chosen(query: CallbackQuery, callback_data: VerifyCb, actor: Actor, session: AsyncSession,
-                        state: FSMContext, settings: Settings, now: datetime) -> None:
+                        state: FSMContext, config: AppConfig, now: datetime) -> None:
     code = (await state.get_data()).get("invite_code")
     if not code:
         await query.answer(_("This button is no longer valid."), show_alert=True)
         return
     try:
-        resident = await vs.redeem_invite(session, actor.account, code, secret_key=settings.ensure_secret_key(),
+        resident = await vs.redeem_invite(session, actor.account, code, secret_key=config.secret_key,
                                           now=now, resident_id=callback_data.id)
     except vs.VerificationError as err:
         await query.answer()
-        await query.message.answer(refusal(err, settings))
+        await query.message.answer(refusal(err, config))
         return
     await query.answer()
     await state.clear()
     await query.message.edit_reply_markup(reply_markup=None)
-    await _verified(query.message, actor, resident)
+    await _verified(query.message, actor, session, resident)
 
 
 async def new_member(query: CallbackQuery, state: FSMContext) -> None:
@@ -303,20 +295,20 @@ async def new_member(query: CallbackQuery, state: FSMContext) -> None:
         return
     await query.answer()
     await state.set_state(Verify.new_member_name)
-    await query.message.answer(_("Please type your full name."))
+    await query.message.answer(t("Please type your full name."))
 
 
 async def new_member_named(message: Message, actor: Actor, session: AsyncSession, state: FSMContext,
-                           settings: Settings, now: datetime) -> None:
+                           config: AppConfig, now: datetime) -> None:
     code = (await state.get_data()).get("invite_code", "")
     try:
-        await vs.redeem_invite(session, actor.account, code, secret_key=settings.ensure_secret_key(), now=now,
+        await vs.redeem_invite(session, actor.account, code, secret_key=config.secret_key, now=now,
                                new_member_name=message.text[:MAX_INPUT])
     except vs.VerificationError as err:
-        await message.answer(refusal(err, settings))
+        await message.answer(refusal(err, config))
         return
     await state.clear()
-    await message.answer(_("Thank you. The committee staff will confirm you as a member of the household; "
+    await message.answer(t("Thank you. The committee staff will confirm you as a member of the household; "
                            "I will tell you as soon as they do."))
     await _tell_staff_of_pending(session, actor, now)
 
@@ -328,32 +320,32 @@ async def ask_review(query: CallbackQuery, actor: Actor, state: FSMContext) -> N
     if await _needs_consent(query.message, actor):
         return
     await state.set_state(Verify.review_name)
-    await query.message.answer(_("Staff of your committee will check your details. What is your full name?"))
+    await query.message.answer(t("Staff of your committee will check your details. What is your full name?"))
 
 
 async def review_name_given(message: Message, state: FSMContext) -> None:
     await state.update_data(review_name=message.text.strip()[:100])
     await state.set_state(Verify.review_address)
-    await message.answer(_("Your address: compound, building, unit and room (for example 丁香苑 3号楼 2单元 201)."))
+    await message.answer(t("Your address: compound, building, unit and room (for example 丁香苑 3号楼 2单元 201)."))
 
 
 async def review_address_given(message: Message, state: FSMContext) -> None:
     await state.update_data(review_address=message.text.strip()[:200])
     await state.set_state(Verify.review_committee)
-    await message.answer(_("Which residents' committee? Type part of its name."))
+    await message.answer(t("Which residents' committee? Type part of its name."))
 
 
 async def review_committee_given(message: Message, session: AsyncSession, state: FSMContext) -> None:
     found = await vs.find_committees(session, message.text)
     if not found:
-        await message.answer(_("I found no committee by that name. Please try another part of the name."))
+        await message.answer(t("I found no committee by that name. Please try another part of the name."))
         return
-    await message.answer(_("Please choose your committee:"), reply_markup=inline(
+    await message.answer(t("Please choose your committee:"), reply_markup=inline(
         [[(c.name, VerifyCb(action="committee", id=c.id).pack())] for c in found]))
 
 
 async def committee_chosen(query: CallbackQuery, callback_data: VerifyCb, actor: Actor, session: AsyncSession,
-                           state: FSMContext, settings: Settings, now: datetime) -> None:
+                           state: FSMContext, config: AppConfig, now: datetime) -> None:
     data = await state.get_data()
     if not data.get("review_name"):
         await query.answer(_("This button is no longer valid."), show_alert=True)
@@ -363,12 +355,12 @@ async def committee_chosen(query: CallbackQuery, callback_data: VerifyCb, actor:
                                 address=data.get("review_address", ""), now=now)
     except vs.VerificationError as err:
         await query.answer()
-        await query.message.answer(refusal(err, settings))
+        await query.message.answer(refusal(err, config))
         return
     await state.clear()
     await query.answer()
     await query.message.edit_reply_markup(reply_markup=None)
-    await query.message.answer(_("Your request has been sent to the committee staff. I will tell you their "
+    await query.message.answer(t("Your request has been sent to the committee staff. I will tell you their "
                                  "decision here."))
     await _tell_staff_of_pending(session, actor, now)
 
@@ -378,23 +370,21 @@ async def _tell_staff_of_pending(session: AsyncSession, actor: Actor, now: datet
     if req is None:
         return
     for staff_account in await committee_staff(session, committee):
-        def render(req=req):
-            text = _("New verification request #{id}: {name}, {address}. Send /pending to review.").format(
-                id=req.id, name=escape(req.name), address=escape(req.address or "—"))
-            return text, [[button(_("Approve"), callback_data=f"vr:{req.id}:a"),
-                           button(_("Reject"), callback_data=f"vr:{req.id}:r")]]
-        await notify(session, staff_account, f"vreq:{req.id}:staff:{staff_account.id}", render, now=now)
+        await tell(session, staff_account, f"vreq:{req.id}:staff:{staff_account.id}", "verification.request",
+                   {"id": req.id, "name": req.name, "address": req.address}, now=now)
 
 
 # --- staff enrolment -------------------------------------------------------------------------
 
-async def _enrol_staff(message: Message, actor: Actor, session: AsyncSession, settings: Settings, code: str,
+async def _enrol_staff(message: Message, actor: Actor, session: AsyncSession, config: AppConfig, code: str,
                        now: datetime) -> None:
     try:
         staff, region = await vs.redeem_staff_invite(session, actor.account, code,
-                                                     secret_key=settings.ensure_secret_key(), now=now)
+                                                     secret_key=config.secret_key, now=now)
     except vs.VerificationError as err:
-        await message.answer(refusal(err, settings))
+        await message.answer(refusal(err, config))
         return
-    await message.answer(_("You are now enrolled as {role} staff of {region}. Send /help for staff commands.").format(
-        role=role_name(staff.role), region=escape(region.name)))
+    await message.answer(t("You are now enrolled as {role} staff of {region}. Send /help for staff commands.",
+                           role=role_name(staff.role), region=region.name))
+    actor.staff = await load_staff_grants(session, actor.account.id)  # the new grant, for the "/" list
+    await publish_for_actor(message.bot, session, actor)

@@ -50,3 +50,36 @@ class PolicyEnrolCb(CallbackData, prefix="pe"):
     code: str
     rid: int
     s: str
+
+
+class VerifyCb(CallbackData, prefix="vf"):
+    action: str  # consent, decline, code, review, member, newmember, committee
+    id: int = 0
+
+
+class ReviewCb(CallbackData, prefix="vr"):
+    id: int
+    decision: str  # a / r
+
+
+class ConfirmCb(CallbackData, prefix="rc"):
+    id: int
+
+
+class ForgetCb(CallbackData, prefix="forget"):
+    confirm: bool
+
+
+class TagCb(CallbackData, prefix="tg"):
+    add: bool
+    resident: int
+    code: str
+
+
+class NoticeCb(CallbackData, prefix="nt"):
+    action: str  # skip, aud, tag, seg, now, later, send, abort, refresh, remind, calls
+    ref: str = ""
+
+
+class ReceivedCb(CallbackData, prefix="nr"):
+    id: int

@@ -35,6 +35,7 @@ __all__ = [
     "Rendered",
     "escape",
     "join",
+    "plain",
     "render_message",
     "render_template",
     "send_payload",
@@ -72,6 +73,12 @@ def t(msgid: str, /, **values: Any) -> Markup:
 def tn(singular: str, plural: str, n: int, /, **values: Any) -> Markup:
     """Plural form of :func:`t`; ``n`` is also available as ``{n}``."""
     return Markup(ngettext(singular, plural, n)).format(n=n, **values)
+
+
+def plain(text: str) -> Markup:
+    """Plain text made elsewhere (a service's translated refusal such as ``str(TagError)``) as HTML
+    that shows exactly those characters."""
+    return escape(text)
 
 
 def join(parts: Iterable[Any], sep: str = "\n") -> Markup:

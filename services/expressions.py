@@ -1,7 +1,7 @@
 """The one expression language of tags, segments, poll eligibility and policy rules.
 
-Text such as ``age >= 80 and (living_alone == true or has_tag("lives_alone"))`` (or, in Chinese,
-``年龄 >= 80 且 (独居 或 有标签("lives_alone"))``) is read by a hand-written tokenizer and a
+Text such as ``age >= 80 and (living_alone == true or has_tag("aged_80"))`` (or, in Chinese,
+``年龄 >= 80 且 (独居 或 有标签("aged_80"))``) is read by a hand-written tokenizer and a
 recursive-descent parser into a tree of frozen dataclasses; nothing is ever ``eval``-ed. The
 tree then
 
@@ -179,6 +179,15 @@ def fields_with(extra: Iterable[FieldSpec], base: Mapping[str, FieldSpec] | None
             raise ValueError(f"field {spec.name!r} already exists")
         register_field(spec, registry)
     return registry
+
+
+# Built-in tag codes that were renamed: the old code still reads as the new one (saved segments, habits).
+RENAMED_TAGS = {"lives_alone": "living_alone"}
+
+
+def canonical_tag_code(code: str) -> str:
+    """The current code of a tag (``lives_alone`` is ``living_alone``, like the field it is made of)."""
+    return RENAMED_TAGS.get(code, code)
 
 
 def age_at(birth: date, today: date) -> int:
@@ -621,7 +630,7 @@ class _Parser:
             code = arg.value.strip()
             if not code:
                 raise ExpressionError(arg.pos, _("the tag code is empty"))
-            return HasTag(code, tok.pos)
+            return HasTag(canonical_tag_code(code), tok.pos)
         # between(field, low, high)
         fld = self.parse_field()
         self.expect(",", ",")
@@ -1223,6 +1232,7 @@ __all__ = [
     "MAX_LIST",
     "MAX_NODES",
     "MAX_NUMBER",
+    "RENAMED_TAGS",
     "And",
     "Between",
     "Bool",
@@ -1240,6 +1250,7 @@ __all__ = [
     "Truth",
     "age_at",
     "as_tree",
+    "canonical_tag_code",
     "compile_sql",
     "evaluate",
     "fields_used",

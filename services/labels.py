@@ -1,4 +1,5 @@
-"""Human labels of registry and account fields (for /mydata, exports and the console)."""
+"""Human labels of registry and account fields: plain words (the XLSX export's headers, /mydata,
+the console), never markup; chat messages escape them like any other value."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ FIELD_LABELS = {
     "phone": N_("phone"),
     "id_last4": N_("ID number (last 4)"),
     "id_number_last4": N_("ID number (last 4)"),
+    "id_number": N_("ID number"),
     "birth_date": N_("birth date"),
     "gender": N_("gender"),
     "compound": N_("compound"),

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
 from services.accounts import account_locale
-from services.i18n import _, use_locale
+from services.i18n import N_, _
 from services.models import (
     Account,
     Notice,
@@ -28,7 +29,7 @@ from services.models import (
     ResidentStatus,
     Segment,
 )
-from services.outbox import MAX_CAPTION, MAX_TEXT, OutboxItem, Priority, button, enqueue_many, make_payload
+from services.outbox import MAX_CAPTION, MAX_TEXT, OutboxItem, Priority, enqueue_many, message_payload
 from services.scope import Actor, load_staff_grants, resident_scope
 from services.segments import get_segment, list_segments, segment_filter
 from services.tags import list_tags
@@ -38,7 +39,16 @@ REMINDER_REF = "notice_reminder"
 
 
 class NoticeError(ValueError):
-    """A translated reason why a notice cannot be created, sent or changed."""
+    """Why a notice cannot be created, sent or changed: a msgid and its values, rendered (escaped) by
+    the caller in the reader's language; ``str()`` gives the plain sentence in the current one."""
+
+    def __init__(self, msgid: str, /, **values: Any) -> None:
+        super().__init__(msgid)
+        self.msgid = msgid
+        self.values = values
+
+    def __str__(self) -> str:
+        return _(self.msgid).format(**self.values)
 
 
 @dataclass
@@ -58,7 +68,7 @@ async def audience(session: AsyncSession, actor: Actor, kind: str, ref: str | No
         segment = await get_segment(session, actor, int(ref))
         if segment is not None:
             return Audience(kind, ref, segment.expression)
-    raise NoticeError(_("This audience is not available."))
+    raise NoticeError(N_("This audience is not available."))
 
 
 def _audience_filter(actor: Actor, expression: str | None, today: date):
@@ -83,13 +93,49 @@ async def count_recipients(session: AsyncSession, actor: Actor, aud: Audience, t
     return residents, reachable
 
 
-def _check_text(text: str, media_kind: str | None) -> str:
+@dataclass(frozen=True, slots=True)
+class CallEntry:
+    """A resident of an audience whom the bot cannot reach: staff phone them instead."""
+
+    resident_id: int
+    name: str
+    building: str | None
+    unit: str | None
+    room: str | None
+    phone: str | None
+
+
+def _reachable_in_bot():
+    return exists().where(Account.resident_id == Resident.id, Account.unreachable_at.is_(None))
+
+
+async def unreachable_residents(session: AsyncSession, actor: Actor, aud: Audience, today: date, *,
+                                limit: int = 50, offset: int = 0) -> list[CallEntry]:
+    """The call list: residents of the audience, in the actor's scope, with no account in the bot or
+    one that blocked it; by building, unit, room and name (stable pages by ``offset``)."""
+    rows = await session.execute(
+        select(Resident.id, Resident.name, Resident.building, Resident.unit, Resident.room, Resident.phone)
+        .where(_audience_filter(actor, aud.expression, today), ~_reachable_in_bot())
+        .order_by(Resident.building, Resident.unit, Resident.room, Resident.name, Resident.id)
+        .limit(limit).offset(offset))
+    return [CallEntry(*row) for row in rows.all()]
+
+
+async def notice_audience(session: AsyncSession, actor: Actor, notice_id: int) -> Audience:
+    """The audience a notice in the actor's scope was written for (as the registry stands now)."""
+    notice = await get_notice(session, actor, notice_id)
+    return Audience(notice.audience_kind, notice.audience_ref, notice.audience_expression)
+
+
+def check_text(text: str, media_kind: str | None) -> str:
+    """The notice text as it will be stored (stripped), or ``NoticeError`` if empty or too long for a
+    message (or, with a photo or file, for a caption) with its heading."""
     text = (text or "").strip()
     limit = (MAX_CAPTION if media_kind else MAX_TEXT) - 100  # room for the heading
     if not text:
-        raise NoticeError(_("A notice needs some text."))
+        raise NoticeError(N_("A notice needs some text."))
     if len(text) > limit:
-        raise NoticeError(_("The notice is too long: at most {n} characters.").format(n=limit))
+        raise NoticeError(N_("The notice is too long: at most {n} characters."), n=limit)
     return text
 
 
@@ -98,12 +144,12 @@ async def create_notice(session: AsyncSession, actor: Actor, *, text: str, aud: 
                         media_file_id: str | None = None) -> Notice:
     """A staff member's notice, scheduled or released now. Only staff; scoped to their first region."""
     if not actor.is_staff:
-        raise NoticeError(_("Only committee staff can send notices."))
+        raise NoticeError(N_("Only committee staff can send notices."))
     if send_at is not None and send_at <= now:
-        raise NoticeError(_("The send time must be in the future."))
+        raise NoticeError(N_("The send time must be in the future."))
     grant = actor.staff[0]
     notice = Notice(region_id=grant.region_id, author_account_id=actor.account_id,
-                    text=_check_text(text, media_kind), media_kind=media_kind, media_file_id=media_file_id,
+                    text=check_text(text, media_kind), media_kind=media_kind, media_file_id=media_file_id,
                     audience_kind=aud.kind, audience_ref=aud.ref, audience_expression=aud.expression,
                     status=NoticeStatus.scheduled, send_at=send_at or now, created_at=now)
     session.add(notice)
@@ -116,14 +162,12 @@ async def create_notice(session: AsyncSession, actor: Actor, *, text: str, aud: 
     return notice
 
 
-def _payload(notice: Notice, locale: str) -> dict:
-    with use_locale(locale):
-        received = button(_("Received ✓"), callback_data=f"nr:{notice.id}")
-        heading = _("📢 Notice from your committee")
-    text = f"<b>{heading}</b>\n{notice.text}"
+def _payload(notice: Notice, locale: str, *, reminder: bool = False) -> dict:
+    """What to send (rendered by the sender in ``locale``, with its Received button)."""
     media = {"file_id": notice.media_file_id} if notice.media_file_id else None
-    return make_payload(text, buttons=[[received]], photo=media if notice.media_kind == "photo" else None,
-                        document=media if notice.media_kind == "document" else None)
+    return message_payload("notices.notice", {"id": notice.id, "text": notice.text, "reminder": reminder},
+                           locale=locale, photo=media if notice.media_kind == "photo" else None,
+                           document=media if notice.media_kind == "document" else None)
 
 
 async def release(session: AsyncSession, notice: Notice, actor: Actor, now: datetime) -> int:
@@ -198,7 +242,7 @@ async def get_notice(session: AsyncSession, actor: Actor, notice_id: int) -> Not
     cond = _notices_in_scope(actor)
     notice = None if cond is None else await session.scalar(select(Notice).where(Notice.id == notice_id, cond))
     if notice is None:
-        raise NoticeError(_("There is no notice #{id} in your area.").format(id=notice_id))
+        raise NoticeError(N_("There is no notice #{id} in your area."), id=notice_id)
     return notice
 
 
@@ -206,7 +250,7 @@ async def cancel_notice(session: AsyncSession, actor: Actor, notice_id: int, now
     """Cancel a scheduled notice before its send time (a sent one cannot be recalled)."""
     notice = await get_notice(session, actor, notice_id)
     if notice.status != NoticeStatus.scheduled:
-        raise NoticeError(_("Only a notice that has not been sent yet can be cancelled."))
+        raise NoticeError(N_("Only a notice that has not been sent yet can be cancelled."))
     notice.status = NoticeStatus.cancelled
     audit.record(session, "notice.cancel", now=now, actor_account_id=actor.account_id, target_type="notice",
                  target_id=notice.id, region_id=notice.region_id)
@@ -253,7 +297,7 @@ async def mark_received(session: AsyncSession, actor: Actor, notice_id: int, now
     exists = await session.scalar(select(NoticeRecipient.id).where(
         NoticeRecipient.notice_id == notice_id, NoticeRecipient.account_id == actor.account_id))
     if exists is None:
-        raise NoticeError(_("This notice was not sent to you."))
+        raise NoticeError(N_("This notice was not sent to you."))
     return False
 
 
@@ -261,7 +305,7 @@ async def remind_unconfirmed(session: AsyncSession, actor: Actor, notice_id: int
     """Send the notice once more to those who got it but have not pressed Received; only once."""
     notice = await get_notice(session, actor, notice_id)
     if notice.reminded_at is not None:
-        raise NoticeError(_("A reminder was already sent for this notice."))
+        raise NoticeError(N_("A reminder was already sent for this notice."))
     rows = (await session.execute(
         select(Account.id, Account.chat_id, Account.locale, Account.language_code)
         .join(NoticeRecipient, and_(NoticeRecipient.account_id == Account.id, NoticeRecipient.notice_id == notice.id))
@@ -270,10 +314,7 @@ async def remind_unconfirmed(session: AsyncSession, actor: Actor, notice_id: int
         .where(NoticeRecipient.received_at.is_(None)))).all()
     items = []
     for account_id, chat_id, locale, language_code in rows:
-        loc = account_locale(Account(locale=locale, language_code=language_code))
-        payload = _payload(notice, loc)
-        with use_locale(loc):
-            payload["text"] = _("Reminder: please confirm you have read this notice.") + "\n" + payload["text"]
+        payload = _payload(notice, account_locale(Account(locale=locale, language_code=language_code)), reminder=True)
         items.append(OutboxItem(key=f"notice:{notice.id}:remind:{account_id}", chat_id=chat_id, payload=payload,
                                 priority=Priority.broadcast, account_id=account_id, ref_type=REMINDER_REF,
                                 ref_id=notice.id))

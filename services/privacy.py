@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
@@ -10,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
 from services.i18n import N_, _
-from services.identity import mask_phone
 from services.models import (
     OutboxMessage,
     OutboxStatus,
@@ -23,6 +23,7 @@ from services.models import (
     VerificationAttempt,
 )
 from services.models.verification import RequestStatus, VerificationRequest
+from services.policies import answers_for_mydata, erase_answers
 from services.scope import Actor
 from services.verification import LOCK_WINDOW
 
@@ -67,6 +68,7 @@ async def my_data(session: AsyncSession, actor: Actor) -> dict[str, Any]:
             data["resident"]["id_number"] = _(ID_NUMBER_HELD_AS)
         data["resident"]["committee"] = committee.name if committee else None
         data["tags"] = await _tags_of(session, r.id)
+        data["policy_answers"] = await answers_for_mydata(session, r.id)  # /benefits answers kept with consent
     return data
 
 
@@ -76,17 +78,53 @@ async def _tags_of(session: AsyncSession, resident_id: int) -> list[dict[str, st
     return [{"code": c, "zh": zh, "en": en} for c, zh, en in rows]
 
 
-def summary_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
-    """(field, value) pairs for the chat message; phones masked there (the document has them)."""
-    out = [(k, str(v)) for k, v in data["account"].items() if v not in (None, "")]
-    if data["resident"]:
-        for k, v in data["resident"].items():
-            if v in (None, ""):
-                continue
-            out.append((k, mask_phone(v) if k.endswith("phone") else str(v)))
-    if data["tags"]:
-        out.append(("tags", ", ".join(t["code"] for t in data["tags"])))
-    return out
+@dataclass(frozen=True, slots=True)
+class HeldField:
+    """One field held about a person, with its typed value (``bool``, ``date``, ``datetime``, codes)."""
+
+    field: str
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class HeldTag:
+    code: str
+    name_zh: str
+    name_en: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeldSummary:
+    """What /mydata shows in the chat; the file (``my_data``) has every value in full."""
+
+    account: list[HeldField]
+    resident: list[HeldField] | None
+    tags: list[HeldTag]
+    staff_roles: list[tuple[str, str]]  # (role, region name)
+
+
+_TIMES = ("consent_at", "verified_at", "created_at")
+
+
+def _typed(field: str, value: Any) -> Any:
+    if isinstance(value, str) and field in _TIMES:
+        return datetime.fromisoformat(value)
+    if isinstance(value, str) and field == "birth_date":
+        return date.fromisoformat(value)
+    return value
+
+
+def summary(data: dict[str, Any]) -> HeldSummary:
+    """The chat summary of :func:`my_data`: filled fields only, values typed again (not ISO text)."""
+    def fields(part: dict[str, Any]) -> list[HeldField]:
+        return [HeldField(k, _typed(k, v)) for k, v in part.items() if v not in (None, "")]
+
+    return HeldSummary(
+        account=fields(data["account"]),
+        resident=fields(data["resident"]) if data["resident"] else None,
+        tags=[HeldTag(tag["code"], tag["zh"], tag["en"]) for tag in data["tags"]],
+        staff_roles=[(r["role"], r["region"]) for r in data["staff_roles"]],
+    )
 
 
 async def forget(session: AsyncSession, actor: Actor, now: datetime) -> None:
@@ -101,6 +139,7 @@ async def forget(session: AsyncSession, actor: Actor, now: datetime) -> None:
     if resident_id is not None:
         await session.execute(update(Resident).where(Resident.id == resident_id)
                               .values(status=ResidentStatus.withdrawn, updated_at=now))
+        await erase_answers(session, resident_id)  # /benefits answers are theirs, not the registry's
     await session.execute(update(VerificationRequest).where(
         VerificationRequest.account_id == account.id, VerificationRequest.status == RequestStatus.pending
     ).values(status=RequestStatus.cancelled))

@@ -474,7 +474,8 @@ async def export_registry_xlsx(session: AsyncSession, committee: Region) -> byte
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
-    ws = wb.create_sheet(committee.name[:31])
+    # Excel refuses \ / ? * [ ] : in a sheet title (and more than 31 characters); a region's name may hold them.
+    ws = wb.create_sheet(re.sub(r"[\\/?*\[\]:]", " ", committee.name)[:31].strip() or committee.code[:31])
     ws.append([label(c) for c in EXPORT_COLUMNS])
     stmt = (
         select(Resident, Household.code, Account.id)

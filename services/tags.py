@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, exists, insert, literal, null, or_, select, true
+from sqlalchemy import delete, exists, insert, literal, null, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
-from services.expressions import ExpressionError, compile_sql, parse, tags_used
+from services.expressions import RENAMED_TAGS, ExpressionError, canonical_tag_code, compile_sql, parse, tags_used
 from services.i18n import _
 from services.identity import normalize_phone
 from services.ids import parse_db_id
@@ -63,7 +63,7 @@ DEFAULT_TAGS: tuple[DefaultTag, ...] = (
     DefaultTag("aged_70", "七十岁以上老人", "Aged 70+", "age", TagKind.rule, "age >= 70"),
     DefaultTag("aged_80", "高龄老人", "Aged 80+", "age", TagKind.rule, "age >= 80"),
     DefaultTag("aged_90", "九十岁以上老人", "Aged 90+", "age", TagKind.rule, "age >= 90"),
-    DefaultTag("lives_alone", "独居", "Lives alone", "care", TagKind.rule, "living_alone == true"),
+    DefaultTag("living_alone", "独居", "Lives alone", "care", TagKind.rule, "living_alone == true"),
     DefaultTag("disability", "残疾人", "Disability", "care", TagKind.rule, "disability_level >= 1"),
     DefaultTag("low_income", "低收入", "Low income", "care", TagKind.rule, "monthly_income < 1500"),
     DefaultTag("party_member", "党员", "Party member", "community", TagKind.manual),
@@ -73,9 +73,14 @@ DEFAULT_TAGS: tuple[DefaultTag, ...] = (
 
 
 async def ensure_default_tags(session: AsyncSession, now: datetime | None = None) -> int:
-    """Create missing built-in tags (never overwrites edits); idempotent. Returns how many were added."""
+    """Create missing built-in tags (never overwrites edits); idempotent. Returns how many were added.
+    A built-in under a renamed code (``lives_alone``) takes its new code, keeping its residents."""
     now = now or datetime.now(UTC)
     existing = set(await session.scalars(select(Tag.code).where(Tag.region_id.is_(None))))
+    for old, new in RENAMED_TAGS.items():
+        if old in existing and new not in existing:
+            await session.execute(update(Tag).where(Tag.region_id.is_(None), Tag.code == old).values(code=new))
+            existing = (existing - {old}) | {new}
     added = 0
     for d in DEFAULT_TAGS:
         if d.code not in existing:
@@ -202,7 +207,7 @@ async def _resident_in_scope(session: AsyncSession, actor: Actor, resident_id: i
 
 
 async def _manual_tag(session: AsyncSession, committee_path: str, code: str) -> Tag:
-    tag = (await effective_tags(session, committee_path)).get(code.strip())
+    tag = (await effective_tags(session, committee_path)).get(canonical_tag_code(code.strip()))
     if tag is None:
         raise TagError(_("Unknown tag \"{code}\".").format(code=code))
     if tag.kind != TagKind.manual:

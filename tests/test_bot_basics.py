@@ -11,6 +11,7 @@ from aiogram.filters import Command
 from handlers.common import welcome_text
 from services.i18n import translate, use_locale
 from services.scope import Actor
+from tests.helpers import HOSTILE, assert_shown_as_text, body, tr
 
 
 async def test_start_welcomes_in_chinese_then_lang_switches_to_english(stack):
@@ -141,8 +142,94 @@ async def test_commands_registered_per_language(stack):
     assert translate("zh_Hans", "What I can do") in flat
 
 
-async def test_names_with_markup_are_escaped(stack):
-    user = await stack.client.create_user("<b>Evil & Co</b>", language_code="en")
+async def test_names_with_markup_arrive_as_text(stack):
+    user = await stack.client.create_user("<b>Evil & Co</b>", last_name=HOSTILE, language_code="en")
+    await user.send("/start")
+    welcome = (await user.bot_messages_since_last_action())[0]
+    assert_shown_as_text(welcome, f"<b>Evil & Co</b> {HOSTILE}")
+    # no bold, no link: nothing the name typed became formatting (Telegram itself finds the URL and /help)
+    assert {e["type"] for e in welcome["entities"]} == {"url", "bot_command"}
+
+
+@pytest.mark.parametrize(("first", "last", "lang", "shown"), [
+    ("四", "张", "zh-hans", "张四"),  # Chinese: family name first, no space
+    ("秀英", "王", "en", "王秀英"),  # a Chinese name stays whole and in its order in English too
+    ("Anna", "Schmidt", "zh-hans", "Anna Schmidt"),
+    ("Anna", None, "en", "Anna"),
+])
+async def test_greetings_use_the_whole_name(stack, first, last, lang, shown):
+    user = await stack.client.create_user(first, last_name=last, language_code=lang)
     await user.send("/start")
     welcome = (await user.bot_messages_since_last_action())[0]["text"]
-    assert "&lt;b&gt;Evil &amp; Co&lt;/b&gt;" in welcome
+    assert welcome.startswith(tr(lang, "Welcome to Community Cloud, {name}!\n"
+                                       "I connect residents with their neighbourhood committee: notices from the "
+                                       "committee, and daily check-ins for elderly neighbours who live alone.\n"
+                                       "Send /help to see what I can do.").format(name=shown))
+
+
+async def test_welcome_and_help_promise_only_what_exists(stack):
+    for lang in ("en", "zh-hans"):
+        user = await stack.client.create_user("Ann", language_code=lang)
+        await user.send("/start")
+        await user.send("/help")
+        said = "\n".join(body(m) for m in await user.bot_messages())
+        for promise in ("discussion", "poll", "benefit", "讨论", "投票", "福利", "补贴"):
+            assert promise not in said.lower(), (lang, promise)
+
+
+async def test_command_list_is_published_per_chat_by_role(stack):
+    """Telegram's "/" list: everyone gets the basic commands; a staff member's chat gets the staff ones
+    as soon as the role is known (here: the staff invite), in their language."""
+    from tests.helpers import make_staff
+    from tests.seed import seed_registry
+
+    await seed_registry(stack.sessions)
+    staff = await make_staff(stack, lang="en")
+    resident = await stack.client.create_user("Ann", language_code="en")
+    await resident.send("/start")
+
+    def names(scope: str) -> set[str]:
+        found = [c["commands"] for c in stack.sandbox.commands_dict() if c["scope"] == scope]
+        return {c["command"] for c in found[0]} if found else set()
+
+    assert {"notice", "whois", "tags", "segments", "checkin_enrol"} <= names(f"chat:{staff.id}")
+    assert "checkin" not in names(f"chat:{staff.id}")  # not enrolled in check-ins themselves
+    assert "notice" not in names("default") and "help" in names("default")
+    assert names(f"chat:{resident.id}") == set()  # nobody known yet: the default list applies
+    await staff.send("/lang zh")
+    [staff_list] = [c for c in stack.sandbox.commands_dict() if c["scope"] == f"chat:{staff.id}"]
+    assert {"command": "notice", "description": translate("zh_Hans", "Write a notice to residents")} in \
+        staff_list["commands"]
+
+
+async def test_staff_menu_offers_lookups_tags_segments_and_enrolment(stack):
+    from tests.helpers import make_staff, texts
+    from tests.seed import seed_registry
+
+    await seed_registry(stack.sessions)
+    staff = await make_staff(stack, lang="en")
+    await staff.send("/menu")
+    labels = {b["text"] for row in (await staff.last_message())["reply_markup"]["inline_keyboard"] for b in row}
+    assert {"🔎 Find a resident", "🏷 Tag dictionary", "👥 Saved segments", "➕ Enrol in check-ins",
+            "🗞 Recent notices"} <= labels
+    assert "☀️ My daily check-in" not in labels  # only for elders enrolled in check-ins
+    await staff.press("🔎 Find a resident")
+    assert "Send a name or a room" in await texts(staff)
+    await staff.send("王秀英")
+    assert "王秀英 · 3-2-201" in await texts(staff)
+    await staff.send("王秀英")  # the lookup was answered: this is ordinary text again
+    assert "王秀英 ·" not in await texts(staff)
+    await staff.send("/menu")
+    await staff.press("🏷 Tag dictionary")
+    assert "Tag dictionary" in await texts(staff)
+    await staff.send("/menu")
+    await staff.press("👥 Saved segments")
+    assert "No saved segments yet" in await texts(staff)
+    await staff.send("/menu")
+    await staff.press("➕ Enrol in check-ins")
+    assert "/checkin_enrol" in await texts(staff)
+    # a resident forging the staff lookup button gets nothing
+    resident = await stack.client.create_user("Res", language_code="en")
+    await resident.send("/menu")
+    forged = await resident.callback((await resident.last_message())["message_id"], "menu:whois")
+    assert "no longer valid" in stack.sandbox.callbacks[forged["callback_query_id"]].answer["text"]

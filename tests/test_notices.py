@@ -9,9 +9,15 @@ import pytest
 from sqlalchemy import select
 
 from services import notices as ns
-from services.models import Notice, NoticeStatus
-from tests.seed import ID_LI, ID_WANG, ID_ZHAO
-from tests.test_verification import consent, make_staff, seed_registry, texts
+from services.models import Notice, NoticeStatus, OutboxMessage
+from tests.helpers import body, consent, make_staff, messages_with, texts
+from tests.seed import ID_LI, ID_WANG, ID_ZHAO, seed_registry
+
+
+async def notice_chats(stack) -> set[int]:
+    """The chats the notices were written to (their outbox rows: what the sender sends)."""
+    async with stack.session() as s:
+        return set(await s.scalars(select(OutboxMessage.chat_id).where(OutboxMessage.ref_type == ns.REF)))
 
 
 @pytest.fixture
@@ -49,8 +55,8 @@ async def test_compose_preview_send_receive_and_report(community):
         msg = await user.wait_for_message(lambda m: "Water will be off" in (m["text"] or ""))
         assert msg["reply_markup"]["inline_keyboard"][0][0]["callback_data"].startswith("nr:")
     assert "Received ✓" in str(msg["reply_markup"])
-    with pytest.raises(TimeoutError):
-        await outsider.wait_for_message(lambda m: "Water" in (m["text"] or ""), timeout=1)
+    # exactly the three verified residents were written to, the unverified outsider not
+    assert await notice_chats(stack) == {u.id for u in residents}
     zh_msg = (await residents[0].bot_messages())[-1]
     await residents[0].callback(zh_msg["message_id"], zh_msg["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
     await residents[0].callback(zh_msg["message_id"], zh_msg["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
@@ -83,11 +89,10 @@ async def test_notice_to_a_tag_reaches_only_tagged_residents(community):
     await staff.press("Skip")
     await staff.press("Residents with a tag")
     await staff.press("Lives alone")
-    assert "Audience: 1 residents, of whom 1 can be reached" in await texts(staff)
+    assert "Audience: 1 resident, of whom 1 can be reached" in await texts(staff)
     await staff.press("Send now")
     await residents[2].wait_for_message(lambda m: "health check" in (m["text"] or ""))
-    with pytest.raises(TimeoutError):
-        await residents[1].wait_for_message(lambda m: "health check" in (m["text"] or ""), timeout=1)
+    assert await notice_chats(stack) == {residents[2].id}  # 赵桂兰 lives alone; 李建国 does not
 
 
 async def test_scheduled_notice_is_released_by_the_tick_and_can_be_cancelled(community):
@@ -165,3 +170,96 @@ async def test_notice_with_a_file_reaches_residents_as_a_document(community):
     msg = await residents[1].wait_for_message(lambda m: m["document"] is not None)
     assert "Elevator vote" in msg["caption"] and msg["document"]["file_name"] == "plan.pdf"
     assert stack.sandbox.get_file(msg["document"]["file_id"]).data == b"%PDF-1.4 elevator plan"
+
+
+async def test_notice_list_and_cancel_are_scoped_to_the_committee(community):
+    stack, staff, _residents, _ = community
+    foreign = await make_staff(stack, "冯书记", "FLSQ", "en")
+    later = (datetime.now(stack.settings.tz) + timedelta(days=1)).strftime("%Y-%m-%d %H:%M")
+    await staff.send("/notice")
+    await staff.send("<b>Bold</b> & a rather long first line about the elevator vote on Friday")
+    await staff.press("Skip")
+    await staff.press("Everyone in my area")
+    await staff.press("Send later…")
+    await staff.send(later)
+    await staff.press("Confirm")
+    scheduled = await texts(staff)
+    assert f"will be sent at {later} Shanghai time" in scheduled  # the zone is said
+    async with stack.session() as s:
+        notice = await s.scalar(select(Notice))
+    await staff.send("/notices")
+    [listed] = await staff.bot_messages_since_last_action()
+    # number · status · recipients (none until released) · its first words, as text, cut at 40
+    assert body(listed) == f"#{notice.id} · scheduled · 0 · <b>Bold</b> & a rather long first line…"
+    assert not listed["entities"]
+    await foreign.send("/notices")
+    assert "No notices yet" in await texts(foreign)
+    # another committee's staff can neither see nor cancel it
+    await foreign.send(f"/notice_cancel {notice.id}")
+    assert f"There is no notice #{notice.id} in your area." in await texts(foreign)
+    async with stack.session() as s:
+        assert (await s.get(Notice, notice.id)).status == NoticeStatus.scheduled
+    await staff.send(f"/notice_cancel {notice.id}")
+    assert "is cancelled" in await texts(staff)
+    await staff.send("/notices")
+    assert f"#{notice.id} · cancelled · 0 ·" in await texts(staff)
+
+
+async def _segment(stack, name: str, expression: str) -> None:
+    from services.segments import save_segment
+    from tests.helpers import staff_actor
+
+    async with stack.session() as s:
+        await save_segment(s, await staff_actor(s, "DXYC"), name, expression, datetime.now(UTC))
+        await s.commit()
+
+
+async def test_an_audience_nobody_can_be_reached_in_is_warned_and_gets_a_call_list(community):
+    stack, staff, _residents, _ = community
+    await _segment(stack, "六号楼", 'building == "6"')  # 孙一 and 孙二: in the registry, not in the bot
+    await staff.send("/notice")
+    await staff.send("Stairwell painting on Monday")
+    await staff.press("Skip")
+    await staff.press("A saved segment")
+    await staff.press("六号楼")
+    preview = await texts(staff)
+    assert "Audience: 2 residents, of whom 0 can be reached in the bot." in preview
+    assert "Nobody in this audience can be reached in the bot" in preview
+    await staff.press("📞 Call list: 2 not reachable in the bot")
+    [calls] = await messages_with(staff, "cannot reach")
+    assert body(calls).splitlines()[1:] == ["孙一 · 6-1-101 · +8613800138009", "孙二 · 6-1-102 · +8613800138009"]
+    assert calls["reply_markup"] is None  # one page
+    await staff.press("Send now")
+    assert "reached nobody" in await texts(staff)
+    assert await notice_chats(stack) == set()
+
+
+async def test_the_call_list_is_paged_under_telegrams_limit(community):
+    from notifications.limits import MAX_MESSAGE, tg_len
+    from services.models import Region, Resident
+
+    stack, staff, _residents, _ = community
+    async with stack.session() as s:
+        committee = await s.scalar(select(Region).where(Region.code == "DXYC"))
+        now = datetime.now(UTC)
+        s.add_all([Resident(committee_id=committee.id, name=f"{n:03d}" + "长" * 90, building="9", unit="1",
+                            room=f"{n:03d}", phone=f"+86139{n:08d}", created_at=now, updated_at=now)
+                   for n in range(150)])
+        await s.commit()
+    await _segment(stack, "九号楼", 'building == "9"')
+    await staff.send("/notice")
+    await staff.send("Water tank cleaning")
+    await staff.press("Skip")
+    await staff.press("A saved segment")
+    await staff.press("九号楼")
+    await staff.press("📞 Call list: 150 not reachable in the bot")
+    seen: list[str] = []
+    while True:
+        page = (await messages_with(staff, "cannot reach"))[-1]  # the newest (pressing marks the older one)
+        assert tg_len(page["text"]) <= MAX_MESSAGE
+        seen += page["text"].splitlines()[1:]
+        if page["reply_markup"] is None:
+            break
+        await staff.press("Next page")
+    assert [line[:3] for line in seen] == [f"{n:03d}" for n in range(150)]  # all, in room order, once each
+    assert len(seen) > 60  # more than one fetch, so more than one page

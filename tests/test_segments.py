@@ -11,7 +11,7 @@ from sqlalchemy.dialects import sqlite
 from services.expressions import ExpressionError, parse
 from services.i18n import use_locale
 from services.models import AuditLog, Resident, ResidentStatus, StaffRole
-from services.scope import Actor, StaffGrant
+from services.scope import Actor
 from services.segments import (
     SegmentError,
     count_segment,
@@ -23,7 +23,7 @@ from services.segments import (
     segment_filter,
 )
 from services.tags import NotInScope, recompute_rule_tags, tag_resident
-from tests.test_tags import NOW, TODAY, make_world
+from tests.helpers import NOW, TODAY, make_actor, make_world
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +36,7 @@ async def test_counts_are_scoped_and_only_count_active_residents(session):
     world = await make_world(session)
     await recompute_rule_tags(session, NOW)
     await session.commit()
-    elderly = 'has_tag("aged_80") or has_tag("lives_alone")'
+    elderly = 'has_tag("aged_80") or has_tag("living_alone")'
     assert await count_segment(session, world.dxyc_staff, elderly, TODAY) == 3  # wang, li, zhao
     assert await count_segment(session, world.street_staff, elderly, TODAY) == 4  # + rj of RJXC
     assert await count_segment(session, world.flsq_staff, elderly, TODAY) == 1
@@ -114,17 +114,38 @@ async def test_bad_segments_are_refused(session):
                            region_id=world.regions["FLSQ"].id)
 
 
-def test_wide_scopes_walk_the_segment_index_only_when_it_holds_every_column_read():
+async def test_wide_scopes_walk_the_segment_index_only_when_it_holds_every_column_read(session):
     """On SQLite a street-wide count seeks committee by committee through ix_residents_segment when the
     expression reads only its columns; otherwise ``+committee_id`` makes SQLite scan the table rather
-    than fetch every wide row through an index (both measured in bench segments)."""
-    street = Actor(staff=[StaffGrant(0, StaffRole.street, 1, "/C/S0/", "S0", "街道")])
+    than fetch every wide row through an index (both measured in bench segments). Either way the rows
+    are the street's matching residents (DXYC and RJXC), and the same as a committee-by-committee count."""
+    world = await make_world(session)
+    await recompute_rule_tags(session, NOW)
+    await session.commit()
+    street, committees = world.street_staff, (world.dxyc_staff, await _rjxc_staff(session, world))
 
     def sql(expression: str) -> str:
         query = select(func.count()).select_from(Resident).where(segment_filter(street, expression, TODAY))
         return str(query.compile(dialect=sqlite.dialect()))
 
-    for covered in ('age >= 80 and living_alone', 'has_tag("x") or gender == "F"', "verified and unit == '2'"):
-        assert "+residents.committee_id" not in sql(covered), covered
-    for wide in ('room == "101"', "household_size > 2", 'compound == "A" and age > 60'):
-        assert "+residents.committee_id" in sql(wide), wide
+    async def names(actor: Actor, expression: str) -> set[str]:
+        return set(await session.scalars(select(Resident.name).where(segment_filter(actor, expression, TODAY))))
+
+    expected = {  # from make_world's registry, at TODAY
+        'age >= 80 and living_alone': {"赵桂兰"},
+        'has_tag("aged_80") or gender == "F"': {"王秀英", "赵桂兰", "钱八十", "周八五"},
+        "not verified and unit == '2'": {"王秀英", "李建国"},
+        'room == "101"': {"王小明", "钱八十", "周八五"},
+        'room == "201" or age < 40': {"王秀英", "王小明"},
+    }
+    covered = list(expected)[:3]
+    for expression, rows in expected.items():
+        assert ("+residents.committee_id" in sql(expression)) == (expression not in covered), expression
+        assert await names(street, expression) == rows, expression
+        assert set().union(*[await names(c, expression) for c in committees]) == rows, expression
+
+
+async def _rjxc_staff(session, world) -> Actor:
+    actor = await make_actor(session, 4, world.regions["RJXC"], StaffRole.committee)
+    await session.commit()
+    return actor

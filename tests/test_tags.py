@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import delete, func, select, text, update
@@ -12,23 +11,18 @@ from sqlalchemy import delete, func, select, text, update
 from bot.app import Runtime
 from bot.db import session_factory
 from bot.runtime import rule_tags_tick
-from services.expressions import ExpressionError, compile_sql
+from services.expressions import ExpressionError, compile_sql, parse, to_text
 from services.i18n import use_locale
 from services.models import (
-    Account,
     AuditLog,
-    Region,
     Resident,
     ResidentStatus,
     ResidentTag,
-    Staff,
-    StaffRole,
     Tag,
     TagKind,
 )
-from services.regions import ensure_demo_regions
 from services.residents import find_residents, parse_room
-from services.scope import Actor, load_staff_grants
+from services.scope import Actor
 from services.tags import (
     DEFAULT_TAGS,
     NotInScope,
@@ -42,66 +36,13 @@ from services.tags import (
     tag_resident,
     untag_resident,
 )
-
-NOW = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
-TODAY = date(2026, 11, 28)
+from tests.helpers import NOW, TODAY, make_world
 
 
 @pytest.fixture(autouse=True)
 def english():
     with use_locale("en"):
         yield
-
-
-@dataclass
-class World:
-    regions: dict[str, Region]
-    residents: dict[str, Resident]
-    dxyc_staff: Actor
-    street_staff: Actor
-    flsq_staff: Actor
-
-
-async def make_actor(session, telegram_id: int, region: Region, role: StaffRole) -> Actor:
-    account = Account(telegram_id=telegram_id, chat_id=telegram_id, first_name="staff", created_at=NOW)
-    session.add(account)
-    await session.flush()
-    session.add(Staff(account_id=account.id, region_id=region.id, role=role, created_at=NOW))
-    await session.flush()
-    return Actor(account=account, staff=await load_staff_grants(session, account.id), locale="en")
-
-
-async def make_world(session) -> World:
-    """Two committees under one street (DXYC, RJXC) and one under another (FLSQ), a few residents."""
-    await ensure_demo_regions(session)
-    await ensure_default_tags(session, NOW)
-    regions = {r.code: r for r in await session.scalars(select(Region))}
-    people = [
-        # key, committee, name, birth, building, unit, room, living_alone, phone, gender
-        ("wang", "DXYC", "王秀英", date(1945, 3, 2), "3", "2", "201", False, "+8613800138001", "F"),
-        ("li", "DXYC", "李建国", date(1950, 7, 9), "3", "2", "202", True, "+8613800138002", "M"),
-        ("zhao", "DXYC", "赵桂兰", date(1938, 1, 30), "5", "1", "102", True, "+8613800138003", "F"),
-        ("young", "DXYC", "王小明", date(1990, 1, 1), "5", "1", "101", False, None, "M"),
-        ("turning", "DXYC", "钱八十", date(1946, 11, 29), "6", "1", "101", None, None, "F"),
-        ("rj", "RJXC", "周八五", date(1943, 6, 1), "1", "1", "101", False, None, "M"),
-        ("feng", "FLSQ", "冯志强", date(1940, 5, 5), "1", "1", "101", True, "+8613800138100", "M"),
-    ]
-    residents = {}
-    for key, committee, name, birth, building, unit, room, alone, phone, gender in people:
-        r = Resident(committee_id=regions[committee].id, name=name, birth_date=birth, building=building,
-                     unit=unit, room=room, living_alone=alone, phone=phone, gender=gender,
-                     created_at=NOW, updated_at=NOW)
-        session.add(r)
-        residents[key] = r
-    await session.flush()
-    world = World(
-        regions=regions, residents=residents,
-        dxyc_staff=await make_actor(session, 1, regions["DXYC"], StaffRole.committee),
-        street_staff=await make_actor(session, 2, regions["310104003"], StaffRole.street),
-        flsq_staff=await make_actor(session, 3, regions["FLSQ"], StaffRole.committee),
-    )
-    await session.commit()
-    return world
 
 
 async def codes_of(session, resident: Resident) -> set[str]:
@@ -125,8 +66,8 @@ async def test_rule_tags_follow_the_registry_and_the_calendar(session):
     await session.commit()
     r = world.residents
     assert await codes_of(session, r["wang"]) == {"aged_60", "aged_70", "aged_80"}
-    assert await codes_of(session, r["li"]) == {"aged_60", "aged_70", "lives_alone"}
-    assert await codes_of(session, r["zhao"]) == {"aged_60", "aged_70", "aged_80", "lives_alone"}
+    assert await codes_of(session, r["li"]) == {"aged_60", "aged_70", "living_alone"}
+    assert await codes_of(session, r["zhao"]) == {"aged_60", "aged_70", "aged_80", "living_alone"}
     assert await codes_of(session, r["young"]) == set()
     assert await codes_of(session, r["turning"]) == {"aged_60", "aged_70"}  # 80 tomorrow
     assert counts["aged_80"].added == 4  # wang, zhao, rj, feng
@@ -279,7 +220,7 @@ async def test_has_tag_follows_every_way_tags_change(session):
 
     async def check() -> None:
         await session.flush()
-        for code in ("aged_80", "lives_alone", "volunteer"):
+        for code in ("aged_80", "living_alone", "volunteer"):
             stored = set(await session.scalars(select(ResidentTag.resident_id).join(Tag).where(Tag.code == code)))
             for expression, expected in ((f'has_tag("{code}")', stored),
                                          (f'not has_tag("{code}")', {x.id for x in r.values()} - stored)):
@@ -308,7 +249,7 @@ async def test_has_tag_follows_every_way_tags_change(session):
     await session.commit()
     await check()
     assert set(await session.scalars(select(Resident.name).where(compile_sql(
-        'has_tag("aged_80") or has_tag("lives_alone")', today=TODAY)))) == {
+        'has_tag("aged_80") or has_tag("living_alone")', today=TODAY)))) == {
         "王秀英", "李建国", "赵桂兰", "周八五", "冯志强"}
 
 
@@ -346,3 +287,21 @@ async def test_tagging_one_resident_from_two_transactions_at_once_keeps_both_tag
         for code in ("volunteer", "party_member"):
             tagged = await session.scalars(select(Resident.id).where(compile_sql(f'has_tag("{code}")', today=TODAY)))
             assert wang in set(tagged), code
+
+
+async def test_the_lives_alone_tag_is_now_living_alone_and_the_old_code_still_reads(session):
+    # A database seeded before the rename: the built-in has the old code and its residents.
+    await ensure_default_tags(session, NOW)
+    await session.execute(update(Tag).where(Tag.code == "living_alone").values(code="lives_alone"))
+    world = await make_world(session)  # runs ensure_default_tags again: the built-in takes its new code
+    codes = set(await session.scalars(select(Tag.code).where(Tag.region_id.is_(None))))
+    assert "living_alone" in codes and "lives_alone" not in codes
+    assert await ensure_default_tags(session, NOW) == 0  # renamed, not added twice
+    await recompute_rule_tags(session, NOW)
+    await session.commit()
+    old = await session.scalars(select(Resident.name).where(compile_sql(parse('has_tag("lives_alone")'),
+                                                                      today=TODAY)))
+    assert set(old) == {"李建国", "赵桂兰", "冯志强"}  # the same residents as has_tag("living_alone")
+    assert to_text(parse('has_tag("lives_alone")')) == 'has_tag("living_alone")'
+    with pytest.raises(TagError, match="cannot be set by hand"):
+        await tag_resident(session, world.dxyc_staff, world.residents["wang"].id, "lives_alone", NOW)

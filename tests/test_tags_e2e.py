@@ -6,9 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from html import escape
 
+from sqlalchemy import select
+
 from services.i18n import translate
-from services.tags import ensure_default_tags, recompute_rule_tags
-from tests.test_verification import make_staff, seed_registry, texts
+from services.models import Resident
+from services.tags import ensure_default_tags, recompute_rule_tags, resident_tag_codes
+from tests.helpers import make_staff, staff_actor, texts
+from tests.seed import seed_registry
 
 
 async def _setup(stack):
@@ -35,11 +39,17 @@ async def test_tag_resident_and_segment_count_changes(stack):
     await staff.send("/untag 赵桂兰 volunteer")
     await staff.send("/segments")
     assert "<b>志愿者</b> · 1 ·" in await staff.texts_since_last_action(html=True)
-    await staff.send('/segment has_tag("lives_alone") and age >= 80')
+    await staff.send('/segment has_tag("living_alone") and age >= 80')
     out = await staff.texts_since_last_action(html=True)
-    assert "<b>1</b> residents match." in out and "赵桂兰" in out
+    assert "<b>1</b> resident matches." in out and "赵桂兰" in out
+    await staff.send('/segment has_tag("lives_alone") and age >= 80')  # the tag's former code still reads
+    assert "1 resident matches." in await texts(staff)
     await staff.send("/tag 赵桂兰 lives_alone")
     assert "cannot be set by hand" in await texts(staff)
+    await staff.send("/segment 独居 且 年龄 >= 80")  # Chinese works, as the usage says
+    assert "1 resident matches." in await texts(staff)
+    await staff.send("/segment")
+    assert "/segment 独居 且 年龄 >= 70" in await texts(staff)
 
 
 async def test_bad_expression_error_has_position_in_both_languages(stack):
@@ -68,26 +78,12 @@ async def test_tagging_outside_scope_changes_nothing(stack):
     foreign = await make_staff(stack, "冯书记", "FLSQ", "en")
     await foreign.send("/tag 王秀英 volunteer")
     assert "Nobody matching" in await texts(foreign)
-    from sqlalchemy import select
-
-    from services.models import Resident
-
     async with stack.session() as s:
         wang = await s.scalar(select(Resident).where(Resident.name == "王秀英"))
     await foreign.send("/help")
-    forged = await foreign.callback((await foreign.last_message())["message_id"], f"tg:1:{wang.id}:volunteer")
-    assert forged["callback_query_id"]
-    assert "outside your area" in (await foreign.last_message())["text"]
+    help_message = await foreign.last_message()
+    await foreign.callback(help_message["message_id"], f"tg:1:{wang.id}:volunteer")
+    [refused] = await foreign.bot_messages_since_last_action()  # the forged button's message, edited
+    assert refused["message_id"] == help_message["message_id"] and "outside your area" in refused["text"]
     async with stack.session() as s:
-        from services.tags import resident_tag_codes
-
         assert "volunteer" not in await resident_tag_codes(s, await staff_actor(s, "DXYC"), wang.id)
-
-
-async def staff_actor(session, region_code: str):
-    """An in-memory committee-staff actor of a region (for checking state behind the bot's back)."""
-    from services.regions import get_region
-    from services.scope import Actor, StaffGrant
-
-    region = await get_region(session, region_code)
-    return Actor(staff=[StaffGrant(0, "committee", region.id, region.path, region.code, region.name)])

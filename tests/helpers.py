@@ -1,0 +1,151 @@
+"""Helpers shared by test modules (test files import from here, never from each other).
+
+- end to end: reading what the bot sent (``texts``), joining (``consent``, ``verify``), staff
+  (``make_staff``), and proving that a hostile value arrived as text (``assert_shown_as_text``);
+- services: a small world of regions, residents and staff actors (``make_world``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from sqlalchemy import select
+
+from services.i18n import translate
+from services.models import Account, Region, Resident, Staff, StaffRole
+from services.regions import ensure_demo_regions
+from services.scope import Actor, StaffGrant, load_staff_grants
+from services.tags import ensure_default_tags
+from tests.seed import staff_code
+
+# A value that Telegram would turn into a link (and a "mention" of user 1) if it reached the HTML
+# parser unescaped; "&" and "<b>" would break the message altogether.
+HOSTILE = '<a href="tg://user?id=1">Call 110</a>'
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+def tr(lang: str, msgid: str) -> str:
+    """``msgid`` in the catalogue of a Telegram language code (``zh-hans`` → zh_Hans, else en)."""
+    return translate("zh_Hans" if lang.startswith("zh") else "en", msgid)
+
+
+def zh(msgid: str) -> str:
+    return translate("zh_Hans", msgid)
+
+
+def body(message: dict) -> str:
+    """What the person sees of a message: its text, or its caption."""
+    return message["text"] if message["text"] is not None else (message["caption"] or "")
+
+
+async def texts(user) -> str:
+    """The bot's messages since the user's last action, as the person reads them."""
+    return "\n".join(body(m) for m in await user.bot_messages_since_last_action())
+
+
+async def messages_with(user, needle: str) -> list[dict]:
+    """The bot's messages since the user's last action that show ``needle``."""
+    return [m for m in await user.bot_messages_since_last_action() if needle in body(m)]
+
+
+def assert_shown_as_text(message: dict, value: str = HOSTILE) -> None:
+    """``value`` arrived as the characters typed, not as markup: it is in the visible text and no
+    link or mention entity was made of it."""
+    assert value in body(message), (value, body(message))
+    for entity in message.get("entities") or []:
+        assert entity["type"] not in ("text_link", "text_mention"), (entity, body(message))
+
+
+async def consent(user, lang: str = "zh-hans") -> None:
+    await user.send("/start")
+    await user.press(tr(lang, "I agree"))
+
+
+async def verify(user, name: str, id_number: str, lang: str = "zh-hans") -> None:
+    """Join by phone: consent, share the contact, name and the last four of the ID number."""
+    await consent(user, lang)
+    await user.share_contact()
+    await user.send(name)
+    await user.send(id_number[-4:])
+    assert tr(lang, "You are verified. Welcome to your community!") in await texts(user)
+
+
+async def make_staff(stack, name: str = "张书记", region: str = "DXYC", lang: str = "zh-hans", **user_fields):
+    """A new Telegram user enrolled as committee staff of ``region`` through a staff invite link."""
+    user = await stack.client.create_user(name, language_code=lang, **user_fields)
+    code = await staff_code(stack.sessions, region, StaffRole.committee)
+    await user.send(f"/start staff_{code}")
+    assert "/help" in await texts(user)
+    return user
+
+
+async def account_of(stack, user) -> Account | None:
+    async with stack.session() as s:
+        return await s.scalar(select(Account).where(Account.telegram_id == user.id))
+
+
+async def staff_actor(session, region_code: str) -> Actor:
+    """An in-memory committee-staff actor of a region (for checking state behind the bot's back)."""
+    from services.regions import get_region
+
+    region = await get_region(session, region_code)
+    return Actor(staff=[StaffGrant(0, StaffRole.committee, region.id, region.path, region.code, region.name)])
+
+
+# --- services: a small world ---------------------------------------------------------------------
+
+NOW = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+TODAY = date(2026, 11, 28)
+
+
+@dataclass
+class World:
+    regions: dict[str, Region]
+    residents: dict[str, Resident]
+    dxyc_staff: Actor
+    street_staff: Actor
+    flsq_staff: Actor
+
+
+async def make_actor(session, telegram_id: int, region: Region, role: StaffRole) -> Actor:
+    account = Account(telegram_id=telegram_id, chat_id=telegram_id, first_name="staff", created_at=NOW)
+    session.add(account)
+    await session.flush()
+    session.add(Staff(account_id=account.id, region_id=region.id, role=role, created_at=NOW))
+    await session.flush()
+    return Actor(account=account, staff=await load_staff_grants(session, account.id), locale="en")
+
+
+async def make_world(session) -> World:
+    """Two committees under one street (DXYC, RJXC) and one under another (FLSQ), a few residents."""
+    await ensure_demo_regions(session)
+    await ensure_default_tags(session, NOW)
+    regions = {r.code: r for r in await session.scalars(select(Region))}
+    people = [
+        # key, committee, name, birth, building, unit, room, living_alone, phone, gender
+        ("wang", "DXYC", "王秀英", date(1945, 3, 2), "3", "2", "201", False, "+8613800138001", "F"),
+        ("li", "DXYC", "李建国", date(1950, 7, 9), "3", "2", "202", True, "+8613800138002", "M"),
+        ("zhao", "DXYC", "赵桂兰", date(1938, 1, 30), "5", "1", "102", True, "+8613800138003", "F"),
+        ("young", "DXYC", "王小明", date(1990, 1, 1), "5", "1", "101", False, None, "M"),
+        ("turning", "DXYC", "钱八十", date(1946, 11, 29), "6", "1", "101", None, None, "F"),
+        ("rj", "RJXC", "周八五", date(1943, 6, 1), "1", "1", "101", False, None, "M"),
+        ("feng", "FLSQ", "冯志强", date(1940, 5, 5), "1", "1", "101", True, "+8613800138100", "M"),
+    ]
+    residents = {}
+    for key, committee, name, birth, building, unit, room, alone, phone, gender in people:
+        r = Resident(committee_id=regions[committee].id, name=name, birth_date=birth, building=building,
+                     unit=unit, room=room, living_alone=alone, phone=phone, gender=gender,
+                     created_at=NOW, updated_at=NOW)
+        session.add(r)
+        residents[key] = r
+    await session.flush()
+    world = World(
+        regions=regions, residents=residents,
+        dxyc_staff=await make_actor(session, 1, regions["DXYC"], StaffRole.committee),
+        street_staff=await make_actor(session, 2, regions["310104003"], StaffRole.street),
+        flsq_staff=await make_actor(session, 3, regions["FLSQ"], StaffRole.committee),
+    )
+    await session.commit()
+    return world
