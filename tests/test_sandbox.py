@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 import shutil
 import struct
 import zlib
@@ -38,6 +39,7 @@ from aiohttp import web
 
 from bot.sandbox import SANDBOX_KEY, Sandbox, create_sandbox_app
 from bot.sandbox.client import SandboxClient, SandboxError, SandboxUser
+from bot.sandbox.formatting import EmptyTextError, format_text, to_html
 from bot.sandbox.state import SandboxApiError
 
 
@@ -362,6 +364,41 @@ async def test_callback_data_over_64_bytes_is_refused(bot: Bot, alice: SandboxUs
         )
     assert [m["text"] for m in await alice.messages()] == ["fits", "edit me"]
     assert (await alice.last_message())["reply_markup"] is None  # type: ignore[index]
+
+
+def test_html_text_of_any_formatting_parses_back_to_the_same_message() -> None:
+    """What an edit from ``message.html_text`` relies on: parse → rebuild → parse changes nothing."""
+    tags = [
+        ("<b>", "</b>"), ("<i>", "</i>"), ("<u>", "</u>"), ("<s>", "</s>"), ("<code>", "</code>"),
+        ("<pre>", "</pre>"), ("<tg-spoiler>", "</tg-spoiler>"), ('<a href="https://e.org/x?a=1&amp;b">', "</a>"),
+        ('<a href="tg://user?id=42">', "</a>"), ("<blockquote>", "</blockquote>"),
+        ("<blockquote expandable>", "</blockquote>"), ("<strong>", "</strong>"), ("<em>", "</em>"),
+    ]
+    leaves = ["x", "张", "😀", " ", "\n", "&lt;", "&amp;", "&quot;", "https://t.me/b?start=q", " /start ",
+              "@somebody", "#tag", " a.com ", "$USD", "q@e.org"]
+    rng = random.Random(2)
+
+    def markup(depth: int) -> str:
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            if depth < 4 and rng.random() < 0.5:
+                start, end = rng.choice(tags)
+                parts.append(start + markup(depth + 1) + end)
+            else:
+                parts.append(rng.choice(leaves))
+        return "".join(parts)
+
+    sandbox = Sandbox()
+    parsed = 0
+    for _ in range(1500):
+        try:
+            text, entities = format_text(markup(0), "HTML", None, find_user=sandbox.mentioned_user)
+        except EmptyTextError:
+            continue
+        parsed += 1
+        again = format_text(to_html(text, entities), "HTML", None, find_user=sandbox.mentioned_user)
+        assert again == (text, entities)
+    assert parsed > 1000
 
 
 # ---------------------------------------------------------------- users across restarts

@@ -232,16 +232,15 @@ def parse_html(source: str) -> tuple[str, list[Entity]]:
             continue
 
         begin = i
-        offset = _byte_offset(source, begin)
         i += 1
         if at(i) != "/":
             while not space(at(i)) and at(i) != ">":
                 i += 1
             if at(i) == "\0":
-                raise fail(f"Unclosed start tag at byte offset {offset}")
+                raise fail(f"Unclosed start tag at byte offset {_byte_offset(source, begin)}")
             tag = source[begin + 1 : i].lower()
             if tag not in _SUPPORTED_TAGS:
-                raise fail(f'Unsupported start tag "{tag}" at byte offset {offset}')
+                raise fail(f'Unsupported start tag "{tag}" at byte offset {_byte_offset(source, begin)}')
             argument = ""
             while at(i) != ">":
                 while at(i) != "\0" and space(at(i)):
@@ -253,12 +252,12 @@ def parse_html(source: str) -> tuple[str, list[Entity]]:
                     i += 1
                 name = source[name_start:i]
                 if not name:
-                    raise fail(f'Empty attribute name in the tag "{tag}" at byte offset {offset}')
+                    raise fail(f'Empty attribute name in the tag "{tag}" at byte offset {_byte_offset(source, begin)}')
                 while at(i) != "\0" and space(at(i)):
                     i += 1
                 if at(i) != "=":
                     if at(i) == "\0":
-                        raise fail(f'Unclosed start tag "{tag}" at byte offset {offset}')
+                        raise fail(f'Unclosed start tag "{tag}" at byte offset {_byte_offset(source, begin)}')
                     if tag == "blockquote" and name == "expandable":
                         argument = "1"
                     continue
@@ -266,7 +265,7 @@ def parse_html(source: str) -> tuple[str, list[Entity]]:
                 while at(i) != "\0" and space(at(i)):
                     i += 1
                 if at(i) == "\0":
-                    raise fail(f'Unclosed start tag "{tag}" at byte offset {offset}')
+                    raise fail(f'Unclosed start tag "{tag}" at byte offset {_byte_offset(source, begin)}')
                 if at(i) not in "'\"":
                     # A name token: letters, digits, periods and hyphens, not case sensitive.
                     token_start = i
@@ -292,7 +291,7 @@ def parse_html(source: str) -> tuple[str, list[Entity]]:
                         i += 1
                     value = "".join(chars)
                 if at(i) == "\0":
-                    raise fail(f"Unclosed start tag at byte offset {offset}")
+                    raise fail(f"Unclosed start tag at byte offset {_byte_offset(source, begin)}")
                 if tag == "a" and name == "href":
                     argument = value
                 elif tag == "code" and name == "class" and value.startswith("language-"):
@@ -304,25 +303,26 @@ def parse_html(source: str) -> tuple[str, list[Entity]]:
                 elif tag == "blockquote" and name == "expandable":
                     argument = "1"
             if tag == "span" and argument != "spoiler":
-                raise fail(f'Tag "span" must have class "tg-spoiler" at byte offset {offset}')
+                raise fail(f'Tag "span" must have class "tg-spoiler" at byte offset {_byte_offset(source, begin)}')
             stack.append(_Open(tag, argument, len(out), begin))
             i += 1  # the closing ">"
             continue
 
         # an end tag
         if not stack:
-            raise fail(f"Unexpected end tag at byte offset {offset}")
+            raise fail(f"Unexpected end tag at byte offset {_byte_offset(source, begin)}")
         while not space(at(i)) and at(i) != ">":
             i += 1
         end_tag = source[begin + 2 : i].lower()
         while space(at(i)) and at(i) != "\0":
             i += 1
         if at(i) != ">":
-            raise fail(f"Unclosed end tag at byte offset {offset}")
+            raise fail(f"Unclosed end tag at byte offset {_byte_offset(source, begin)}")
         top = stack[-1]
         if end_tag and end_tag != top.tag:
             raise fail(
-                f'Unmatched end tag at byte offset {offset}, expected "</{top.tag}>", found "</{end_tag}>"'
+                f"Unmatched end tag at byte offset {_byte_offset(source, begin)}, "
+                f'expected "</{top.tag}>", found "</{end_tag}>"'
             )
         end = len(out)
         if end > top.start:
