@@ -39,6 +39,7 @@ def scheduled_ticks(rt: Runtime) -> list[tuple[str, Tick, dict]]:
         ("notices", notices_tick, {"trigger": "interval", "seconds": seconds}),
         ("checkins", checkin_tick, {"trigger": "interval", "seconds": seconds}),
         ("rule_tags", rule_tags_tick, {"trigger": "cron", "hour": 3, "minute": 10}),
+        ("outbox_redact", outbox_redact_tick, {"trigger": "interval", "seconds": 3600}),
     ]
 
 
@@ -47,6 +48,17 @@ async def notices_tick(rt: Runtime, now: datetime) -> int:
 
     async with rt.sessions() as session:
         return await notices.tick(session, now)
+
+
+async def outbox_redact_tick(rt: Runtime, now: datetime) -> int:
+    """Hourly: finished messages older than OUTBOX_PII_RETENTION lose their payload (an alert's phone
+    numbers and names); the delivery record stays."""
+    from services.outbox import redact_finished
+
+    async with rt.sessions() as session:
+        done = await redact_finished(session, older_than=rt.settings.outbox_pii_retention, now=now)
+        await session.commit()
+        return done
 
 
 async def rule_tags_tick(rt: Runtime, now: datetime) -> None:

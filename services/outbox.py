@@ -44,6 +44,7 @@ __all__ = [
     "make_payload",
     "message_payload",
     "purge_finished",
+    "redact_finished",
     "validate_payload",
 ]
 
@@ -284,6 +285,24 @@ async def delivery_statuses(
         if ref_id not in result or rank[status] < rank[result[ref_id]]:
             result[ref_id] = status
     return result
+
+
+REDACTED_PAYLOAD: dict[str, Any] = {"redacted": True}
+
+
+async def redact_finished(session: AsyncSession, *, older_than: timedelta, now: datetime) -> int:
+    """Blank the payloads of finished messages (sent, failed, unreachable, cancelled) made before
+    ``now - older_than``: an alert's text holds names, addresses and phone numbers, and nothing reads
+    a finished payload again. Status, times, chat and idempotency key stay (delivery reports, no
+    duplicate on a late retry). Idempotent; returns how many rows it blanked."""
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.status.in_(FINAL_STATUSES), OutboxMessage.redacted_at.is_(None),
+               OutboxMessage.created_at < now - older_than)
+        .values(payload=REDACTED_PAYLOAD, redacted_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
 
 
 async def purge_finished(session: AsyncSession, *, older_than: timedelta, now: datetime) -> int:

@@ -48,6 +48,9 @@ class OutboxMessage(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_until: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
+    # When the payload (text, names, phone numbers of an alert) was blanked, the retention period
+    # after the message was made (services.outbox.redact_finished); the delivery record stays.
+    redacted_at: Mapped[datetime | None]
     telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
     last_error: Mapped[str | None] = mapped_column(Text)
     ref_type: Mapped[str | None] = mapped_column(String(32))

@@ -7,7 +7,8 @@ Create Date: 2026-12-01 22:00:00
 residents.phone and residents.emergency_contact_phone become AES-GCM tokens (services.identity.DataKeys)
 and residents.phone_index the blind index of the phone; residents.id_last4 (clear) is replaced by
 id_last4_hash (services.identity.hash_id_last4). verification_attempts outlive the account (/forget)
-and also count against the registry entry and the phone's blind index.
+and also count against the registry entry and the phone's blind index. outbox.redacted_at: when a
+finished message's payload (an alert's phone numbers…) was blanked after OUTBOX_PII_RETENTION.
 
 The data step needs the deployment's keys, read the way the app reads them (bot.settings): SECRET_KEY
 or DATA_DIR/secret_key, DATA_KEY or DATA_DIR/data_key (generated there when missing, like the app
@@ -26,6 +27,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import context, op
+
+from services.models.base import UTCDateTime
 
 revision: str = '0006'
 down_revision: str | None = '0005'
@@ -116,8 +119,11 @@ def upgrade() -> None:
         batch_op.create_index('ix_verification_attempts_resident_at', ['resident_id', 'at'], unique=False)
         batch_op.create_index('ix_verification_attempts_phone_index_at', ['phone_index', 'at'], unique=False)
 
+    op.add_column('outbox', sa.Column('redacted_at', UTCDateTime(timezone=True), nullable=True))
+
 
 def downgrade() -> None:
+    op.execute('ALTER TABLE outbox DROP COLUMN redacted_at')  # in place, on SQLite too (≥ 3.35)
     op.execute("DELETE FROM verification_attempts WHERE account_id IS NULL")
     with op.batch_alter_table('verification_attempts', schema=None) as batch_op:
         batch_op.drop_index('ix_verification_attempts_phone_index_at')
