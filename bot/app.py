@@ -21,6 +21,7 @@ from aiohttp import ClientError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import handlers
+from bot.checkin_jobs import checkin_config
 from bot.db import create_engine, session_factory
 from bot.middlewares import ActorMiddleware, DbSessionMiddleware
 from bot.settings import Settings
@@ -81,6 +82,7 @@ def build_dispatcher(
     """The dispatcher with its middlewares and routers; handlers get the typed configs as data."""
     dp = Dispatcher(storage=storage or build_storage(settings), settings=settings, sessions=sessions,
                     config=app_config(settings), clock=clock,
+                    checkin_config=checkin_config(settings),  # check-ins: one typed config per process
                     policy_config=policy_config(settings))
     dp.update.outer_middleware(DbSessionMiddleware(sessions))
     dp.update.outer_middleware(ActorMiddleware(settings.default_locale, clock))

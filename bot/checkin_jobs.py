@@ -1,24 +1,29 @@
-"""Background work of daily check-ins: the tick loop and the outbox sender's hooks.
+"""Wiring of daily check-ins into a running process: the config, the scheduler's tick, the Monday
+reports (files written here) and the outbox sender's listener.
 
-Wiring (``bot.runtime``): the scheduler calls ``checkin_tick(rt, now)`` every TICK_INTERVAL (or
-``checkin_job`` runs as a background task where there is no scheduler), and the sender is built
-with ``register_sender_listeners(sender, settings)``.
-
-Every process may run ``checkin_job``: each tick claims its work from the database.
+``bot.app.build_dispatcher`` puts :func:`checkin_config` into the dispatcher data as
+``checkin_config`` (handlers take it as a parameter); ``bot.runtime.scheduled_ticks`` runs
+:func:`checkin_tick` and ``bot.runtime.build_sender`` calls :func:`register_sender_listeners`.
+Every process may run every tick: each claims its work from the database.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from notifications.reports import write_weekly_files
 from services import checkins
+from services.accounts import account_locale
+from services.i18n import use_locale
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
     from bot.app import Runtime
     from bot.settings import Settings
     from notifications.sender import OutboxSender
@@ -26,42 +31,58 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+def checkin_config(settings: Settings) -> checkins.CheckinConfig:
+    """The one typed check-in configuration of a process, from its settings."""
+    return checkins.CheckinConfig(
+        reminder_after=settings.checkin_reminder_after, escalate_after=settings.checkin_escalate_after,
+        ack_timeout=settings.alert_ack_timeout, resolve_timeout=settings.alert_resolve_timeout, tz=settings.tz,
+        default_locale=settings.default_locale, secret_key=settings.ensure_secret_key())
+
+
+def config_of(rt: Runtime) -> checkins.CheckinConfig:
+    """The configuration the composition root gave the runtime's dispatcher."""
+    return rt.dp["checkin_config"]
 
 
 async def checkin_tick(rt: Runtime, now: datetime) -> checkins.TickReport:
-    """One check-in tick at ``now`` (for the scheduler); on Mondays from 08:00 local time it also
-    sends last week's reports (once per committee and week, across processes)."""
-    report = await checkins.tick(rt.sessions, rt.settings, now)
+    """One check-in tick at ``now`` (for the scheduler); on Mondays from the report hour (local
+    time) it also queues last week's reports (once per committee and week, across processes)."""
+    cfg = config_of(rt)
+    report = await checkins.tick(rt.sessions, cfg, now)
     if report:
         log.info("check-in tick: %s", report)
-    due = checkins.weekly_reports_due(now, checkins.CheckinConfig.of(rt.settings))
-    if due and (sent := await checkins.send_weekly_reports(rt.sessions, rt.settings, now)):
-        log.info("weekly check-in reports queued for %d committees", sent)
+    if checkins.weekly_reports_due(now, cfg):
+        sent = await send_weekly_reports(rt.sessions, cfg, Path(rt.settings.data_dir) / "reports", now)
+        if sent:
+            log.info("weekly check-in reports queued for %d committees", sent)
     return report
 
 
-async def checkin_job(rt: Runtime, stop_event: asyncio.Event) -> None:
-    """Run :func:`checkin_tick` every ``settings.tick_interval`` until ``stop_event`` is set (a
-    background task for processes without the scheduler, e.g. ``tests/checkin_worker.py``)."""
-    interval = max(rt.settings.tick_interval.total_seconds(), 0.05)
-    loop = asyncio.get_running_loop()
-    log.info("check-in ticks every %.1fs", interval)
-    next_at = loop.time()
-    while not stop_event.is_set():
-        try:
-            await checkin_tick(rt, utcnow())
-        except Exception:
-            # The database went away, most likely: the next tick carries on from the database.
-            log.exception("check-in tick failed")
-        # Fixed rate, not fixed delay: a slow tick does not push every later one back.
-        next_at = max(next_at + interval, loop.time())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop_event.wait(), timeout=next_at - loop.time())
+async def send_weekly_reports(sessions: async_sessionmaker[AsyncSession], cfg: checkins.CheckinConfig,
+                              folder: Path, now: datetime) -> int:
+    """Queue last week's report (chart with the week as caption, then the XLSX sheet) for each
+    committee's staff, in their language; files go under ``folder``. Once per committee and week
+    across all processes (a claim row in the same transaction). Returns how many committees."""
+    end = checkins.last_week_end(now, cfg)
+    async with sessions() as session, session.begin():
+        committees = await checkins.claim_weekly_reports(session, end - timedelta(days=6), now)
+        for committee in committees:
+            report = await checkins.weekly_report(session, committee, end)
+            staff = await checkins.report_recipients(session, committee)
+            files: dict[str, tuple[str, str]] = {}
+            for account in staff:
+                locale = account_locale(account, cfg.default_locale)
+                if locale not in files:
+                    with use_locale(locale):
+                        stem = f"checkins-{committee.code}-{report.start.isoformat()}-{locale}"
+                        files[locale] = await asyncio.to_thread(write_weekly_files, folder, stem, report)
+                chart, sheet = files[locale]
+                await checkins.queue_weekly_report(session, report, account, locale, chart=chart, sheet=sheet,
+                                                   now=now)
+            await checkins.record_report_sent(session, committee, report.start, len(staff))
+    return len(committees)
 
 
-def register_sender_listeners(sender: OutboxSender, settings: Settings) -> None:
+def register_sender_listeners(sender: OutboxSender, cfg: checkins.CheckinConfig) -> None:
     """An elder who blocked the bot is an escalation: alert as soon as the prompt comes back 403."""
-    cfg = checkins.CheckinConfig.of(settings)
     sender.on_unreachable(checkins.REF_ROUND, partial(checkins.on_round_unreachable, cfg=cfg))

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 
 
 async def cmd_checkins(args: argparse.Namespace) -> int:
+    from bot.checkin_jobs import checkin_config
     from bot.cli import cli_session
-    from bot.cli_registry import _committee
+    from notifications.messages.checkins import format_days
     from services import checkins as cs
+    from services.clock import system_clock
     from services.expressions import ExpressionError
     from services.i18n import use_locale
-    from services.models import Resident
+    from services.models import RegionLevel, Resident
+    from services.regions import get_region
 
     settings = args.settings
-    cfg = cs.CheckinConfig.of(settings)
+    cfg = checkin_config(settings)
     async with cli_session(settings) as session, session.begin():
-        committee = await _committee(session, args.committee)
-        if committee is None:
+        committee = await get_region(session, args.committee)
+        if committee is None or committee.level != RegionLevel.committee:
+            print(f"error: no committee with code {args.committee!r} (see `communitybot regions import`)",
+                  file=sys.stderr)
             return 2
         if args.action == "list":
             print("resident_id\tname\troom\ttime\tdays\tpaused_until\ton_bot")
@@ -27,7 +31,7 @@ async def cmd_checkins(args: argparse.Namespace) -> int:
                 for line in await cs.list_plans(session, committee.id):
                     p = line.plan
                     print(f"{line.resident.id}\t{line.resident.name}\t{cs.room_of(line.resident)}\t"
-                          f"{cs.format_minute(p.minute_of_day)}\t{cs.format_days(p.days)}\t"
+                          f"{cs.format_minute(p.minute_of_day)}\t{format_days(p.days)}\t"
                           f"{p.paused_until.isoformat() if p.paused_until else '-'}\t"
                           f"{'yes' if line.on_bot else 'no'}")
             return 0
@@ -36,7 +40,7 @@ async def cmd_checkins(args: argparse.Namespace) -> int:
         if (args.time and minute is None) or (args.days and days is None):
             print("error: --time must look like 09:00 and --days like 1-5, 1,3,5 or weekdays", file=sys.stderr)
             return 2
-        now = datetime.now(UTC)
+        now = system_clock()
         if args.segment:
             try:
                 result = await cs.enrol_segment(session, committee, args.segment, now=now, cfg=cfg,
@@ -59,7 +63,7 @@ async def cmd_checkins(args: argparse.Namespace) -> int:
         with use_locale("en"):
             verb = "enrolled" if created else "updated"
             print(f"{verb} {resident.name}: {cs.format_minute(plan.minute_of_day)}, "
-                  f"{cs.format_days(plan.days)}, from {plan.starts_on.isoformat()}")
+                  f"{format_days(plan.days)}, from {plan.starts_on.isoformat()}")
         return 0
 
 

@@ -15,7 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import text
 
 from bot.app import Runtime, outbox_config
-from bot.checkin_jobs import checkin_tick, register_sender_listeners
+from bot.checkin_jobs import checkin_tick, config_of, register_sender_listeners
 from notifications.sender import OutboxSender
 
 log = logging.getLogger("bot.runtime")
@@ -28,7 +28,7 @@ def build_sender(rt: Runtime, **overrides) -> OutboxSender:
     sender = OutboxSender(rt.bot, rt.sessions, rate=overrides.pop("rate", cfg.rate_per_sender),
                           per_chat_rate=overrides.pop("per_chat_rate", cfg.per_chat_rate),
                           clock=overrides.pop("clock", rt.clock), **overrides)
-    register_sender_listeners(sender, rt.settings)
+    register_sender_listeners(sender, config_of(rt))
     return sender
 
 

@@ -83,3 +83,43 @@ class NoticeCb(CallbackData, prefix="nt"):
 
 class ReceivedCb(CallbackData, prefix="nr"):
     id: int
+
+
+# --- daily check-ins ---------------------------------------------------------------------------
+
+
+class CheckinCb(CallbackData, prefix="ci"):
+    """The elder's answer to one round: ``a`` is ``ok`` or ``help``."""
+
+    id: int
+    a: str
+
+
+class AlertCb(CallbackData, prefix="al"):
+    """A button on a check-in alert: ``a`` is ``ack``, ``safe``, ``help``, ``unr`` or ``hist``."""
+
+    id: int
+    a: str
+
+
+class CheckinMenuCb(CallbackData, prefix="cim"):
+    """The elder's /checkin menu: ``a`` is time, t (set ``v`` minutes), tt (type a time), pause,
+    p (pause ``v`` days), pd (type a date), resume or family."""
+
+    a: str
+    v: int = 0
+
+
+class EnrolCb(CallbackData, prefix="cie"):
+    """Staff pick one of several residents to enrol: ``m`` minute of day (-1: default or keep),
+    ``d`` weekday mask (0: default or keep)."""
+
+    rid: int
+    m: int
+    d: int
+
+
+class ContactCb(CallbackData, prefix="cic"):
+    """The elder removes one of their emergency contacts."""
+
+    id: int

@@ -22,6 +22,7 @@ from bot.sandbox import Sandbox, create_sandbox_app
 from bot.sandbox.client import SandboxClient
 from bot.settings import Settings
 from notifications.sender import OutboxSender
+from services.clock import Clock, system_clock
 from services.models import Base
 
 TOKEN = "42:sandbox"
@@ -38,10 +39,11 @@ class Stack:
     dp: Dispatcher
     base_url: str
     sender: OutboxSender | None = None
+    clock: Clock = system_clock  # the one clock of the bot: middleware, sender and ticks
 
     @property
     def runtime(self) -> Runtime:
-        return Runtime(self.settings, self.engine, self.sessions, self.bot, self.dp)
+        return Runtime(self.settings, self.engine, self.sessions, self.bot, self.dp, self.clock)
 
     def session(self) -> AsyncSession:
         return self.sessions()
@@ -59,7 +61,8 @@ async def start_sandbox(sandbox: Sandbox | None = None) -> tuple[web.AppRunner, 
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    tmp: Path, *, db_url: str | None = None, extra_routers: Iterable[Router] = (), **overrides
+    tmp: Path, *, db_url: str | None = None, extra_routers: Iterable[Router] = (), clock: Clock = system_clock,
+    **overrides
 ) -> AsyncIterator[Stack]:
     runner, base_url, sandbox = await start_sandbox()
     settings = Settings(
@@ -78,13 +81,13 @@ async def running_stack(
         await conn.run_sync(Base.metadata.create_all)
     sessions = session_factory(engine)
     bot = build_bot(settings)
-    dp = build_dispatcher(settings, sessions, extra_routers=extra_routers)
+    dp = build_dispatcher(settings, sessions, extra_routers=extra_routers, clock=clock)
     polling = asyncio.create_task(
         dp.start_polling(bot, polling_timeout=1, handle_as_tasks=False, handle_signals=False,
                          close_bot_session=False)
     )
     client = SandboxClient(base_url)
-    stack = Stack(settings, engine, sessions, sandbox, client, bot, dp, base_url)
+    stack = Stack(settings, engine, sessions, sandbox, client, bot, dp, base_url, clock=clock)
     # The real outbox sender, fast: tests wait for its messages with user.wait_for_message().
     from bot.runtime import build_sender
 

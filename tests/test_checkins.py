@@ -6,7 +6,9 @@ Local time is Asia/Shanghai (UTC+8): T0 = 2026-11-28 01:00 UTC is 09:00 local on
 from __future__ import annotations
 
 import asyncio
+import html
 import io
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -14,10 +16,13 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.db import session_factory
+from notifications.messages import checkins as views
+from notifications.render import resolve_payload
+from notifications.reports import weekly_chart, weekly_sheet
 from services import checkins as cs
 from services import outbox
 from services.accounts import resolve_actor
-from services.i18n import translate
+from services.i18n import translate, use_locale
 from services.models import (
     Account,
     Alert,
@@ -40,8 +45,8 @@ from services.regions import get_region
 from tests.seed import seed_registry
 
 T0 = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai, Saturday 2026-11-28
-CFG = cs.CheckinConfig()
 SECRET = "test-secret-key"
+CFG = cs.CheckinConfig(secret_key=SECRET)
 
 
 def at(minutes: float) -> datetime:
@@ -157,6 +162,25 @@ def recipients(rows: list[OutboxMessage]) -> set[int]:
     return {r.account_id for r in rows}
 
 
+def sent(row: OutboxMessage) -> dict:
+    """The message as the sender will send it: rendered in the recipient's language."""
+    return resolve_payload(row.payload)
+
+
+def text_of(row: OutboxMessage) -> str:
+    """The rendered HTML."""
+    return sent(row)["text"]
+
+
+def visible(row: OutboxMessage) -> str:
+    """What Telegram shows of the rendered HTML (tags gone, entities read)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", text_of(row)))
+
+
+def callbacks(row: OutboxMessage) -> list[str]:
+    return [b["callback_data"] for r in sent(row)["buttons"] or [] for b in r]
+
+
 # --- parsing ---------------------------------------------------------------------------------
 
 def test_parse_time_and_days():
@@ -178,11 +202,11 @@ async def test_tick_opens_one_round_and_one_prompt_even_when_run_twice(engine):
     (prompt,) = await messages(w, "ci:%")
     assert prompt.idempotency_key == f"ci:{rnd.id}:prompt" and prompt.priority == Priority.checkin
     assert prompt.account_id == w.elder and prompt.ref_type == cs.REF_ROUND and prompt.ref_id == rnd.id
-    buttons = [b for row in prompt.payload["buttons"] for b in row]
+    assert prompt.payload == {"message": "checkins.prompt", "data": {"round_id": rnd.id, "kind": "prompt"},
+                              "locale": "zh_Hans"}  # what to say, not markup
+    buttons = [b for row in sent(prompt)["buttons"] for b in row]
     assert [b["callback_data"] for b in buttons] == [f"ci:{rnd.id}:ok", f"ci:{rnd.id}:help"]
-    # in the elder's language (我很好 / 我需要帮助 once the catalogue has them)
-    assert buttons[0]["text"] == translate("zh_Hans", "😊 I'm fine")
-    assert buttons[1]["text"] == translate("zh_Hans", "🆘 I need help")
+    assert [b["text"] for b in buttons] == ["😊 我很好", "🆘 我需要帮助"]  # the elder's language
     outbox.validate_payload(prompt.payload)
     async with w.sessions() as s:  # the prompt's history is the round's opened_at and the outbox row
         assert (await s.scalars(select(RoundEvent.kind).where(RoundEvent.round_id == rnd.id))).all() == []
@@ -192,7 +216,9 @@ async def test_prompt_is_in_english_for_an_english_elder(engine):
     w = await make_world(engine, elder_lang="en-US")
     await tick(w, 0)
     (prompt,) = await messages(w, "ci:%")
-    assert prompt.payload["buttons"][0][0]["text"] == translate("en", "😊 I'm fine") == "😊 I'm fine"
+    assert prompt.payload["locale"] == "en"
+    assert sent(prompt)["buttons"][0][0]["text"] == "😊 I'm fine"
+    assert sent(prompt)["text"].startswith("☀️ Good day! How are you today?")
 
 
 async def test_concurrent_ticks_open_one_round_and_send_one_prompt(engine):
@@ -205,7 +231,8 @@ async def test_concurrent_ticks_open_one_round_and_send_one_prompt(engine):
     assert len(await messages(w, "ci:%:prompt")) == 1
     async with w.sessions() as s:
         assert await s.scalar(select(func.count()).select_from(CheckinRound)) == 1
-        assert await s.scalar(select(func.count()).select_from(OutboxMessage)) == 1
+        assert await s.scalar(select(func.count()).select_from(OutboxMessage)
+                              .where(OutboxMessage.ref_type == cs.REF_ROUND)) == 1
 
 
 async def test_enrolment_after_todays_time_starts_tomorrow(engine):
@@ -254,7 +281,7 @@ async def test_pause_until_a_date_skips_those_days_and_resume_restarts(engine):
         assert (await tick(w, day * 24 * 60)).opened == 0
     # the duty staff heard about the pause
     (told,) = await messages(w, "cipause:%")
-    assert told.account_id == w.duty and "2026-11-30" in told.payload["text"] and "住院" in told.payload["text"]
+    assert told.account_id == w.duty and "2026-11-30" in text_of(told) and "Note: 住院" in text_of(told)
     assert (await tick(w, 3 * 24 * 60)).opened == 1  # December 1st
     async with w.sessions() as s:
         elder = await s.get(Account, w.elder)
@@ -301,8 +328,9 @@ async def test_silent_elder_gets_one_reminder_then_an_alert_to_duty_staff(engine
     assert (await tick(w, 30)).reminded == 1
     assert (await tick(w, 31)).reminded == 0  # one reminder only
     (reminder,) = await messages(w, "ci:%:remind")
-    assert reminder.priority == Priority.checkin and reminder.payload["buttons"][0][0]["callback_data"] == \
-        f"ci:{rnd.id}:ok"
+    assert reminder.priority == Priority.checkin and callbacks(reminder)[0] == f"ci:{rnd.id}:ok"
+    assert text_of(reminder).startswith(translate("zh_Hans", "⏰ Reminder: we have not heard from you today.\n"
+                                                             "Please tap one button."))
     assert (await tick(w, 89)).alerted == 0
     assert (await tick(w, 90)).alerted == 1
     assert (await tick(w, 91)).alerted == 0
@@ -312,10 +340,13 @@ async def test_silent_elder_gets_one_reminder_then_an_alert_to_duty_staff(engine
     assert recipients(sent) == {w.duty}  # on duty only, not the colleague
     (msg,) = sent
     assert msg.priority == Priority.alert and msg.ref_type == cs.REF_ALERT
-    text = msg.payload["text"]  # the duty staff reads English
-    for part in ("赵桂兰", "5-1-102", "13800138003", "Last answer: never", "女儿", "has not answered"):
-        assert part in text
-    assert [b["callback_data"] for row in msg.payload["buttons"] for b in row] == [
+    text = text_of(msg)  # the duty staff reads English
+    assert "<b>赵桂兰</b> has not answered" in text
+    for part in ("Room: 迎春小区 5-1-102", "Phone: +8613800138003", "Last answer: never", "Emergency contacts: 女儿",
+                 "Level 1 of 3 — sent to the committee's staff on duty."):
+        assert part in visible(msg)
+    assert "emergency contact of" not in text  # the family line is for the family
+    assert callbacks(msg) == [
         f"al:{alert.id}:ack", f"al:{alert.id}:safe", f"al:{alert.id}:help", f"al:{alert.id}:unr"]
     assert (await only_round(w)).status == RoundStatus.alerted
 
@@ -327,7 +358,7 @@ async def test_alert_shows_the_last_answer(engine):
     await tick(w, 24 * 60)
     await tick(w, 24 * 60 + 90)
     (msg,) = await messages(w, "al:%")
-    assert "Last answer: I'm fine, 11-28 09:03" in msg.payload["text"]
+    assert "Last answer: I'm fine, 11-28 09:03" in visible(msg)
 
 
 async def test_without_duty_staff_all_committee_staff_are_alerted(engine):
@@ -350,9 +381,16 @@ async def test_unacknowledged_alert_goes_to_street_staff_then_family(engine):
     assert (await only_alert(w)).level == AlertLevel.street
     assert (await tick(w, 149)).escalated == 0
     assert (await tick(w, 150)).escalated == 1
+    (street_msg,) = await messages(w, "al:%:L2:%")
+    with use_locale("en"):
+        assert "Level 2 of 3 — sent to street staff" in views.alert_text(street_msg.payload["data"])
     family_msgs = await messages(w, "al:%:L3:%")
     assert recipients(family_msgs) == {w.family}  # this elder's family only
-    assert "emergency contact" in family_msgs[0].payload["text"] or "紧急联系人" in family_msgs[0].payload["text"]
+    # the daughter reads Chinese: the family line in exactly that language
+    assert family_msgs[0].payload["locale"] == "zh_Hans"
+    assert "您是 赵桂兰 的紧急联系人，请您关心一下。" in visible(family_msgs[0])
+    assert translate("zh_Hans", "Level {level} of {levels} — sent to the elder's family (emergency contacts).") \
+        .format(level=3, levels=3) in visible(family_msgs[0])
     assert (await tick(w, 300)).escalated == 0  # nothing above the family
 
 
@@ -382,7 +420,7 @@ async def test_acknowledged_alert_stops_escalating_and_reminds_the_acknowledger(
         kinds = (await s.scalars(select(RoundEvent.kind).where(RoundEvent.round_id == alert.round_id)
                                  .order_by(RoundEvent.at, RoundEvent.id))).all()
     assert kinds == ["alert_opened", "alert_sent", "acknowledged", "resolve_reminder_sent",
-                     "resolve_reminder_sent", "resolved"]
+                     "resolve_reminder_sent", "resolved", "elder_told"]
 
 
 async def test_need_help_alerts_at_once_with_highest_priority(engine):
@@ -392,7 +430,8 @@ async def test_need_help_alerts_at_once_with_highest_priority(engine):
     result = await press_answer(w, w.elder, rnd.id, need_help=True, minutes=2)
     assert result.alert.reason == AlertReason.help and result.round.status == RoundStatus.help
     (msg,) = await messages(w, "al:%")
-    assert msg.priority == Priority.alert and msg.account_id == w.duty and "I need help" in msg.payload["text"]
+    assert msg.priority == Priority.alert and msg.account_id == w.duty
+    assert 'pressed "I need help"!' in visible(msg)
     assert (await tick(w, 30)).reminded == 0  # answered: no reminder
     # pressing it again does not alert twice
     assert (await press_answer(w, w.elder, rnd.id, need_help=True, minutes=3)).already
@@ -444,7 +483,7 @@ async def test_blocked_elder_is_an_alert_through_the_sender_listener(engine):
     alert = await only_alert(w)
     assert alert.reason == AlertReason.unreachable
     assert recipients(await messages(w, "al:%")) == {w.duty}
-    assert "cannot be reached" in (await messages(w, "al:%"))[0].payload["text"]
+    assert "cannot be reached" in text_of((await messages(w, "al:%"))[0])
 
 
 async def test_blocked_elder_is_an_alert_at_the_next_tick_without_a_listener(engine):
@@ -503,21 +542,21 @@ async def test_enrol_a_segment_once(engine):
 async def test_family_invite_works_once(engine):
     w = await make_world(engine)
     async with w.sessions() as s:
-        code = await cs.create_family_invite(s, w.zhao, issued_by="elder", secret_key=SECRET, now=at(0))
+        code = await cs.create_family_invite(s, w.zhao, issued_by="elder", cfg=CFG, now=at(0))
         await s.commit()
         with pytest.raises(cs.CheckinError) as err:
-            await cs.redeem_family_invite(s, await s.get(Account, w.elder), code, secret_key=SECRET, now=at(1))
+            await cs.redeem_family_invite(s, await s.get(Account, w.elder), code, cfg=CFG, now=at(1))
         assert err.value.reason == "own_code"
-        resident = await cs.redeem_family_invite(s, await s.get(Account, w.colleague), code, secret_key=SECRET,
+        resident = await cs.redeem_family_invite(s, await s.get(Account, w.colleague), code, cfg=CFG,
                                                  now=at(1))
         await s.commit()
         assert resident.id == w.zhao
         with pytest.raises(cs.CheckinError) as err:
-            await cs.redeem_family_invite(s, await s.get(Account, w.neighbour), code, secret_key=SECRET, now=at(2))
+            await cs.redeem_family_invite(s, await s.get(Account, w.neighbour), code, cfg=CFG, now=at(2))
         assert err.value.reason == "used_code"
-        old = await cs.create_family_invite(s, w.zhao, issued_by="staff", secret_key=SECRET, now=at(-8 * 24 * 60))
+        old = await cs.create_family_invite(s, w.zhao, issued_by="staff", cfg=CFG, now=at(-8 * 24 * 60))
         with pytest.raises(cs.CheckinError) as err:
-            await cs.redeem_family_invite(s, await s.get(Account, w.neighbour), old, secret_key=SECRET, now=at(2))
+            await cs.redeem_family_invite(s, await s.get(Account, w.neighbour), old, cfg=CFG, now=at(2))
         assert err.value.reason == "expired_code"
         names = [c.name for c in await cs.list_contacts(s, w.zhao)]
         assert names == ["女儿", "李干事"]
@@ -532,12 +571,15 @@ async def test_board_and_open_alerts_are_scoped(engine):
     async with w.sessions() as s:
         own = await cs.board(s, await actor_of(s, w.duty), now=at(91), cfg=CFG)
         (c,) = own.committees
-        assert own.day == date(2026, 11, 28) and len(c.alerted) == 1 and "赵桂兰" in c.alerted[0]
+        assert own.day == date(2026, 11, 28) and [line.name for line in c.alerted] == ["赵桂兰"]
         assert (await cs.board(s, await actor_of(s, w.foreign), now=at(91), cfg=CFG)).committees == []
-        assert len(await cs.open_alerts(s, await actor_of(s, w.street))) == 1
-        assert await cs.open_alerts(s, await actor_of(s, w.foreign)) == []
-        lines = await cs.round_history(s, await actor_of(s, w.duty), alert.id, cfg=CFG)
-        assert len(lines) == 3 and lines[0].startswith("11-28 09:00")  # asked, alert opened, alert sent
+        assert len(await cs.open_alerts(s, await actor_of(s, w.street), cfg=CFG)) == 1
+        assert await cs.open_alerts(s, await actor_of(s, w.foreign), cfg=CFG) == []
+        steps = await cs.round_history(s, await actor_of(s, w.duty), alert.id, cfg=CFG)
+        assert [step.kind for step in steps] == ["prompted", "alert_opened", "alert_sent"]
+        assert views.when(steps[0].at) == "11-28 09:00" and steps[2].target == "张书记"
+        with pytest.raises(cs.CheckinError):  # the history has the reach of the buttons
+            await cs.round_history(s, await actor_of(s, w.foreign), alert.id, cfg=CFG)
 
 
 async def test_weekly_report_counts_answer_rates(engine):
@@ -554,28 +596,35 @@ async def test_weekly_report_counts_answer_rates(engine):
         report = await cs.weekly_report(s, dx, date(2026, 12, 4))
     assert report.start == date(2026, 11, 28) and [d.rounds for d in report.days] == [1] * 7
     assert [d.ok for d in report.days] == [1, 0, 1, 0, 1, 0, 1]
-    assert "4/7" in report.text and report.png.startswith(b"\x89PNG")
-    sheet = load_workbook(io.BytesIO(report.xlsx)).active
+    with use_locale("en"):
+        assert "Week: 4/7 answered (57%)." in views.weekly_text(report.data())
+        sheet = load_workbook(io.BytesIO(weekly_sheet(report))).active
+    assert weekly_chart(report).startswith(b"\x89PNG")
     assert sheet.cell(3, 1).value == "2026-11-28" and sheet.cell(3, 6).value == 100.0 and sheet.cell(4, 6).value == 0
     assert sheet.cell(10, 2).value == 7  # the total row
 
 
 async def test_weekly_reports_go_out_once_per_committee_and_week(engine, tmp_path):
+    from bot.checkin_jobs import send_weekly_reports
+
     w = await make_world(engine)
     await tick(w, 0)
-
-    class Cfg:
-        checkin_reminder_after, checkin_escalate_after = CFG.reminder_after, CFG.escalate_after
-        alert_ack_timeout, alert_resolve_timeout = CFG.ack_timeout, CFG.resolve_timeout
-        timezone, default_locale, data_dir = "Asia/Shanghai", "zh_Hans", tmp_path
-
     monday = datetime(2026, 11, 30, 0, 30, tzinfo=UTC)  # 08:30 local
     assert cs.weekly_reports_due(monday, CFG) and not cs.weekly_reports_due(at(0), CFG)
-    assert await cs.send_weekly_reports(w.sessions, Cfg, monday) == 1
-    assert await cs.send_weekly_reports(w.sessions, Cfg, monday + timedelta(minutes=1)) == 0
-    sent = await messages(w, "ciweek:%")
-    assert recipients(sent) == {w.duty, w.colleague} and len(sent) == 4
-    assert all(("photo" in m.payload) != ("document" in m.payload) for m in sent)
+    folder = tmp_path / "reports"
+    assert await send_weekly_reports(w.sessions, CFG, folder, monday) == 1
+    assert await send_weekly_reports(w.sessions, CFG, folder, monday + timedelta(minutes=1)) == 0
+    rows = await messages(w, "ciweek:%")
+    assert recipients(rows) == {w.duty, w.colleague} and len(rows) == 4
+    assert all(("photo" in m.payload) != ("document" in m.payload) for m in rows)
+    # one pair of files per language, named after the week; captions rendered per recipient
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "checkins-DXYC-2026-11-23-en.png", "checkins-DXYC-2026-11-23-en.xlsx",
+        "checkins-DXYC-2026-11-23-zh_Hans.png", "checkins-DXYC-2026-11-23-zh_Hans.xlsx"]
+    (chart,) = [m for m in rows if m.account_id == w.duty and "photo" in m.payload]
+    assert chart.payload["photo"]["path"].endswith("-en.png")
+    assert sent(chart)["text"].startswith("<b>Check-ins of 丁香迎春居委会, 2026-11-23 – 2026-11-29</b>")
+    assert len(sent(chart)["text"]) <= outbox.MAX_CAPTION
 
 
 async def test_cli_enrols_a_segment_and_lists_plans(sqlite_engine, tmp_path, monkeypatch, capsys):

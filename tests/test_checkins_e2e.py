@@ -1,23 +1,29 @@
-"""Daily check-ins end to end: the real dispatcher over the sandbox, the outbox sender delivering,
-ticks driven with a moving ``now``; and a real bot process killed with SIGKILL and restarted."""
+"""Daily check-ins end to end: the real dispatcher over the sandbox, the real outbox sender, and the
+production tick (``bot.checkin_jobs.checkin_tick``) driven by moving the bot's one clock; and a real
+bot process (the production scheduler) killed with SIGKILL and restarted.
+
+The clock of the bot under test starts at a pinned instant (09:59 in Shanghai on a Saturday) and
+runs at the wall clock's pace; tests jump it forward instead of sleeping, and no test depends on
+the time of day it runs at.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import sys
-from datetime import UTC, datetime, timedelta
+import time
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
-from bot.checkin_jobs import register_sender_listeners
-from notifications.sender import OutboxSender
+from bot.checkin_jobs import checkin_tick
 from services import checkins as cs
+from services.i18n import translate
 from services.models import (
     Account,
     Alert,
@@ -26,6 +32,8 @@ from services.models import (
     AlertStatus,
     CheckinPlan,
     CheckinRound,
+    EmergencyContact,
+    FamilyInvite,
     OutboxMessage,
     OutboxStatus,
     Resident,
@@ -34,31 +42,66 @@ from services.models import (
     StaffRole,
 )
 from services.regions import get_region
+from tests.harness import running_stack
 from tests.seed import seed_registry
 
 WORKER = Path(__file__).with_name("checkin_worker.py")
 ROOT = Path(__file__).resolve().parent.parent
+PINNED = datetime(2026, 11, 28, 1, 59, tzinfo=UTC)  # 09:59 in Shanghai, Saturday 2026-11-28
+TODAY = date(2026, 11, 28)
+# A value Telegram would turn into a link if it reached the HTML parser unescaped.
+HOSTILE = '<a href="tg://user?id=1">Call 110</a> & <b>'
+
+
+class RunningClock:
+    """Time that runs at the wall clock's pace from a pinned start; :meth:`advance` jumps ahead."""
+
+    def __init__(self, start: datetime) -> None:
+        self._start, self._t0, self._offset = start, time.monotonic(), timedelta()
+
+    def __call__(self) -> datetime:
+        return self._start + self._offset + timedelta(seconds=time.monotonic() - self._t0)
+
+    def advance(self, delta: timedelta) -> datetime:
+        self._offset += delta
+        return self()
 
 
 def text_of(m) -> str:
-    return m["text"] or m["caption"] or ""
+    """What the person sees of a message (the sandbox parses HTML as Telegram does)."""
+    return (m["text"] if m["text"] is not None else m["caption"]) or ""
 
 
 def has(fragment: str):
     return lambda m: fragment in text_of(m)
 
 
+def zh(msgid: str) -> str:
+    return translate("zh_Hans", msgid)
+
+
+def shown_as_text(m, value: str = HOSTILE) -> None:
+    """``value`` arrived as the characters typed: visible as such, and no link or mention made of it."""
+    assert value in text_of(m), text_of(m)
+    for entity in m.get("entities") or m.get("caption_entities") or []:
+        assert entity["type"] not in ("text_link", "text_mention"), (entity, text_of(m))
+
+
 class World:
     def __init__(self, stack) -> None:
         self.stack = stack
         self.sessions = stack.sessions
-        self.cfg = cs.CheckinConfig.of(stack.settings)
+        self.clock = stack.clock
+        self.cfg: cs.CheckinConfig = stack.dp["checkin_config"]
+
+    def now(self) -> datetime:
+        return self.clock()
 
     async def user(self, name: str, *, resident: str | None = None, lang: str = "en",
                    staff: tuple[str, StaffRole] | None = None, on_duty: bool = False):
         """A sandbox user whose account is linked to a registry row and/or holds a staff grant."""
         user = await self.stack.client.create_user(name, language_code=lang)
-        now = datetime.now(UTC)
+        now = self.now()
         async with self.sessions() as s:
             resident_id = None
             if resident:
@@ -75,15 +118,20 @@ class World:
             await s.commit()
         return user
 
-    async def tick(self, now: datetime) -> cs.TickReport:
-        """A tick at ``now``, then deliver what became due by then (the looping sender goes by the
-        wall clock, so messages of a tick in the future are drained here with the same ``now``)."""
-        report = await cs.tick(self.sessions, self.stack.settings, now)
-        while await self.drainer.drain_once(now):
-            pass
-        return report
+    async def tick(self, after: timedelta = timedelta(0)) -> cs.TickReport:
+        """Move the clock forward and run the scheduler's check-in tick at the new ``now``; the
+        harness's sender (same clock) delivers what became due."""
+        self.clock.advance(after)
+        return await checkin_tick(self.stack.runtime, self.now())
 
-    async def round(self) -> CheckinRound:
+    async def answer_of(self, user, data: str, message=None) -> str | None:
+        """Press forged callback data on a message of ``user``; the text the bot answered it with."""
+        message = message or await user.last_message()
+        result = await user.callback(message["message_id"], data)
+        record = self.stack.sandbox.callbacks[result["callback_query_id"]]
+        return record.answer["text"] if record.answer else None
+
+    async def round(self) -> CheckinRound | None:
         async with self.sessions() as s:
             return (await s.scalars(select(CheckinRound).order_by(CheckinRound.id.desc()))).first()
 
@@ -91,46 +139,53 @@ class World:
         async with self.sessions() as s:
             return (await s.scalars(select(Alert).order_by(Alert.id.desc()))).first()
 
+    async def plan(self) -> CheckinPlan | None:
+        async with self.sessions() as s:
+            return await s.scalar(select(CheckinPlan))
+
+    async def count(self, model, *where) -> int:
+        async with self.sessions() as s:
+            return await s.scalar(select(func.count()).select_from(model).where(*where))
+
 
 @pytest.fixture
-async def world(stack):
-    """Seeded registry, an elder (赵桂兰, lives alone), duty staff, street staff, and the outbox sender."""
-    await seed_registry(stack.sessions)
-    w = World(stack)
-    w.elder = await w.user("桂兰", resident="赵桂兰")
-    w.duty = await w.user("Zhang", staff=("DXYC", StaffRole.committee), on_duty=True)
-    w.street = await w.user("Wang", staff=("310104003", StaffRole.street))
-    w.drainer = OutboxSender(stack.bot, stack.sessions, rate=200, per_chat_rate=50)
-    register_sender_listeners(w.drainer, stack.settings)
-    if getattr(stack, "sender", None) is not None:  # the harness runs the real sender
+async def world(tmp_path):
+    """Seeded registry, an elder (赵桂兰, lives alone), duty staff and street staff, on a pinned clock."""
+    async with running_stack(tmp_path, clock=RunningClock(PINNED)) as stack:
+        await seed_registry(stack.sessions, now=PINNED - timedelta(days=3))
+        w = World(stack)
+        w.elder = await w.user("桂兰", resident="赵桂兰")
+        w.duty = await w.user("Zhang", staff=("DXYC", StaffRole.committee), on_duty=True)
+        w.street = await w.user("Wang", staff=("310104003", StaffRole.street))
         yield w
-        return
-    sender = OutboxSender(stack.bot, stack.sessions, rate=200, per_chat_rate=50, poll_interval=0.05)
-    register_sender_listeners(sender, stack.settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(sender.run(stop))
-    yield w
-    stop.set()
-    await asyncio.wait_for(task, 10)
 
 
-async def enrol_now(w: World) -> datetime:
-    """Staff enrol the elder through the bot at the current local minute; returns the tick base."""
-    if datetime.now(UTC).second >= 55:  # the minute must not turn between here and the command
-        await asyncio.sleep(6)
-    base = datetime.now(UTC)
-    local = base.astimezone(w.cfg.tz)
-    await w.duty.send(f"/checkin_enrol 5-1-102 {local:%H:%M}")
+async def enrol(w: World) -> None:
+    """Staff enrol the elder through the bot for 10:00 (the clock says 09:59: today's round is due)."""
+    await w.duty.send("/checkin_enrol 5-1-102 10:00")
     reply = text_of(await w.duty.last_message())
-    assert "Enrolled 赵桂兰" in reply and f"{local:%H:%M}" in reply
-    return base
+    assert "Enrolled 赵桂兰 (迎春小区 5-1-102): daily check-in at 10:00, every day, from 2026-11-28." in reply
 
 
-async def open_round(w: World) -> datetime:
-    base = await enrol_now(w)
-    assert (await w.tick(base)).opened == 1
+async def open_round(w: World) -> None:
+    await enrol(w)
+    assert (await w.tick(timedelta(minutes=1))).opened == 1
     await w.elder.wait_for_message(has("How are you today?"))
-    return base
+
+
+# --- the day's round -----------------------------------------------------------------------------
+
+async def test_enrolled_elder_is_told_when_and_how_to_change_or_pause(world):
+    w = world
+    await enrol(w)
+    told = await w.elder.wait_for_message(has("enrolled you in daily check-ins"))
+    assert ("Your committee has enrolled you in daily check-ins: every day at 10:00, from 2026-11-28."
+            in text_of(told))
+    assert "To change the time or to pause (travel, hospital), send /checkin." in text_of(told)
+    assert "They have been told when they will be asked" in text_of(await w.duty.last_message())
+    # enrolling again with the same time tells nobody twice
+    await w.duty.send("/checkin_enrol 5-1-102 10:00")
+    assert await w.count(OutboxMessage, OutboxMessage.idempotency_key.like("cienrol:%")) == 1
 
 
 async def test_elder_answers_fine(world):
@@ -143,38 +198,45 @@ async def test_elder_answers_fine(world):
     neighbour = await w.user("秀英", resident="王秀英")
     await neighbour.send("/help")
     rnd = await w.round()
-    msg = await neighbour.last_message()
-    result = await neighbour.callback(msg["message_id"], f"ci:{rnd.id}:help")
-    assert "no longer valid" in w.stack.sandbox.callbacks[result["callback_query_id"]].answer["text"]
+    assert "no longer valid" in await w.answer_of(neighbour, f"ci:{rnd.id}:help")
     assert (await w.round()).status == RoundStatus.ok and await w.alert() is None
+    # garbled answer data is a stale button, nothing more
+    assert "no longer valid" in await w.answer_of(w.elder, f"ci:{rnd.id}:maybe")
+    assert "no longer valid" in await w.answer_of(w.elder, "ci:x:ok")
+    assert (await w.round()).status == RoundStatus.ok
 
 
 async def test_silent_elder_is_reminded_then_staff_alerted_acknowledge_and_resolve(world):
     w = world
-    base = await open_round(w)
-    await w.tick(base + timedelta(minutes=30))
+    await open_round(w)
+    await w.tick(timedelta(minutes=30))
     await w.elder.wait_for_message(has("Reminder"))
-    await w.tick(base + timedelta(minutes=90))
+    await w.tick(timedelta(minutes=60))
     alert_msg = await w.duty.wait_for_message(has("has not answered"))
-    assert "赵桂兰" in text_of(alert_msg) and "+8613800138003" in text_of(alert_msg)
+    text = text_of(alert_msg)
+    assert "赵桂兰" in text and "Phone: +8613800138003" in text
+    assert "Level 1 of 3 — sent to the committee's staff on duty." in text
     await w.duty.press("🙋 I'm on it")
     assert "You are on it." in text_of(await w.duty.last_message())
     assert (await w.alert()).status == AlertStatus.acknowledged
-    await w.tick(base + timedelta(minutes=150))  # acknowledged: no escalation to street staff
+    await w.tick(timedelta(minutes=60))  # acknowledged: no escalation to street staff
     await w.duty.press("✅ Safe")
     assert "Closed: safe." in text_of(await w.duty.last_message())
     alert = await w.alert()
     assert alert.status == AlertStatus.resolved and alert.outcome == AlertOutcome.safe
     assert not [m for m in await w.street.bot_messages() if "赵桂兰" in text_of(m)]
-    # the staff views
+    # the elder hears that someone checked on them, in their language
+    told = await w.elder.wait_for_message(has("Zhang"))
+    assert zh("🤝 You did not answer today's check-in, so {who} from your committee checked on you. "
+              "All is well, thank you! Take care.").format(who="Zhang") == text_of(told)
+    # the board lists the elder as checked, not as alerted or in need
     await w.duty.send("/checkins")
-    assert "Alerted" in text_of(await w.duty.last_message())
-    await w.duty.send("/checkins_week")
-    sent = await w.duty.bot_messages_since_last_action()
-    assert len(sent) == 3 and sent[1]["photo"] and sent[2]["document"]
+    board = text_of(await w.duty.last_message())
+    assert "✅ Checked by staff (1)\n• 赵桂兰 (迎春小区 5-1-102) — safe (Zhang)" in board
+    assert "Alerted" not in board and "Need help" not in board
 
 
-async def test_i_need_help_alerts_at_once(world):
+async def test_i_need_help_alerts_at_once_and_the_board_follows_the_outcome(world):
     w = world
     await open_round(w)
     await w.elder.press("🆘 I need help")
@@ -182,30 +244,43 @@ async def test_i_need_help_alerts_at_once(world):
     msg = await w.duty.wait_for_message(has("I need help"))
     assert "赵桂兰" in text_of(msg)
     assert (await w.alert()).reason == AlertReason.help
+    await w.duty.send("/checkins")
+    assert "🆘 Need help (1)" in text_of(await w.duty.last_message())
     await w.duty.send("/alerts")
-    assert "赵桂兰" in text_of(await w.duty.last_message())
+    listed = text_of(await w.duty.last_message())
+    assert "赵桂兰" in listed and "Level 1 of 3 — sent to the committee's staff on duty." in listed
+    assert "Since 11-28 10:00." in listed
     await w.duty.press("🚑 Needed help")
     assert (await w.alert()).outcome == AlertOutcome.needed_help
+    await w.elder.wait_for_message(has("has dealt with today's alert"))
+    await w.duty.send("/checkins")
+    board = text_of(await w.duty.last_message())
+    assert "Need help" not in board and "— needed help (Zhang)" in board
+    await w.duty.send("/alerts")
+    assert "No open alerts in your area." in text_of(await w.duty.last_message())
 
 
 async def test_unacknowledged_alert_reaches_street_staff_then_family(world):
     w = world
     # the elder invites a daughter with /family; she joins through the deep link
     await w.elder.send("/family")
-    link = re.search(r"start=(fam_[\w-]+)", text_of(await w.elder.last_message()))[1]
+    link = text_of(await w.elder.last_message()).split("start=")[1].split()[0]
     daughter = await w.stack.client.create_user("Daughter", language_code="en")
     await daughter.send(f"/start {link}")
     assert "emergency contact of 赵桂兰" in text_of(await daughter.last_message())
-    await w.elder.wait_for_message(has("is now one of your emergency contacts"))
-    base = await open_round(w)
-    await w.tick(base + timedelta(minutes=90))
+    await w.elder.wait_for_message(has("Daughter is now one of your emergency contacts"))
+    await open_round(w)
+    await w.tick(timedelta(minutes=90))
     await w.duty.wait_for_message(has("has not answered"))
-    await w.tick(base + timedelta(minutes=120))
+    await w.tick(timedelta(minutes=30))
     street_msg = await w.street.wait_for_message(has("has not answered"))
-    assert "Escalated to street staff" in text_of(street_msg)
-    await w.tick(base + timedelta(minutes=150))
+    assert "Level 2 of 3 — sent to street staff (the committee did not respond in time)." in text_of(street_msg)
+    await w.street.send("/alerts")
+    assert "Level 2 of 3 — sent to street staff" in text_of(await w.street.last_message())
+    await w.tick(timedelta(minutes=30))
     family_msg = await daughter.wait_for_message(has("has not answered"))
-    assert "Daughter" in text_of(family_msg) and "emergency contact" in text_of(family_msg)
+    assert "Level 3 of 3 — sent to the elder's family (emergency contacts)." in text_of(family_msg)
+    assert "You are an emergency contact of 赵桂兰. Please check on them." in text_of(family_msg)
     # the daughter may act on her mother's alert; a late "I'm fine" then tells everyone
     await daughter.press("🙋 I'm on it")
     await w.elder.press("😊 I'm fine")
@@ -216,9 +291,9 @@ async def test_unacknowledged_alert_reaches_street_staff_then_family(world):
 
 async def test_elder_who_blocked_the_bot_is_an_alert(world):
     w = world
-    base = await enrol_now(w)
+    await enrol(w)
     await w.elder.block()
-    await w.tick(base)
+    await w.tick(timedelta(minutes=1))
     msg = await w.duty.wait_for_message(has("cannot be reached"), timeout=10)
     assert "赵桂兰" in text_of(msg)
     assert (await w.alert()).reason == AlertReason.unreachable
@@ -226,33 +301,320 @@ async def test_elder_who_blocked_the_bot_is_an_alert(world):
 
 async def test_elder_changes_time_and_pauses_from_the_menu(world):
     w = world
-    await enrol_now(w)
+    await enrol(w)
     await w.elder.send("/checkin")
     await w.elder.press("🕘 Change time")
     await w.elder.press("08:00")
-    assert "08:00" in text_of(await w.elder.last_message())
+    assert "Your daily check-in: 08:00, every day." in text_of(await w.elder.last_message())
     await w.elder.press("⏸ Pause (travel, hospital)")
     await w.elder.press("3 days")
-    assert "paused until" in text_of(await w.elder.last_message())
-    async with w.sessions() as s:
-        plan = await s.scalar(select(CheckinPlan))
-    today = w.cfg.today(datetime.now(UTC))
-    assert plan.minute_of_day == 480 and plan.paused_until == today + timedelta(days=3)
+    assert "paused until 2026-12-01" in text_of(await w.elder.last_message())
+    plan = await w.plan()
+    assert plan.minute_of_day == 480 and plan.paused_until == TODAY + timedelta(days=3)
     await w.duty.wait_for_message(has("paused daily check-ins"))
     await w.duty.send("/checkins")
     assert "Paused" in text_of(await w.duty.last_message())
     await w.elder.send("/checkin")
     await w.elder.press("▶️ Resume check-ins")
+    assert (await w.plan()).paused_until is None
+
+
+async def test_pause_until_a_typed_date(world):
+    w = world
+    await enrol(w)
+    await w.elder.send("/checkin")
+    await w.elder.press("⏸ Pause (travel, hospital)")
+    await w.elder.press("📅 Until a date")
+    await w.elder.send("next week")
+    assert "Please type a date like 2026-12-05 or 12-05." in text_of(await w.elder.last_message())
+    await w.elder.send("11-27")  # without a year: the next 27 November, too far away
+    assert "Please choose a date within 180 days." in text_of(await w.elder.last_message())
+    assert (await w.plan()).paused_until is None
+    await w.elder.send("12月5日")
+    assert "paused until 2026-12-05" in text_of(await w.elder.last_message())
+
+
+async def test_forged_time_and_pause_buttons_get_one_precise_answer_and_change_nothing(world):
+    w = world
+    await enrol(w)
+    await w.elder.send("/checkin")
+    for data in ("cim:t:5000", "cim:t:-5", "cim:t:1440"):
+        answer = await w.answer_of(w.elder, data)
+        assert answer == "That is not a time of day. Please give a time between 00:00 and 23:59, like 08:30.", data
+    for data, expected in (("cim:p:-3", "That date has already passed."),
+                           ("cim:p:99999999999", "Please choose a date within 180 days.")):
+        assert await w.answer_of(w.elder, data) == expected
+    assert "no longer valid" in await w.answer_of(w.elder, "cim:nonsense:1")
+    plan = await w.plan()
+    assert (plan.minute_of_day, plan.paused_until) == (600, None)
+    # nobody was told of a pause that did not happen, and no "something went wrong"
+    assert await w.count(OutboxMessage, OutboxMessage.idempotency_key.like("cipause:%")) == 0
+    assert not [m for m in await w.elder.bot_messages() if "went wrong" in text_of(m)]
+
+
+# --- staff commands ----------------------------------------------------------------------------------
+
+async def test_staff_enrol_a_segment_from_the_bot(world):
+    w = world
+    await w.duty.send("/checkin_enrol --segment living_alone == true and age >= 70 --time 08:00")
+    assert "1 residents match; 1 newly enrolled, 0 already enrolled." in text_of(await w.duty.last_message())
+    await w.elder.wait_for_message(has("every day at 08:00"))  # told, through the set-based path too
+    await w.duty.send("/checkin_enrol --segment age >= ")
+    assert "That expression has an error" in text_of(await w.duty.last_message())
+    await w.duty.send("/checkin_enrol --segment age >= 70 --time 25:00")
+    assert "25:00 is not a time. Please give a time like 08:30." in text_of(await w.duty.last_message())
+    await w.elder.send("/checkin_enrol 5-1-102")  # residents may not
+    assert any("for committee staff only" in text_of(m) for m in await w.elder.bot_messages_since_last_action())
+    assert (await w.plan()).minute_of_day == 480
+
+
+async def test_enrol_options_are_read_and_checked(world):
+    w = world
+    await w.duty.send("/checkin_enrol 5-1-102 --time 07:30 --days 1-5")
+    assert "daily check-in at 07:30, Mon, Tue, Wed, Thu, Fri" in text_of(await w.duty.last_message())
+    await w.duty.send("/checkin_enrol 5-1-102 days=9")
+    assert "9 are not days." in text_of(await w.duty.last_message())
+    await w.duty.send("/checkin_enrol")
+    assert "Usage: /checkin_enrol <room or name>" in text_of(await w.duty.last_message())
+    plan = await w.plan()
+    assert (plan.minute_of_day, plan.days) == (450, 0b11111)
+
+
+async def test_long_junk_is_clipped_in_every_echo(world):
+    w = world
+    junk = "x" * 4050
+    for command in ("/checkin_enrol", "/checkin_stop", "/checkin_family"):
+        await w.duty.send(f"{command} {junk}")
+        (reply,) = await w.duty.bot_messages_since_last_action()
+        assert len(text_of(reply)) <= 300 and "…" in text_of(reply), command
+        assert "went wrong" not in text_of(reply)
+    await w.duty.send(f"/checkin_enrol 5-1-102 --time {junk}")
+    assert "is not a time" in text_of(await w.duty.last_message())
+    await w.duty.send(f"/checkin_enrol --segment {junk} and")
+    assert len(text_of(await w.duty.last_message())) < 1000
+    assert await w.count(CheckinPlan) == 0
+
+
+async def test_forged_enrol_buttons_are_refused_and_change_nothing(world):
+    w = world
+    # two residents in 3-2-201: the choice buttons
+    await w.duty.send("/checkin_enrol 3-2-201 08:00")
+    assert "Several residents match" in text_of(await w.duty.last_message())
     async with w.sessions() as s:
-        assert (await s.scalar(select(CheckinPlan))).paused_until is None
+        wang = await s.scalar(select(Resident).where(Resident.name == "王秀英"))
+        feng = await s.scalar(select(Resident).where(Resident.name == "冯志强"))  # another committee's
+    choices = await w.duty.last_message()
+    for data, expected in ((f"cie:{wang.id}:99999:1024", "That is not a time of day."),
+                           (f"cie:{wang.id}:-7:0", "That is not a time of day."),
+                           (f"cie:{wang.id}:540:1024", "Those are not days of the week."),
+                           (f"cie:{wang.id}:540:-1", "Those are not days of the week."),
+                           (f"cie:{feng.id}:540:127", "This button is no longer valid."),
+                           ("cie:abc:540:127", "This button is no longer valid."),
+                           (f"cie:{wang.id}:x:0", "This button is no longer valid."),
+                           (f"cie:{wang.id}:540:0:9", "This button is no longer valid.")):
+        answer = await w.answer_of(w.duty, data, choices)
+        assert answer is not None and answer.startswith(expected), (data, answer)
+    assert await w.count(CheckinPlan) == 0
+    # the real button works
+    await w.duty.press("王秀英 · 丁香苑 3-2-201")
+    assert "Enrolled 王秀英" in text_of(await w.duty.last_message())
+    assert (await w.plan()).minute_of_day == 480
 
 
-# --- restart: a real bot process killed with SIGKILL -------------------------------------------
+async def test_checkin_stop(world):
+    w = world
+    await open_round(w)
+    await w.duty.send("/checkin_stop")
+    assert "Usage: /checkin_stop <room or name>" in text_of(await w.duty.last_message())
+    await w.duty.send("/checkin_stop 3-2-201")
+    assert "Please name exactly one resident (2 match 3-2-201)." in text_of(await w.duty.last_message())
+    await w.duty.send("/checkin_stop 冯志强")  # another committee's resident: not found in scope
+    assert "Please name exactly one resident (0 match 冯志强)." in text_of(await w.duty.last_message())
+    await w.duty.send("/checkin_stop 5-1-102")
+    assert "Daily check-ins stopped for 赵桂兰." in text_of(await w.duty.last_message())
+    assert (await w.plan()).active is False
+    await w.elder.wait_for_message(has("has stopped your daily check-ins"))
+    await w.duty.send("/checkin_stop 5-1-102")
+    assert "赵桂兰 is not enrolled." in text_of(await w.duty.last_message())
+    # today's open round closes quietly: no reminder, no alert; and no round the next day
+    assert (await w.tick(timedelta(minutes=30))).reminded == 0
+    assert (await w.tick(timedelta(minutes=90))).alerted == 0
+    await w.tick(timedelta(days=1))
+    assert await w.count(CheckinRound) == 1 and await w.alert() is None
 
-async def wait_sent(w: World, key_suffix: str, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+
+async def test_checkin_family_gives_a_link_for_one_resident_in_scope(world):
+    w = world
+    await w.duty.send("/checkin_family")
+    assert "Usage: /checkin_family <room or name>" in text_of(await w.duty.last_message())
+    await w.duty.send("/checkin_family 冯志强")
+    assert "(0 match 冯志强)" in text_of(await w.duty.last_message())
+    assert await w.count(FamilyInvite) == 0
+    await w.duty.send("/checkin_family 5-1-102")
+    reply = text_of(await w.duty.last_message())
+    assert "Family link for 赵桂兰 (works once, for 7 days):" in reply
+    son = await w.stack.client.create_user("Son", language_code="en")
+    await son.send("/start " + reply.split("start=")[1].split()[0])
+    assert "You are now an emergency contact of 赵桂兰." in text_of(await son.last_message())
+    async with w.sessions() as s:
+        assert (await s.scalar(select(EmergencyContact))).added_via == "staff"
+
+
+async def test_duty_on_and_off(world):
+    w = world
+    colleague = await w.user("Li", staff=("DXYC", StaffRole.committee))
+    await colleague.send("/duty")
+    assert "Usage: /duty on or /duty off" in text_of(await colleague.last_message())
+    await colleague.send("/duty maybe")
+    assert "Usage: /duty on or /duty off" in text_of(await colleague.last_message())
+    await colleague.send("/duty on")
+    assert "You are on duty: check-in alerts come to you first." in text_of(await colleague.last_message())
+    await w.duty.send("/duty off")
+    assert "You are off duty." in text_of(await w.duty.last_message())
+    await w.street.send("/duty on")
+    assert "Only committee staff take duty." in text_of(await w.street.last_message())
+    await w.elder.send("/duty on")
+    assert "for committee staff only" in text_of(await w.elder.last_message())
+    assert await w.count(Staff, Staff.on_duty.is_(True)) == 1  # the colleague only
+    # the alert goes to whoever is on duty now
+    await open_round(w)
+    await w.tick(timedelta(minutes=90))
+    await colleague.wait_for_message(has("has not answered"))
+    assert not [m for m in await w.duty.bot_messages() if "has not answered" in text_of(m)]
+
+
+async def test_weekly_report_includes_today_and_titles_the_chart(world):
+    w = world
+    await open_round(w)
+    await w.elder.press("😊 I'm fine")
+    await w.duty.send("/checkins_week")
+    sent = await w.duty.bot_messages_since_last_action()
+    assert len(sent) == 3 and sent[1]["photo"] and sent[2]["document"]
+    text = text_of(sent[0])
+    assert text.startswith("Check-ins of 丁香迎春居委会, 2026-11-22 – 2026-11-28")
+    assert "11-28: 1/1 answered (100%), 0 asked for help, 0 alerts" in text
+    assert "Week: 1/1 answered (100%)." in text
+    await w.duty.send("/checkins_week NOPE")
+    assert "Which committee?" in text_of(await w.duty.last_message())
+
+
+# --- forged buttons of other features the check-ins touch --------------------------------------------
+
+async def test_forged_contact_and_confirm_buttons(world):
+    w = world
+    neighbour = await w.user("秀英", resident="王秀英")
+    await w.user("Son")
+    async with w.sessions() as s:
+        son_id = await s.scalar(select(Account.id).where(Account.first_name == "Son"))
+        contact = EmergencyContact(resident_id=(await s.scalar(select(Resident.id).where(Resident.name == "王秀英"))),
+                                   account_id=son_id, added_via="elder", created_at=w.now())
+        s.add(contact)
+        await s.commit()
+        feng = await s.scalar(select(Resident).where(Resident.name == "冯志强"))
+    await w.elder.send("/family")
+    for data in (f"cic:{contact.id}", "cic:abc", "cic:-1"):  # another elder's contact, garbled
+        assert "no longer valid" in await w.answer_of(w.elder, data)
+    assert await w.count(EmergencyContact) == 1
+    await neighbour.send("/family")
+    assert await w.answer_of(neighbour, f"cic:{contact.id}") == "Removed."
+    assert await w.count(EmergencyContact) == 0
+    # rc: staff confirm a resident flagged as moved out; another committee's resident is not theirs
+    await w.duty.send("/help")
+    async with w.sessions() as s:
+        await s.execute(update(Resident).where(Resident.id == feng.id).values(status="moved_out"))
+        await s.commit()
+    answer = await w.answer_of(w.duty, f"rc:{feng.id}")
+    assert "does not exist or is outside your area" in answer
+    assert "no longer valid" in await w.answer_of(w.duty, "rc:xyz")
+    async with w.sessions() as s:
+        assert (await s.get(Resident, feng.id)).status.value == "moved_out"
+
+
+# --- families ----------------------------------------------------------------------------------------
+
+async def test_a_refused_family_redemption_leaves_the_link_usable(world):
+    w = world
+    await w.elder.send("/family")
+    first = text_of(await w.elder.last_message()).split("start=")[1].split()[0]
+    daughter = await w.stack.client.create_user("Daughter", language_code="en")
+    await daughter.send(f"/start {first}")
+    assert "You are now an emergency contact of 赵桂兰." in text_of(await daughter.last_message())
+    await w.elder.send("/family")
+    second = text_of(await w.elder.last_message()).split("start=")[1].split()[0]
+    await daughter.send(f"/start {second}")  # already a contact: refused
+    assert "You are already an emergency contact of 赵桂兰." in text_of(await daughter.last_message())
+    await w.elder.send(f"/start {second}")  # the elder's own link: refused
+    assert "This is your own family link" in text_of(await w.elder.last_message())
+    async with w.sessions() as s:
+        used = (await s.scalars(select(FamilyInvite.used_at).order_by(FamilyInvite.id))).all()
+        assert used[0] is not None and used[1] is None  # the refusals used nothing up
+    son = await w.stack.client.create_user("Son", language_code="en")
+    await son.send(f"/start {second}")
+    assert "You are now an emergency contact of 赵桂兰." in text_of(await son.last_message())
+    await son.send(f"/start {second}")
+    assert "has already been used" in text_of(await son.last_message())
+    assert await w.count(EmergencyContact) == 2
+
+
+# --- hostile text: registry names and Telegram names are shown as text, everywhere ----------------------
+
+async def test_hostile_names_arrive_as_text_in_every_check_in_message(world):
+    w = world
+    async with w.sessions() as s:  # as a name typed in a review request becomes a registry name
+        await s.execute(update(Resident).where(Resident.name == "赵桂兰").values(name=HOSTILE))
+        await s.commit()
+    staff = await w.user(HOSTILE, staff=("DXYC", StaffRole.committee), on_duty=True)
+    await w.duty.send("/duty off")
+    # staff enrol, hand out a family link, a relative joins with a hostile Telegram name
+    await staff.send("/checkin_enrol 5-1-102 10:00")
+    shown_as_text(await staff.last_message())
+    await staff.send("/checkin_family 5-1-102")
+    reply = await staff.last_message()
+    shown_as_text(reply)
+    relative = await w.stack.client.create_user(HOSTILE, language_code="en")
+    await relative.send("/start " + text_of(reply).split("start=")[1].split()[0])
+    shown_as_text(await relative.last_message())
+    shown_as_text(await w.elder.wait_for_message(has("is now one of your emergency contacts")))
+    await w.elder.send("/family")
+    family = await w.elder.last_message()
+    shown_as_text(family)
+    buttons = [b["text"] for row in family["reply_markup"]["inline_keyboard"] for b in row]
+    assert any(b.startswith("Remove <a href=") for b in buttons)
+    # the round and its alert, to staff and to the relative
+    assert (await w.tick(timedelta(minutes=1))).opened == 1
+    await w.tick(timedelta(minutes=90))
+    shown_as_text(await staff.wait_for_message(has("has not answered")))
+    await staff.send("/checkins")
+    shown_as_text(await staff.last_message())
+    await staff.send("/alerts")
+    listed = await staff.last_message()
+    shown_as_text(listed)
+    await staff.press("📜 History")
+    shown_as_text(await staff.last_message())
+    await w.tick(timedelta(minutes=30))
+    await w.tick(timedelta(minutes=30))  # nobody at street level took it: the family is told
+    shown_as_text(await relative.wait_for_message(has("has not answered")))
+    await relative.press("🙋 I'm on it")
+    shown_as_text(await staff.wait_for_message(has("is on it")))
+    await w.tick(timedelta(hours=4))
+    shown_as_text(await relative.wait_for_message(has("Still open")))
+    await relative.press("📵 Not reachable")
+    shown_as_text(await relative.last_message())
+    shown_as_text(await staff.wait_for_message(has("closed by")))
+    # the next day the elder answers late: the all clear names them
+    await w.tick(timedelta(days=1))
+    await w.tick(timedelta(minutes=90))
+    await staff.wait_for_message(has("has not answered"))
+    await w.elder.press("😊 I'm fine")
+    shown_as_text(await staff.wait_for_message(has("All clear")))
+
+
+# --- restart: a real bot process killed with SIGKILL ----------------------------------------------------
+
+async def wait_sent(sessions, key_suffix: str, timeout: float = 5.0) -> None:  # noqa: ASYNC109
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        async with w.sessions() as s:
+        async with sessions() as s:
             status = await s.scalar(select(OutboxMessage.status).where(
                 OutboxMessage.idempotency_key.like(f"ci:%{key_suffix}")))
         if status == OutboxStatus.sent:
@@ -261,13 +623,9 @@ async def wait_sent(w: World, key_suffix: str, timeout: float = 5.0) -> None:  #
         await asyncio.sleep(0.05)
 
 
-def _log(path: Path):
-    return path.open("ab")
-
-
 async def _spawn(args: list[str], env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
     """Start a worker (imported, waiting for "go" on stdin); its log goes to ``log``."""
-    with _log(log) as err:
+    with log.open("ab") as err:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, str(WORKER), *args, "--wait-for-go", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=err, env=env)
@@ -282,18 +640,21 @@ async def _go(proc: asyncio.subprocess.Process) -> None:
 
 
 async def test_restart_after_sigkill_loses_no_round_and_alerts_on_time(stack, tmp_path):
+    """Real processes on the wall clock: what is checked is order and effects (one prompt, one
+    reminder, one alert, the alert not before it was due and after the restart), not lateness."""
     await seed_registry(stack.sessions)
     w = World(stack)
     elder = await w.user("桂兰", resident="赵桂兰")
     duty = await w.user("Zhang", staff=("DXYC", StaffRole.committee), on_duty=True)
-    escalate, tick_interval = 8.0, 1.0
+    escalate = timedelta(seconds=10)
     async with w.sessions() as s:
         zhao = await s.scalar(select(Resident).where(Resident.name == "赵桂兰"))
-        local = datetime.now(UTC).astimezone(w.cfg.tz)
-        await cs.enrol_resident(s, zhao, now=datetime.now(UTC), cfg=w.cfg, minute=local.hour * 60 + local.minute)
+        plan = CheckinPlan(resident_id=zhao.id, committee_id=zhao.committee_id, minute_of_day=0,
+                           starts_on=date(2000, 1, 1), active=True, created_at=w.now(), updated_at=w.now())
+        s.add(plan)  # due at once, whatever the time of day (minute 0 has always passed)
         await s.commit()
     args = ["--db", stack.settings.db_url, "--api", stack.base_url, "--data-dir", str(tmp_path),
-            "--tick", f"{tick_interval}s", "--reminder", "3s", "--escalate", f"{escalate}s"]
+            "--tick", "1s", "--reminder", "3s", "--escalate", f"{escalate.total_seconds():.0f}s"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     # Both imported up front (that takes seconds); the second starts only after the first is killed.
     first, second = await asyncio.gather(_spawn(args, env, tmp_path / "worker-1.log"),
@@ -304,22 +665,24 @@ async def test_restart_after_sigkill_loses_no_round_and_alerts_on_time(stack, tm
         await elder.wait_for_message(has("Reminder"), timeout=15)
         # Kill once the reminder is recorded as sent: killing between Telegram's "ok" and that mark
         # would re-send it (the outbox's documented in-flight window), which is not what this tests.
-        await wait_sent(w, ":remind")
+        await wait_sent(w.sessions, ":remind")
         first.send_signal(signal.SIGKILL)
         await first.wait()
+        killed_at = datetime.now(UTC)
         rnd = await w.round()
-        assert rnd.status == RoundStatus.reminded
+        assert rnd.status == RoundStatus.reminded and await w.alert() is None
         await _go(second)
         await duty.wait_for_message(has("has not answered"), timeout=30)
         alert = await w.alert()
-        due = rnd.opened_at + timedelta(seconds=escalate)
-        # within one tick of its due time (plus a little for the tick's own work)
-        late = (alert.opened_at - due).total_seconds()
-        assert 0 <= late <= tick_interval + 0.5, f"alert {late:.2f}s after its due time"
-        # nothing lost, nothing doubled
+        assert alert.round_id == rnd.id and alert.opened_at >= rnd.opened_at + escalate
+        assert alert.opened_at >= killed_at  # raised by the second process
+        # nothing lost, nothing doubled, in order
         texts = [text_of(m) for m in await elder.bot_messages()]
-        assert sum("How are you today?" in t for t in texts) == 1 and sum("Reminder" in t for t in texts) == 1
+        asked = [i for i, t in enumerate(texts) if "How are you today?" in t]
+        reminded = [i for i, t in enumerate(texts) if "Reminder" in t]
+        assert len(asked) == 1 and len(reminded) == 1 and asked[0] < reminded[0]
         assert sum("has not answered" in text_of(m) for m in await duty.bot_messages()) == 1
+        assert await w.count(CheckinRound) == 1
     finally:
         for proc in (first, second):
             with contextlib.suppress(ProcessLookupError):
@@ -330,15 +693,3 @@ async def test_restart_after_sigkill_loses_no_round_and_alerts_on_time(stack, tm
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
-
-
-async def test_staff_enrol_a_segment_from_the_bot(world):
-    w = world
-    await w.duty.send("/checkin_enrol --segment living_alone == true and age >= 70 --time 08:00")
-    assert "1 residents match; 1 newly enrolled, 0 already enrolled." in text_of(await w.duty.last_message())
-    await w.duty.send("/checkin_enrol --segment age >= ")
-    assert "That expression has an error" in text_of(await w.duty.last_message())
-    await w.elder.send("/checkin_enrol 5-1-102")  # residents may not
-    assert any("for committee staff only" in text_of(m) for m in await w.elder.bot_messages_since_last_action())
-    async with w.sessions() as s:
-        assert (await s.scalar(select(CheckinPlan))).minute_of_day == 480

@@ -1,0 +1,386 @@
+"""Daily check-in messages: the words, the escaping and the buttons of everything check-ins say.
+
+Services store plain data (names as typed, times as local ISO text); the builders here turn it into
+HTML through autoescaped templates (``notifications/templates/checkins/``) and ``t()``, and build
+keyboards from the typed callback data. Handlers use the same helpers for their direct replies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from markupsafe import Markup
+
+from notifications.callbacks import AlertCb, CheckinCb, CheckinMenuCb, ContactCb, EnrolCb
+from notifications.limits import MAX_CAPTION, MAX_MESSAGE, clip, pages
+from notifications.render import Buttons, MessageBuilder, Rendered, render_template, t
+from services.i18n import N_, _
+
+# --- words for codes ---------------------------------------------------------------------------
+
+HEADLINES = {
+    "no_answer": N_("🔔 Check-in alert: {name} has not answered today's check-in."),
+    "unreachable": N_("🔔 Check-in alert: {name} cannot be reached (the bot is blocked)."),
+    "help": N_("🆘 {name} pressed \"I need help\"!"),
+}
+OUTCOME_NAMES = {
+    "safe": N_("safe"),
+    "needed_help": N_("needed help"),
+    "not_reachable": N_("not reachable"),
+    "all_clear": N_("all clear: answered \"I'm fine\""),
+}
+ANSWER_NAMES = {"ok": N_("I'm fine"), "help": N_("I need help")}
+LEVEL_LINES = {
+    1: N_("Level {level} of {levels} — sent to the committee's staff on duty."),
+    2: N_("Level {level} of {levels} — sent to street staff (the committee did not respond in time)."),
+    3: N_("Level {level} of {levels} — sent to the elder's family (emergency contacts)."),
+}
+EVENT_NAMES = {
+    "prompted": N_("asked"), "reminded": N_("reminded"), "answered": N_("answered"), "paused": N_("paused"),
+    "unreachable": N_("could not be reached"), "alert_opened": N_("alert opened"),
+    "alert_reopened": N_("alert re-opened"), "alert_sent": N_("alert sent to"), "help_sent": N_("help call sent to"),
+    "level_empty": N_("nobody at level"), "escalated": N_("escalated"), "acknowledged": N_("on it"),
+    "resolved": N_("closed"), "all_clear": N_("all clear"), "clear_sent": N_("all clear sent to"),
+    "ack_sent": N_("told who is on it:"), "resolved_sent": N_("told the outcome:"),
+    "family_told": N_("family told:"), "resolve_reminder_sent": N_("reminded to close:"),
+    "elder_told": N_("elder told someone checked:"), "stopped": N_("check-ins stopped by"),
+}
+DAY_NAMES = (N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun"))
+EVERY_DAY = 0b1111111
+
+
+def outcome_name(outcome: str) -> str:
+    return _(OUTCOME_NAMES.get(outcome, outcome))
+
+
+def answer_name(answer: str | None) -> str:
+    return _(ANSWER_NAMES[answer]) if answer in ANSWER_NAMES else "?"
+
+
+def format_minute(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def format_days(mask: int) -> str:
+    """A weekday mask in the current locale: "every day" or "Mon, Wed, Fri"."""
+    if mask == EVERY_DAY:
+        return _("every day")
+    return ", ".join(_(n) for i, n in enumerate(DAY_NAMES) if mask & (1 << i))
+
+
+def when(iso: str | None) -> str:
+    """A local ISO time as ``MM-DD HH:MM`` (``—`` for none)."""
+    return datetime.fromisoformat(iso).strftime("%m-%d %H:%M") if iso else "—"
+
+
+def clock(iso: str | None) -> str:
+    """A local ISO time as ``HH:MM``."""
+    return datetime.fromisoformat(iso).strftime("%H:%M") if iso else "—"
+
+
+def bold(text: str) -> Markup:
+    return Markup("<b>{}</b>").format(text)
+
+
+def button(text: str, data: str) -> dict[str, str]:
+    return {"text": text, "callback_data": data}
+
+
+# --- the elder ---------------------------------------------------------------------------------
+
+def answer_buttons(round_id: int, *answers: str) -> Buttons:
+    """The elder's answer buttons for one round (``ok``, ``help``)."""
+    labels = {"ok": _("😊 I'm fine"), "help": _("🆘 I need help"), "ok_now": _("😊 I'm fine now")}
+    return [[button(labels[a], CheckinCb(id=round_id, a=a.removesuffix("_now")).pack())] for a in answers]
+
+
+def prompt(data: Mapping[str, Any]) -> Rendered:
+    """Today's question, or the one reminder, with the two answer buttons."""
+    if data.get("kind") == "remind":
+        text = t("⏰ Reminder: we have not heard from you today.\nPlease tap one button.")
+    else:
+        text = t("☀️ Good day! How are you today?\nPlease tap one button.")
+    return Rendered(text, answer_buttons(int(data["round_id"]), "ok", "help"))
+
+
+def enrolled(data: Mapping[str, Any]) -> Rendered:
+    return Rendered(render_template("checkins/enrolled.html", time=format_minute(data["minute"]),
+                                    days=format_days(data["days"]), starts_on=data["starts_on"]))
+
+
+def stopped(_data: Mapping[str, Any]) -> Rendered:
+    return Rendered(t("Your committee has stopped your daily check-ins. If you did not expect this, please "
+                      "call your committee."))
+
+
+def checked_on(data: Mapping[str, Any]) -> Rendered:
+    if data.get("outcome") == "needed_help":
+        return Rendered(t("🤝 {who} from your committee has dealt with today's alert about you. Take care!",
+                          who=data.get("who") or "—"))
+    return Rendered(t("🤝 You did not answer today's check-in, so {who} from your committee checked on you. "
+                      "All is well, thank you! Take care.", who=data.get("who") or "—"))
+
+
+def contact_added(data: Mapping[str, Any]) -> Rendered:
+    return Rendered(t("{who} is now one of your emergency contacts. Send /family to see or change them.",
+                      who=data["who"]))
+
+
+def plan_text(minute: int, days: int, paused_until: str | None) -> Markup:
+    """The elder's own plan (/checkin)."""
+    return render_template("checkins/plan.html", time=format_minute(minute), days=format_days(days),
+                           paused_until=paused_until)
+
+
+def menu_buttons(*, paused: bool) -> Buttons:
+    rows = [[button(_("🕘 Change time"), CheckinMenuCb(a="time").pack())]]
+    rows.append([button(_("▶️ Resume check-ins"), CheckinMenuCb(a="resume").pack())] if paused
+                else [button(_("⏸ Pause (travel, hospital)"), CheckinMenuCb(a="pause").pack())])
+    rows.append([button(_("👪 Family contacts"), CheckinMenuCb(a="family").pack())])
+    return rows
+
+
+def time_buttons(minutes: Sequence[int]) -> Buttons:
+    rows = [[button(format_minute(m), CheckinMenuCb(a="t", v=m).pack()) for m in minutes[i:i + 3]]
+            for i in range(0, len(minutes), 3)]
+    rows.append([button(_("⌨️ Type another time"), CheckinMenuCb(a="tt").pack())])
+    return rows
+
+
+def pause_buttons(days: Sequence[int]) -> Buttons:
+    rows = [[button(_("{n} days").format(n=n), CheckinMenuCb(a="p", v=n).pack()) for n in days[i:i + 2]]
+            for i in range(0, len(days), 2)]
+    rows.append([button(_("📅 Until a date"), CheckinMenuCb(a="pd").pack())])
+    return rows
+
+
+def paused_text(until: str) -> Markup:
+    return t("Check-ins paused until {date} (inclusive). Take care! Send /checkin to resume earlier.", date=until)
+
+
+def family_text(contacts: Sequence[str], link: str, days: int) -> Markup:
+    """The elder's emergency contacts (names as typed in Telegram, escaped) and an invite link."""
+    return render_template("checkins/family.html", contacts=contacts, link=link, days=days)
+
+
+def contact_buttons(contacts: Sequence[tuple[int, str]]) -> Buttons:
+    # Button labels are plain text (Telegram does not parse them): clipped, not escaped.
+    return [[button(_("Remove {name}").format(name=clip(name, 40)), ContactCb(id=cid).pack())]
+            for cid, name in contacts]
+
+
+# --- staff and family: alerts --------------------------------------------------------------------
+
+def alert_buttons(alert_id: int, *, acknowledged: bool = False, history: bool = False) -> Buttons:
+    """"I'm on it" (until someone is), the three outcomes, and optionally the history."""
+    rows = [] if acknowledged else [[button(_("🙋 I'm on it"), AlertCb(id=alert_id, a="ack").pack())]]
+    rows.append([button(_("✅ Safe"), AlertCb(id=alert_id, a="safe").pack()),
+                 button(_("🚑 Needed help"), AlertCb(id=alert_id, a="help").pack())])
+    rows.append([button(_("📵 Not reachable"), AlertCb(id=alert_id, a="unr").pack())])
+    if history:
+        rows.append([button(_("📜 History"), AlertCb(id=alert_id, a="hist").pack())])
+    return rows
+
+
+def level_line(level: int, levels: int) -> Markup:
+    return t(LEVEL_LINES.get(level, LEVEL_LINES[1]), level=level, levels=levels)
+
+
+def alert_text(data: Mapping[str, Any], *, view: bool = False) -> Markup:
+    """The alert card: who, where, phone, last answer, contacts, level (and, in /alerts, since when
+    and who is on it). ``data["family"]``: the reader is one of the elder's emergency contacts."""
+    if data.get("last_answer"):
+        last = _("{answer}, {time}").format(answer=answer_name(data["last_answer"]), time=when(data["last_answer_at"]))
+    else:
+        last = _("never")
+    headline = t(HEADLINES.get(data["reason"], HEADLINES["no_answer"]), name=bold(data["name"]))
+    return render_template(
+        "checkins/alert.html", headline=headline,
+        committee=data["committee"], room=data["room"], phone=data.get("phone"), last=last,
+        contacts=data.get("contacts") or [], level=level_line(int(data["level"]), int(data["levels"])),
+        family=bool(data.get("family")) and not view, name=data["name"], view=view,
+        since=when(data.get("opened_at")), acknowledged_by=data.get("acknowledged_by"),
+        open=data.get("status") == "open")
+
+
+def outcome_answer(outcome: str) -> str:
+    """"Closed: safe." as plain text (a button's answer)."""
+    return _("Closed: {outcome}.").format(outcome=outcome_name(outcome))
+
+
+def alert(data: Mapping[str, Any]) -> Rendered:
+    return Rendered(alert_text(data), alert_buttons(int(data["alert_id"]),
+                                                    acknowledged=data.get("status") == "acknowledged"))
+
+
+def alert_view(data: Mapping[str, Any]) -> Rendered:
+    """An open alert as /alerts lists it (with the history button)."""
+    return Rendered(alert_text(data, view=True), alert_buttons(
+        int(data["alert_id"]), acknowledged=data.get("status") == "acknowledged", history=True))
+
+
+def alert_taken(data: Mapping[str, Any]) -> Rendered:
+    return Rendered(t("🙋 {who} is on it: {name} ({room}).", who=data["who"], name=data["name"], room=data["room"]))
+
+
+def alert_closed(data: Mapping[str, Any]) -> Rendered:
+    return Rendered(t("{name} ({room}): closed by {who} — {outcome}.", name=data["name"], room=data["room"],
+                      who=data["who"], outcome=outcome_name(data["outcome"])))
+
+
+def all_clear(data: Mapping[str, Any]) -> Rendered:
+    return Rendered(t("✅ All clear: {name} ({room}) answered \"I'm fine\" at {time}.", name=data["name"],
+                      room=data["room"], time=when(data["at"])))
+
+
+def family_unreachable(data: Mapping[str, Any]) -> Rendered:
+    return Rendered(t("The committee could not reach {name} today. Please check on them.", name=data["name"]))
+
+
+def resolve_reminder(data: Mapping[str, Any]) -> Rendered:
+    text = t("⏳ Still open: you said you are on it for {name} ({room}) at {time}. Please close it with a button.",
+             name=data["name"], room=data["room"], time=when(data["acknowledged_at"]))
+    return Rendered(text, alert_buttons(int(data["alert_id"]), acknowledged=True))
+
+
+def paused(data: Mapping[str, Any]) -> Rendered:
+    return Rendered(render_template("checkins/paused.html", name=data["name"], room=data["room"],
+                                    until=data["until"], note=data.get("note")))
+
+
+def history_lines(steps: Sequence[Any]) -> list[Markup]:
+    """An alert's history, one escaped line per step."""
+    lines = []
+    for step in steps:
+        parts: list[Any] = [when(step.at), _(EVENT_NAMES.get(step.kind, step.kind))]
+        parts += [p for p in (step.actor, step.target) if p]
+        if step.answer:
+            parts.append(answer_name(step.answer))
+        if step.outcome:
+            parts.append(outcome_name(step.outcome))
+        if step.level:
+            parts.append(f"L{step.level}")
+        lines.append(Markup(" · ").join(parts))
+    return lines
+
+
+# --- staff: enrolment and the board ----------------------------------------------------------------
+
+def enrol_buttons(choices: Sequence[tuple[int, str]], minute: int | None, days: int | None) -> Buttons:
+    """One button per matching resident (labels are plain text), carrying the typed time and days."""
+    return [[button(label, EnrolCb(rid=rid, m=-1 if minute is None else minute, d=days or 0).pack())]
+            for rid, label in choices]
+
+
+def enrolled_reply(name: str, room: str, minute: int, days: int, starts_on: str, *, on_bot: bool) -> Markup:
+    text = t("Enrolled {name} ({room}): daily check-in at {time}, {days}, from {start}.", name=name, room=room,
+             time=format_minute(minute), days=format_days(days), start=starts_on)
+    if on_bot:
+        return text + "\n" + t("They have been told when they will be asked and how to change or pause it.")
+    return text + "\n" + t("They have not joined the bot yet: check-ins start once they do (household invite: "
+                           "/invite).")
+
+
+def committee_list(committees: Sequence[Any], limit: int = 20) -> str:
+    """``name (code), …`` of a few committees (plain text), or ``—``."""
+    return ", ".join(f"{clip(c.name, 40)} ({c.code})" for c in committees[:limit]) or "—"
+
+
+BOARD_SECTIONS = (
+    ("help", N_("🆘 Need help")),
+    ("alerted", N_("🔔 Alerted")),
+    ("handled", N_("✅ Checked by staff")),
+    ("reminded", N_("⏰ Reminded, no answer yet")),
+    ("pending", N_("⌛ Asked, no answer yet")),
+    ("answered", N_("😊 Answered")),
+    ("paused", N_("⏸ Paused")),
+    ("later", N_("🕘 Later today")),
+    ("not_on_bot", N_("📵 Not on the bot yet")),
+)
+MAX_BOARD_LINES = 30
+
+
+def _board_item(kind: str, line: Any) -> str:
+    label = f"{line.name} ({line.room})"
+    if kind == "answered":
+        return f"{label} {clock(line.at)}"
+    if kind == "paused":
+        return f"{label} → {line.until or '—'}"
+    if kind == "later":
+        return f"{label} {format_minute(line.minute)}"
+    if kind == "handled":
+        return f"{label} — {outcome_name(line.outcome)}" + (f" ({line.by})" if line.by else "")
+    return label
+
+
+def board_pages(board: Any, limit: int = MAX_MESSAGE) -> list[Markup]:
+    """Today's board as messages: every committee in detail when there is one, one line each
+    otherwise; each section lists at most ``MAX_BOARD_LINES`` names."""
+    if not board.committees:
+        return [t("Nobody is enrolled in daily check-ins in your area.")]
+    committees = []
+    for c in board.committees:
+        sections = []
+        for kind, title in BOARD_SECTIONS:
+            lines = getattr(c, kind)
+            if lines:
+                sections.append({"title": _(title), "count": len(lines),
+                                 "lines": [_board_item(kind, line) for line in lines[:MAX_BOARD_LINES]],
+                                 "more": max(0, len(lines) - MAX_BOARD_LINES)})
+        committees.append({"name": c.committee, "sections": sections, "ok": len(c.answered), "help": len(c.help),
+                           "alerted": len(c.alerted), "handled": len(c.handled), "waiting": c.waiting,
+                           "paused": len(c.paused)})
+    text = render_template("checkins/board.html", day=board.day.isoformat(), committees=committees,
+                           detailed=len(committees) == 1)
+    return [Markup(page) for page in pages(text.split("\n"), limit)]
+
+
+# --- staff: the weekly report ------------------------------------------------------------------
+
+def rate_text(answered: int, asked: int) -> str:
+    return f"{answered * 100 / asked:.0f}%" if asked else "—"
+
+
+def report_title(committee: str, start: str, end: str) -> str:
+    """The report's title as plain text (chart title, sheet title)."""
+    return _("Check-ins of {committee}, {start} – {end}").format(committee=committee, start=start, end=end)
+
+
+def weekly_text(data: Mapping[str, Any], limit: int = MAX_CAPTION) -> Markup:
+    """The week as a message (short enough for a photo caption)."""
+    days = [{**d, "label": date.fromisoformat(d["day"]).strftime("%m-%d"),
+             "answered": d["ok"] + d["help"], "rate": rate_text(d["ok"] + d["help"], d["rounds"])}
+            for d in data["days"]]
+    asked = sum(d["rounds"] for d in days)
+    answered = sum(d["answered"] for d in days)
+    return render_template("checkins/weekly.html", committee=clip(data["committee"], 60), start=data["start"],
+                           end=data["end"], days=days, asked=asked, answered=answered,
+                           rate=rate_text(answered, asked))
+
+
+def weekly(data: Mapping[str, Any]) -> Rendered:
+    return Rendered(weekly_text(data))
+
+
+def weekly_sheet(data: Mapping[str, Any]) -> Rendered:
+    return Rendered(t("{title} (XLSX)", title=report_title(clip(data["committee"], 60), data["start"], data["end"])))
+
+
+MESSAGES: dict[str, MessageBuilder] = {
+    "checkins.prompt": prompt,
+    "checkins.enrolled": enrolled,
+    "checkins.stopped": stopped,
+    "checkins.checked_on": checked_on,
+    "checkins.contact_added": contact_added,
+    "checkins.alert": alert,
+    "checkins.alert_taken": alert_taken,
+    "checkins.alert_closed": alert_closed,
+    "checkins.all_clear": all_clear,
+    "checkins.family_unreachable": family_unreachable,
+    "checkins.resolve_reminder": resolve_reminder,
+    "checkins.paused": paused,
+    "checkins.weekly": weekly,
+    "checkins.weekly_sheet": weekly_sheet,
+}

@@ -1,0 +1,247 @@
+"""The daily round: the tick that opens rounds, reminds and alerts, and the elder's answer.
+
+    plan ──tick──▶ round pending ──reminder_after──▶ reminded ──escalate_after──▶ alerted
+                      │  "I'm fine" → ok             (or the elder blocked the bot → alerted)
+                      └─ "I need help" → help + alert at once
+
+Every step is idempotent and safe in several processes: rounds are UNIQUE per plan and local date
+and opened with ``INSERT … SELECT … ON CONFLICT DO NOTHING``; rows a step works on are claimed
+with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite has one writer); prompts and reminders are
+outbox message payloads (``checkins.prompt``) queued set-based with idempotency keys.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import String, and_, cast, literal, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.checkins.alerts import all_clear, escalate_alerts, raise_alert, remind_resolvers
+from services.checkins.common import (
+    BATCH,
+    REF_ROUND,
+    CheckinError,
+    insert_into,
+    is_postgres,
+    locale_sql,
+    message_payload_sql,
+    record_event,
+)
+from services.checkins.config import CheckinConfig
+from services.models import (
+    Account,
+    Alert,
+    AlertReason,
+    AlertStatus,
+    CheckinPlan,
+    CheckinRound,
+    OutboxMessage,
+    OutboxStatus,
+    Resident,
+    ResidentStatus,
+    RoundStatus,
+    UTCDateTime,
+)
+from services.models.checkins import OPEN_ROUND_STATUSES
+from services.outbox import Priority
+from services.outbox import cancel as cancel_messages
+
+
+@dataclass(slots=True)
+class TickReport:
+    """How much one tick did, step by step."""
+
+    opened: int = 0
+    reminded: int = 0
+    unreachable: int = 0
+    alerted: int = 0
+    escalated: int = 0
+    resolve_reminded: int = 0
+
+    def __bool__(self) -> bool:
+        return any((self.opened, self.reminded, self.unreachable, self.alerted, self.escalated,
+                    self.resolve_reminded))
+
+
+async def _queue_elder_messages(session: AsyncSession, cfg: CheckinConfig, kind: str, rounds,
+                                now: datetime) -> int:
+    """Queue the prompt (or reminder) of the rounds a tick step just touched, in one statement.
+
+    The round's ``opened_at`` / ``reminded_at`` and these outbox rows (with their delivery status)
+    are the history of these two bulk steps: no event row per elder is written for them."""
+    payload = message_payload_sql(session, "checkins.prompt", {"round_id": CheckinRound.id, "kind": kind},
+                                  locale_sql(cfg.default_locale))
+    src = (
+        select(literal("ci:", String) + cast(CheckinRound.id, String) + literal(f":{kind}", String),
+               Account.chat_id, Account.id, literal(int(Priority.checkin)), payload,
+               literal(OutboxStatus.pending.value), literal(now, UTCDateTime()), literal(0), literal(REF_ROUND),
+               CheckinRound.id, literal(now, UTCDateTime()))
+        .join(Account, Account.id == CheckinRound.account_id)
+        .where(rounds)
+    )
+    stmt = insert_into(session, OutboxMessage).from_select(
+        ["idempotency_key", "chat_id", "account_id", "priority", "payload", "status", "not_before", "attempts",
+         "ref_type", "ref_id", "created_at"], src).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    return (await session.execute(stmt)).rowcount or 0
+
+
+async def open_rounds(session: AsyncSession, cfg: CheckinConfig, now: datetime) -> int:
+    """Tick step: open today's round of every due plan and queue its prompt, set-based. Idempotent:
+    the UNIQUE (plan, local date) key makes a second tick (or a second process) open nothing."""
+    local = cfg.local(now)
+    today, minute, bit = local.date(), local.hour * 60 + local.minute, 1 << local.weekday()
+    token = uuid.uuid4().hex
+    exists = select(CheckinRound.id).where(CheckinRound.plan_id == CheckinPlan.id, CheckinRound.local_date == today)
+    src = (
+        select(CheckinPlan.id, CheckinPlan.resident_id, CheckinPlan.committee_id, Account.id, literal(today),
+               literal(RoundStatus.pending.value), literal(now, UTCDateTime()), literal(token))
+        .join(Resident, Resident.id == CheckinPlan.resident_id)
+        .join(Account, Account.resident_id == CheckinPlan.resident_id)
+        .where(CheckinPlan.active.is_(True), CheckinPlan.minute_of_day <= minute,
+               CheckinPlan.days.op("&")(bit) != 0, CheckinPlan.starts_on <= today,
+               or_(CheckinPlan.paused_until.is_(None), CheckinPlan.paused_until < today),
+               Resident.status == ResidentStatus.active, ~exists.exists())
+    )
+    # The anti-join keeps later ticks of the day cheap; the UNIQUE key (ON CONFLICT DO NOTHING) is
+    # what makes concurrent ticks safe.
+    stmt = insert_into(session, CheckinRound).from_select(
+        ["plan_id", "resident_id", "committee_id", "account_id", "local_date", "status", "opened_at", "tick_token"],
+        src).on_conflict_do_nothing(index_elements=["plan_id", "local_date"])
+    postgres = is_postgres(session)
+    if postgres:
+        # When PostgreSQL believes checkin_rounds is (nearly) empty — a first big day — it answers
+        # the anti-join by re-scanning the table once per plan, a table this very statement is
+        # filling: quadratic (minutes for 100,000 plans). Without sequential scans it probes the
+        # UNIQUE (plan_id, local_date) index instead. SET LOCAL ends with the transaction.
+        await session.execute(text("SET LOCAL enable_seqscan = off"))
+    opened = (await session.execute(stmt)).rowcount or 0
+    if postgres:
+        await session.execute(text("SET LOCAL enable_seqscan = on"))
+    if opened:
+        # (status, opened_at) is indexed; the token tells this tick's rows from another's at the same now.
+        mine = and_(CheckinRound.status == RoundStatus.pending, CheckinRound.opened_at == now,
+                    CheckinRound.tick_token == token)
+        await _queue_elder_messages(session, cfg, "prompt", mine, now)
+    return opened
+
+
+async def send_reminders(session: AsyncSession, cfg: CheckinConfig, now: datetime) -> int:
+    """Tick step: one reminder for each round unanswered after ``reminder_after`` (none if its alert
+    is due too)."""
+    token = uuid.uuid4().hex
+    window = and_(CheckinRound.opened_at <= now - cfg.reminder_after, CheckinRound.opened_at > now - cfg.escalate_after)
+    stmt = (update(CheckinRound).where(CheckinRound.status == RoundStatus.pending, window)
+            .values(status=RoundStatus.reminded, reminded_at=now, tick_token=token)
+            .execution_options(synchronize_session=False))
+    reminded = (await session.execute(stmt)).rowcount or 0
+    if reminded:
+        mine = and_(CheckinRound.status == RoundStatus.reminded, window, CheckinRound.tick_token == token)
+        await _queue_elder_messages(session, cfg, "remind", mine, now)
+    return reminded
+
+
+async def alert_unreachable(session: AsyncSession, cfg: CheckinConfig, now: datetime) -> int:
+    """Tick step: alert for open rounds whose prompt or reminder came back "blocked" (a safety net
+    behind the sender's listener, which does the same at once)."""
+    ids = (await session.scalars(
+        select(CheckinRound.id).join(OutboxMessage, and_(OutboxMessage.ref_type == REF_ROUND,
+                                                         OutboxMessage.ref_id == CheckinRound.id))
+        .where(CheckinRound.status.in_(OPEN_ROUND_STATUSES), OutboxMessage.status == OutboxStatus.unreachable)
+        .order_by(CheckinRound.id).limit(BATCH))).all()
+    count = 0
+    for round_id in dict.fromkeys(ids):
+        rnd = await session.scalar(select(CheckinRound).where(
+            CheckinRound.id == round_id, CheckinRound.status.in_(OPEN_ROUND_STATUSES))
+            .with_for_update(skip_locked=True))
+        if rnd is not None:
+            record_event(session, rnd.id, "unreachable", now, target=rnd.account_id)
+            await raise_alert(session, cfg, rnd, AlertReason.unreachable, now)
+            count += 1
+    return count
+
+
+async def alert_unanswered(session: AsyncSession, cfg: CheckinConfig, now: datetime) -> int:
+    """Tick step: alert for rounds still unanswered ``escalate_after`` after their prompt."""
+    rounds = (await session.scalars(
+        select(CheckinRound).where(CheckinRound.status.in_(OPEN_ROUND_STATUSES),
+                                   CheckinRound.opened_at <= now - cfg.escalate_after)
+        .order_by(CheckinRound.opened_at, CheckinRound.id).limit(BATCH).with_for_update(skip_locked=True))).all()
+    for rnd in rounds:
+        await raise_alert(session, cfg, rnd, AlertReason.no_answer, now)
+    return len(rounds)
+
+
+TICK_STEPS = (("opened", open_rounds), ("reminded", send_reminders), ("unreachable", alert_unreachable),
+              ("alerted", alert_unanswered), ("escalated", escalate_alerts), ("resolve_reminded", remind_resolvers))
+
+
+async def tick(session_factory: async_sessionmaker[AsyncSession], cfg: CheckinConfig, now: datetime) -> TickReport:
+    """Run every due step once at ``now``, each in its own transaction. Idempotent; safe to run
+    twice, concurrently, or after a crash at any point."""
+    report = TickReport()
+    for name, step in TICK_STEPS:
+        async with session_factory() as session, session.begin():
+            setattr(report, name, await step(session, cfg, now))
+    return report
+
+
+async def on_round_unreachable(session: AsyncSession, row: OutboxMessage, now: datetime, *, cfg: CheckinConfig) -> None:
+    """Outbox sender listener (``on_unreachable("checkin", …)``): the elder blocked the bot → alert
+    now (once: a round already alerted or answered is left alone)."""
+    if row.ref_id is None:
+        return
+    rnd = await session.scalar(select(CheckinRound).where(
+        CheckinRound.id == row.ref_id, CheckinRound.status.in_(OPEN_ROUND_STATUSES)).with_for_update())
+    if rnd is None:
+        return
+    record_event(session, rnd.id, "unreachable", now, target=rnd.account_id)
+    await raise_alert(session, cfg, rnd, AlertReason.unreachable, now)
+
+
+# --- the elder's answer ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerResult:
+    round: CheckinRound
+    alert: Alert | None
+    already: bool = False  # the same answer had been given before
+    all_clear: bool = False  # an open alert was closed by this "I'm fine"
+
+
+ANSWERS = ("ok", "help")
+
+
+async def answer(session: AsyncSession, account: Account | None, round_id: int, *, need_help: bool, now: datetime,
+                 cfg: CheckinConfig) -> AnswerResult:
+    """The elder answers a round of their own (anyone else: ``not_yours``, nothing changes).
+
+    "I'm fine" closes the round, cancels a reminder not yet sent, and turns an open alert into an
+    all clear for everyone who was alerted. "I need help" alerts at once (or re-opens the alert).
+    The same answer twice is reported as ``already`` and does nothing more."""
+    rnd = await session.scalar(select(CheckinRound).where(CheckinRound.id == round_id).with_for_update())
+    if rnd is None or account is None or account.resident_id is None or rnd.resident_id != account.resident_id:
+        raise CheckinError("not_yours")
+    alert = await session.scalar(select(Alert).where(Alert.round_id == rnd.id).with_for_update())
+    if not need_help:
+        if rnd.answer == "ok":
+            return AnswerResult(rnd, alert, already=True)
+        rnd.answer, rnd.answered_at, rnd.status = "ok", now, RoundStatus.ok
+        record_event(session, rnd.id, "answered", now, actor=account.id, detail={"answer": "ok"})
+        await cancel_messages(session, REF_ROUND, [rnd.id])
+        cleared = False
+        if alert is not None and alert.status != AlertStatus.resolved:
+            await all_clear(session, cfg, alert, account, now)
+            cleared = True
+        await session.flush()
+        return AnswerResult(rnd, alert, all_clear=cleared)
+    if rnd.answer == "help" and alert is not None and alert.status != AlertStatus.resolved:
+        return AnswerResult(rnd, alert, already=True)
+    rnd.answer, rnd.answered_at, rnd.status = "help", now, RoundStatus.help
+    record_event(session, rnd.id, "answered", now, actor=account.id, detail={"answer": "help"})
+    await cancel_messages(session, REF_ROUND, [rnd.id])
+    alert = await raise_alert(session, cfg, rnd, AlertReason.help, now)
+    return AnswerResult(rnd, alert)
