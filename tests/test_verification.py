@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from bot.logs import quiet_drivers
-from handlers.verification import privacy_notice
-from services.i18n import translate, use_locale
+from services.i18n import translate
 from services.models import Account, Resident, ResidentStatus, VerificationRequest
 from services.privacy import ID_NUMBER_HELD_AS
 from services.regions import get_region
@@ -75,8 +75,10 @@ async def test_contact_and_knowledge_check_verifies(seeded, lang, caplog):
     user = await stack.client.create_user("秀英", language_code=lang, phone_number="+8613800138001")
     await user.send("/start")
     out = await user.texts_since_last_action(html=True)
-    with use_locale(t(lang, "zh_Hans") if lang.startswith("zh") else "en"):
-        assert privacy_notice() in out  # what is stored, why, how to delete (/mydata, /forget)
+    # what is kept, why, and how to see and delete it, in the user's language, the heading in bold
+    heading = {"en": "Before you join: your privacy", "zh-hans": "加入之前：关于您的隐私"}[lang]
+    assert f"<b>{heading}</b>" in out and "/mydata" in out and "/forget" in out
+    assert ("registry" in out) == (lang == "en") and ("登记" in out) == (lang != "en")
     await user.press(t(lang, "I agree"))
     keyboard = await user.reply_keyboard()
     assert keyboard and keyboard["keyboard"][0][0]["request_contact"]
@@ -119,17 +121,19 @@ async def test_five_failures_lock_verification_with_end_time(seeded):
     await consent(user, "en")
     await user.share_contact()
     for attempt in range(5):
-        if attempt:
-            pass  # after a wrong answer the bot asks for the name again
         await user.send("王秀英")
         await user.send("0000")
         out = await texts(user)
-        if attempt < 4:
-            assert f"Attempts left today: {4 - attempt}." in out
-    assert "verification is locked until" in out
+        if attempt < 4:  # told how many are left, and asked for the name again
+            assert f"Attempts left: {4 - attempt} (failed attempts count for 24 hours)." in out
+            assert out.endswith("Please type your full name again.")
+    # the lock says how long, and until when in which time zone (not "today")
+    assert re.search(r"verification is locked for 24 hours, until \d{4}-\d\d-\d\d \d\d:\d\d Shanghai time\.",
+                     out), out
+    assert "today" not in out
     # even the right answer is refused while locked
     await user.share_contact()
-    assert "locked until" in await texts(user)
+    assert "locked for 24 hours" in await texts(user)
     assert (await account_of(seeded, user)).resident_id is None
 
 
@@ -162,7 +166,7 @@ async def test_expired_and_unknown_invite_codes_are_refused(seeded):
     await user.press("I have an invite code")
     await user.send("ABCD-EFGH-JKLM")
     out = await texts(user)
-    assert "not valid" in out and "Attempts left today: 3." in out
+    assert "not valid" in out and "Attempts left: 3" in out
 
 
 async def test_new_household_member_goes_to_staff_and_is_approved(seeded):
@@ -233,7 +237,10 @@ async def test_reimport_flags_moved_out_resident_and_removes_rights(seeded):
         resident = await s.scalar(select(Resident).where(Resident.name == "赵桂兰"))
         assert resident.status == ResidentStatus.moved_out
     await user.send("/start")
-    assert "Welcome back" not in await texts(user)
+    # no longer greeted as a resident: welcomed as a newcomer and offered the ways to join again
+    out = await texts(user)
+    assert out.startswith("Welcome to Community Cloud, 桂兰!") and "Share your phone number" in out
+    assert (await account_of(seeded, user)).resident_id is not None  # the link stays for staff to confirm
 
 
 @pytest.mark.parametrize("lang", ["zh-hans", "en"])
@@ -282,7 +289,8 @@ async def test_staff_are_notified_of_requests_and_residents_of_decisions(seeded)
     alert = await staff.wait_for_message(lambda m: "钱多多" in (m["text"] or ""))
     assert "New verification request" in alert["text"]
     await staff.callback(alert["message_id"], alert["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
-    told = await user.wait_for_message()
+    told = await user.wait_for_message(lambda m: zh("Good news: the committee staff verified you. Welcome to "
+                                                     "your community! Send /menu.") in m["text"])
     assert zh("Good news: the committee staff verified you. Welcome to your community! Send /menu.") == told["text"]
     await user.send("/start")
     assert zh("Welcome back, {name}! You are a verified resident of your community.").format(name="Qian") in (
