@@ -111,7 +111,8 @@ async def button(query: CallbackQuery, callback_data: BenefitCb, actor: Actor, s
     message = query.message
     if message is None:
         return
-    await message.edit_reply_markup(reply_markup=None)
+    if message.reply_markup:
+        await message.edit_reply_markup(reply_markup=None)
     data = await _data(state)
     if await state.get_state() != Benefits.asking.state:
         await message.answer(t("That question is no longer open. Send /benefits to start again."))
@@ -167,5 +168,6 @@ async def case_button(query: CallbackQuery, callback_data: PolicyCaseCb, actor: 
         return
     await query.answer()
     if query.message:
-        await query.message.edit_reply_markup(reply_markup=None)
+        if query.message.reply_markup:
+            await query.message.edit_reply_markup(reply_markup=None)
         await query.message.answer(text)

@@ -78,7 +78,8 @@ async def push(query: CallbackQuery, callback_data: PolicyPushCb, actor: Actor, 
         return
     await query.answer()
     if query.message:
-        await query.message.edit_reply_markup(reply_markup=None)
+        if query.message.reply_markup:
+            await query.message.edit_reply_markup(reply_markup=None)
         await query.message.answer(t(
             "Notices queued for {pushed} residents. Unknown (never notified): {unknown}. Told within the last "
             "{days} days (skipped): {recent}.", pushed=result.pushed, unknown=result.match.unknown,
@@ -144,7 +145,8 @@ async def enrol_picked(query: CallbackQuery, callback_data: PolicyEnrolCb, actor
     await query.answer()
     if query.message is None:
         return
-    await query.message.edit_reply_markup(reply_markup=None)
+    if query.message.reply_markup:
+        await query.message.edit_reply_markup(reply_markup=None)
     if callback_data.s != "enrolled":
         await query.message.answer(t("This button is no longer valid."))
         return
