@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from bot.logs import quiet_drivers
-from services.i18n import translate
 from services.models import Account, Resident, ResidentStatus, VerificationRequest
 from services.privacy import ID_NUMBER_HELD_AS
 from services.regions import get_region
 from services.registry import import_registry, read_text_rows
+from tests.helpers import account_of, consent, make_staff, texts, tr, zh
 from tests.seed import (
     DXYC_CSV,
     ID_LI,
@@ -25,46 +25,15 @@ from tests.seed import (
     SECRET,
     household_codes,
     seed_registry,
-    staff_code,
 )
 
-
-def zh(msgid: str) -> str:
-    return translate("zh_Hans", msgid)
-
-
-def t(lang: str, msgid: str) -> str:
-    return translate("zh_Hans" if lang.startswith("zh") else "en", msgid)
+t = tr  # the catalogue of a Telegram language code
 
 
 @pytest.fixture
 async def seeded(stack):
     await seed_registry(stack.sessions)
     return stack
-
-
-async def account_of(stack, user) -> Account | None:
-    async with stack.session() as s:
-        return await s.scalar(select(Account).where(Account.telegram_id == user.id))
-
-
-async def texts(user) -> str:
-    return "\n".join(m["text"] or m["caption"] or "" for m in await user.bot_messages_since_last_action())
-
-
-async def consent(user, lang="zh-hans"):
-    await user.send("/start")
-    await user.press(t(lang, "I agree"))
-
-
-async def make_staff(stack, name="张书记", region="DXYC", lang="zh-hans"):
-    from services.models import StaffRole
-
-    user = await stack.client.create_user(name, language_code=lang)
-    code = await staff_code(stack.sessions, region, StaffRole.committee)
-    await user.send(f"/start staff_{code}")
-    assert "/help" in await texts(user)
-    return user
 
 
 @pytest.mark.parametrize("lang", ["zh-hans", "en"])
