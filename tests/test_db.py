@@ -1,9 +1,59 @@
-from sqlalchemy import func, select
+"""Our engine settings (bot.db), not SQLAlchemy's: foreign keys enforced on both backends, SQLite
+writers from two processes queue instead of failing, and the database file is its owner's only."""
 
-from services.models import Region, RegionLevel
+from __future__ import annotations
+
+import asyncio
+import stat
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from bot.db import create_engine, session_factory
+from services.models import Base, Region, RegionLevel, Resident
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
 
-async def test_region_roundtrip(session):
-    session.add(Region(code="310000", name="上海市", level=RegionLevel.city, path="/310000/"))
-    await session.commit()
-    assert await session.scalar(select(func.count()).select_from(Region)) == 1
+async def test_foreign_keys_are_enforced(session):
+    """SQLite ignores REFERENCES unless told (PRAGMA foreign_keys, set on every connection)."""
+    session.add(Resident(committee_id=987654, name="nobody's", created_at=NOW, updated_at=NOW))
+    with pytest.raises(IntegrityError):
+        await session.flush()
+
+
+async def test_two_sqlite_writers_queue_instead_of_failing(tmp_path):
+    """Two engines are two processes: a deferred BEGIN would fail at once with "database is locked";
+    BEGIN IMMEDIATE with the busy timeout makes the second writer wait for the first."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
+    first, second = create_engine(url), create_engine(url)
+    try:
+        async with first.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        async with session_factory(first)() as holder:
+            await holder.execute(insert(Region).values(code="A", name="A", level=RegionLevel.committee, path="/A/"))
+
+            async def write_from_the_other_process() -> None:
+                async with session_factory(second)() as other:
+                    await other.execute(insert(Region).values(code="B", name="B", level=RegionLevel.committee,
+                                                              path="/B/"))
+                    await other.commit()
+
+            waiting = asyncio.create_task(write_from_the_other_process())
+            await asyncio.sleep(0.2)  # let it reach its BEGIN IMMEDIATE while the first holds the lock
+            assert not waiting.done()  # it waits (a deferred BEGIN would have failed by now)
+            await holder.commit()
+        await waiting
+        async with session_factory(first)() as s:
+            assert await s.scalar(select(func.count()).select_from(Region)) == 2
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+def test_the_sqlite_file_is_readable_by_its_owner_only(tmp_path):
+    create_engine(f"sqlite+aiosqlite:///{tmp_path / 'data' / 'private.sqlite3'}")
+    assert stat.S_IMODE((tmp_path / "data" / "private.sqlite3").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
