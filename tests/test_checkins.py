@@ -190,6 +190,72 @@ def test_parse_time_and_days():
     assert cs.parse_days("5-1") is None and cs.parse_days("8") is None
 
 
+def test_parse_date_with_and_without_a_year():
+    today = date(2026, 11, 28)
+    assert cs.parse_date("2026-12-05", today) == date(2026, 12, 5)
+    assert cs.parse_date("12-05", today) == cs.parse_date("12/5", today) == date(2026, 12, 5)
+    assert cs.parse_date("12月5日", today) == cs.parse_date("2026年12月5日", today) == date(2026, 12, 5)
+    assert cs.parse_date(" 11.28 ", today) == today  # today is not "next year"
+    assert cs.parse_date("11-27", today) == date(2027, 11, 27)  # without a year: the next one
+    for bad in ("02-30", "2026-13-01", "next week", "", None, "12-05-2026", "1205"):
+        assert cs.parse_date(bad, today) is None, bad
+
+
+def test_minutes_and_day_masks_are_checked():
+    assert cs.check_minute(0) == 0 and cs.check_minute(1439) == 1439 and cs.check_days(127) == 127
+    for minute in (-1, 1440, 99999):
+        with pytest.raises(cs.CheckinError) as err:
+            cs.check_minute(minute)
+        assert err.value.reason == "bad_time"
+    for days in (0, 128, 1024, -1):
+        with pytest.raises(cs.CheckinError) as err:
+            cs.check_days(days)
+        assert err.value.reason == "bad_days"
+
+
+def test_the_enrol_command_has_one_option_parser():
+    from handlers.checkins.staff import EnrolArgs, parse_enrol_args
+
+    assert parse_enrol_args("5-1-102") == EnrolArgs(query="5-1-102")
+    assert parse_enrol_args("5-1-102 08:30 days=1-5") == EnrolArgs(query="5-1-102", time="08:30", days="1-5")
+    assert parse_enrol_args("赵桂兰 --time 7:00 --days weekdays") == EnrolArgs(query="赵桂兰", time="7:00",
+                                                                            days="weekdays")
+    assert parse_enrol_args("--days 1,3,5 王秀英") == EnrolArgs(query="王秀英", days="1,3,5")
+    assert parse_enrol_args("9:00") == EnrolArgs(query="9:00")  # a lone word is the query
+    assert parse_enrol_args("--segment has_tag(\"lives_alone\") and age >= 70 --time 08:00 --committee DXYC") == \
+        EnrolArgs(segment='has_tag("lives_alone") and age >= 70', time="08:00", committee="DXYC")
+    # a trailing time belongs to a resident query only; in a segment it stays in the expression
+    assert parse_enrol_args("--segment age >= 70 08:00") == EnrolArgs(segment="age >= 70 08:00")
+    assert parse_enrol_args("--segment") == EnrolArgs(segment="")
+    assert parse_enrol_args("--segmentation 5") == EnrolArgs(query="--segmentation 5")
+    assert parse_enrol_args("") == parse_enrol_args(None) == EnrolArgs()
+    assert parse_enrol_args("5-1-102 --time 25:00") == EnrolArgs(query="5-1-102", time="25:00")  # read later
+
+
+def test_durations_are_read_from_settings_into_one_config(tmp_path):
+    from pydantic import ValidationError
+
+    from bot.checkin_jobs import checkin_config
+    from bot.settings import Settings
+
+    settings = Settings(_env_file=None, data_dir=tmp_path, secret_key=SECRET, checkin_reminder_after="45s",
+                        checkin_escalate_after="2h", alert_ack_timeout="30m", alert_resolve_timeout="1d",
+                        timezone="Asia/Shanghai", default_locale="en")
+    cfg = checkin_config(settings)
+    assert (cfg.reminder_after, cfg.escalate_after, cfg.ack_timeout, cfg.resolve_timeout) == (
+        timedelta(seconds=45), timedelta(hours=2), timedelta(minutes=30), timedelta(days=1))
+    assert cfg.tz.key == "Asia/Shanghai" and cfg.default_locale == "en" and cfg.secret_key == SECRET
+    assert Settings(_env_file=None, checkin_reminder_after=90).checkin_reminder_after == timedelta(seconds=90)
+    assert Settings(_env_file=None, checkin_reminder_after="1.5m").checkin_reminder_after == timedelta(seconds=90)
+    for bad in ("ten minutes", "5 weeks", "-3m", ""):
+        with pytest.raises(ValidationError):
+            Settings(_env_file=None, checkin_reminder_after=bad)
+    # a reminder after the alert would never be sent: refused when the config is built
+    with pytest.raises(ValueError, match="reminder"):
+        checkin_config(Settings(_env_file=None, data_dir=tmp_path, secret_key=SECRET,
+                                checkin_reminder_after="2h", checkin_escalate_after="1h"))
+
+
 # --- opening rounds ----------------------------------------------------------------------------
 
 async def test_tick_opens_one_round_and_one_prompt_even_when_run_twice(engine):
@@ -520,6 +586,30 @@ async def test_buttons_carry_ids_not_authority(engine):
 
 # --- enrolment, family, views, report ---------------------------------------------------------
 
+async def test_enrolment_refuses_a_bad_minute_or_mask_and_writes_nothing(engine):
+    w = await make_world(engine, enrol=False)
+    async with w.sessions() as s:
+        zhao = await s.get(Resident, w.zhao)
+        dx = await get_region(s, "DXYC")
+        for minute, days, reason in ((99999, None, "bad_time"), (-5, None, "bad_time"), (None, 1024, "bad_days"),
+                                     (540, 0, "bad_days")):
+            with pytest.raises(cs.CheckinError) as err:
+                await cs.enrol_resident(s, zhao, now=at(0), cfg=CFG, minute=minute, days=days)
+            assert err.value.reason == reason
+            with pytest.raises(cs.CheckinError):
+                await cs.enrol_segment(s, dx, "age >= 70", now=at(0), cfg=CFG, minute=minute, days=days)
+        await s.commit()
+        assert await s.scalar(select(func.count()).select_from(CheckinPlan)) == 0
+        assert await s.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+        plan, _ = await cs.enrol_resident(s, zhao, now=at(0), cfg=CFG, minute=600, days=0b11111)
+        with pytest.raises(cs.CheckinError):  # re-enrolling with a bad value leaves the plan as it was
+            await cs.enrol_resident(s, zhao, now=at(1), cfg=CFG, minute=1440)
+        assert (plan.minute_of_day, plan.days) == (600, 0b11111)
+        with pytest.raises(cs.CheckinError) as err:
+            await cs.set_time(s, await s.get(Account, w.elder), 5000, now=at(2))
+        assert err.value.reason == "bad_time" and plan.minute_of_day == 600
+
+
 async def test_enrol_a_segment_once(engine):
     w = await make_world(engine, enrol=False)
     async with w.sessions() as s:
@@ -600,6 +690,9 @@ async def test_weekly_report_counts_answer_rates(engine):
         assert "Week: 4/7 answered (57%)." in views.weekly_text(report.data())
         sheet = load_workbook(io.BytesIO(weekly_sheet(report))).active
     assert weekly_chart(report).startswith(b"\x89PNG")
+    from notifications.reports import chart_title
+
+    assert chart_title(report) == "DXYC · 2026-11-28 – 2026-12-04 · 4/7"
     assert sheet.cell(3, 1).value == "2026-11-28" and sheet.cell(3, 6).value == 100.0 and sheet.cell(4, 6).value == 0
     assert sheet.cell(10, 2).value == 7  # the total row
 
