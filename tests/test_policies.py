@@ -5,8 +5,8 @@ asks only what can still matter, SQL matching that agrees with the Python evalua
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 import textwrap
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -94,13 +94,16 @@ BAD = """\
 async def test_a_bad_rule_names_file_line_policy_and_column_and_nothing_is_loaded(session, tmp_path):
     write(tmp_path, "a_good.yaml", GOOD)
     write(tmp_path, "b_bad.yaml", BAD)
-    with pytest.raises(pol.CatalogueError) as err:
+    with pytest.raises(pol.CatalogueError) as err, use_locale("en"):
         await pol.load_catalogue(session, tmp_path, NOW)
     (problem,) = err.value.problems
     assert problem.startswith("b_bad.yaml:8: policy bad_one: rule: column 15: ")
     assert "pension_okk" in problem and "pension_ok" in problem.split("pension_okk", 1)[1]  # the suggestion
     await session.rollback()
     assert await session.scalar(select(func.count(Policy.id))) == 0
+    with pytest.raises(pol.CatalogueError) as err, use_locale("zh_Hans"):
+        await pol.load_catalogue(session, tmp_path, NOW)
+    assert err.value.problems[0].startswith("b_bad.yaml:8: 政策 bad_one: 规则：第 15 列：")
 
 
 async def test_sample_catalogue_loads_idempotently_with_versions_by_date(session):

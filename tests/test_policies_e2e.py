@@ -24,7 +24,9 @@ CATALOGUE = """\
         min: 0
         max: 1000000
         label: {zh: 家庭月人均收入, en: household income per head}
-        question: {zh: 您家庭每月人均收入大约多少元？, en: "Roughly what is your household's monthly income per person?"}
+        question:
+          zh: 您家庭每月人均收入大约多少元？
+          en: "Roughly what is your household's monthly income per person?"
       - name: has_device
         type: bool
         label: {zh: 已有紧急呼叫设备, en: already has an emergency call device}
@@ -187,3 +189,14 @@ async def test_staff_push_resident_applies_report_shows_it_and_90_days_hold(stac
     assert "is enrolled in meal_t" in await texts(staff)
     await zhao.send("/policy_match meal_t")
     assert "for committee staff only" in await texts(zhao)
+
+
+async def test_benefits_speak_chinese(stack, tmp_path):
+    await _setup(stack, tmp_path)
+    user = await stack.client.create_user("访客", language_code="zh-hans")
+    await user.send("/benefits")
+    assert translate("zh_Hans", "How old are you? Please type a number.") in await texts(user)
+    await user.send("85岁")
+    await user.press(translate("zh_Hans", "Show results now"))
+    out = await texts(user)
+    assert "助餐补贴" in out and "您 85 岁（80 或以上）" in out and "样例数据，非政策建议" in out
