@@ -168,9 +168,8 @@ async def test_purge_forgets_only_old_finished_rows(session):
     assert [r.idempotency_key for r in await session.scalars(select(OutboxMessage))] == ["waiting"]
 
 
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)  # SKIP LOCKED; SQLite has one writer
 async def test_concurrent_claimers_never_get_the_same_row(engine):
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SKIP LOCKED is PostgreSQL's; SQLite has one writer at a time")
     factory = session_factory(engine)
     async with factory() as s:
         await outbox.enqueue_many(s, [OutboxItem(f"k{i}", i, hello(), priority=i % 4) for i in range(200)],
