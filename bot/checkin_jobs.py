@@ -40,8 +40,11 @@ def checkin_config(settings: Settings) -> checkins.CheckinConfig:
 
 
 def config_of(rt: Runtime) -> checkins.CheckinConfig:
-    """The configuration the composition root gave the runtime's dispatcher."""
-    return rt.dp["checkin_config"]
+    """The configuration the composition root gave the runtime's dispatcher (a runtime without a
+    dispatcher, e.g. a sender-only process, builds it from its settings)."""
+    if rt.dp is not None and "checkin_config" in rt.dp.workflow_data:
+        return rt.dp["checkin_config"]
+    return checkin_config(rt.settings)
 
 
 async def checkin_tick(rt: Runtime, now: datetime) -> checkins.TickReport:
