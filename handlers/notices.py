@@ -25,6 +25,7 @@ from notifications.render import render_template, t, tn
 from services import notices as ns
 from services.config import AppConfig
 from services.i18n import N_, _
+from services.ids import parse_db_id
 from services.scope import Actor
 from services.tags import tag_name
 
@@ -256,13 +257,13 @@ async def call_list(query: CallbackQuery, callback_data: NoticeCb, actor: Actor,
                     state: FSMContext, now: datetime) -> None:
     """``ref``: ``d.<offset>`` for the notice being composed, ``<notice id>.<offset>`` for a sent one."""
     source, _sep, offset_text = callback_data.ref.partition(".")
-    offset = int(offset_text) if offset_text.isdigit() and len(offset_text) < 9 else 0
+    offset = int(offset_text) if offset_text.isascii() and offset_text.isdigit() and len(offset_text) < 9 else 0
     draft = await state.get_data() if source == "d" else {}
     try:
         if "aud_kind" in draft:
             aud = await ns.audience(session, actor, draft["aud_kind"], draft.get("aud_ref"))
-        elif source.isdigit() and len(source) < 12:
-            aud = await ns.notice_audience(session, actor, int(source))
+        elif (notice_id := parse_db_id(source)) is not None:
+            aud = await ns.notice_audience(session, actor, notice_id)
         else:
             aud = None  # the draft was sent or abandoned
     except ns.NoticeError as err:
@@ -305,8 +306,7 @@ def _report_keyboard(rep: ns.NoticeReport):
 
 
 def _notice_id(text: str | None) -> int | None:
-    arg = (text or "").strip().lstrip("#")
-    return int(arg) if arg.isdigit() and len(arg) < 12 else None
+    return parse_db_id(text)  # "#12" or "12"; not "²" (a digit to isdigit, not to int) nor 20 digits
 
 
 async def report_command(message: Message, command: CommandObject, actor: Actor, session: AsyncSession) -> None:

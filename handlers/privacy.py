@@ -60,7 +60,9 @@ async def forget(message: Message, state: FSMContext) -> None:
     await state.set_state(Forget.confirm)
     await message.answer(
         t("This unlinks your account and erases your personal data here. Your committee keeps its registry "
-          "entry, marked that you withdrew. You can join again later. Continue?"),
+          "entry, marked that you withdrew. Failed verification attempts of the last 24 hours stay, without "
+          "your account (the registry entry tried and a keyed hash of the phone number), so that deleting "
+          "does not lift the lock on wrong answers. You can join again later. Continue?"),
         reply_markup=inline([[(_("Yes, delete my data"), ForgetCb(confirm=True).pack()),
                               (_("No, keep it"), ForgetCb(confirm=False).pack())]]))
 

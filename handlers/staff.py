@@ -104,7 +104,7 @@ async def invite(message: Message, command: CommandObject, actor: Actor, session
         await message.answer(t("Usage: /invite &lt;household code or building-room&gt; [count], e.g. /invite 3-201 2"))
         return
     count = 1
-    if len(parts) > 1 and parts[-1].isdigit():
+    if len(parts) > 1 and parts[-1].isascii() and parts[-1].isdigit():  # "²" is a digit, but no number
         count = int(parts.pop())
     if not 1 <= count <= MAX_INVITES:
         await message.answer(t("Please ask for between 1 and {n} codes.", n=MAX_INVITES))

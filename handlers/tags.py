@@ -14,7 +14,7 @@ from handlers.keyboards import inline
 from handlers.staff import StaffOnly
 from notifications.callbacks import TagCb
 from notifications.format import room_text
-from notifications.limits import clip
+from notifications.limits import clip, excerpt
 from notifications.render import plain, render_template, t, tn
 from services import segments as seg
 from services import tags as ts
@@ -112,8 +112,10 @@ async def tag_chosen(query: CallbackQuery, callback_data: TagCb, actor: Actor, s
 
 
 def _expression_error(err: ExpressionError, expression: str) -> Markup:
-    return render_template("tags/expression_error.html", message=str(err), expression=expression,
-                           marker=" " * (err.position - 1) + "^")
+    # Only the part around the mistake is repeated: a 4,000-character expression would not fit twice.
+    shown, column = excerpt(expression, err.position)
+    return render_template("tags/expression_error.html", message=clip(str(err), 300), expression=shown,
+                           marker=" " * (column - 1) + "^")
 
 
 async def segment_command(message: Message, command: CommandObject, actor: Actor, session: AsyncSession,

@@ -67,10 +67,12 @@ def privacy_notice() -> Markup:
         "<b>Before you join: your privacy</b>\n"
         "To check that you are a resident, we compare what you tell us with your committee's registry. "
         "We keep: your Telegram name and id, your language, the link to your registry entry, and a record "
-        "of each verification attempt. We never store your ID number in clear and never show your phone "
-        "number to other residents.\n"
+        "of each verification attempt. Your ID number is held only as a keyed hash and phone numbers are "
+        "stored encrypted; we never show your phone number to other residents.\n"
         "Why: so that only real neighbours take part, and so that your committee can reach you.\n"
-        "You can see everything we hold with /mydata and delete it at any time with /forget."
+        "You can see everything we hold with /mydata and delete it at any time with /forget. Failed "
+        "attempts stay for 24 hours even after /forget, without your account (the registry entry tried "
+        "and a keyed hash of the phone number), so that five wrong answers lock that entry for everyone."
     )
 
 
@@ -196,7 +198,7 @@ async def contact_shared(message: Message, actor: Actor, session: AsyncSession, 
                                           phone=message.contact.phone_number, now=now)
     except vs.VerificationError as err:
         await message.answer(refusal(err, config), reply_markup=REMOVE)
-        if err.reason in ("no_match", "several"):
+        if err.reason in ("no_match", "several") or err.info.get("scope") == "entry":
             await message.answer(t("You can use an invite code from your committee, or ask staff to verify you."),
                                  reply_markup=inline([[(_("I have an invite code"), VerifyCb(action="code").pack())],
                                                       [(_("Ask staff to verify me"),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from aiogram.filters.callback_data import CallbackData
 
+from services.ids import DbId  # an id beyond 64 bits does not unpack: the button is "no longer valid"
+
 
 class LangCb(CallbackData, prefix="lang"):
     code: str
@@ -27,14 +29,14 @@ class BenefitCb(CallbackData, prefix="pb"):
     a: str
     f: str = ""
     v: int = -1
-    p: int = 0
+    p: DbId = 0
 
 
 class PolicyCaseCb(CallbackData, prefix="pk"):
     """A button on a pushed notice: ``a`` is applied or no (not interested), for case ``id``."""
 
     a: str
-    id: int
+    id: DbId
 
 
 class PolicyPushCb(CallbackData, prefix="pp"):
@@ -48,22 +50,22 @@ class PolicyEnrolCb(CallbackData, prefix="pe"):
     """Staff pick one of several residents to record an outcome for: ``s`` enrolled / declined."""
 
     code: str
-    rid: int
+    rid: DbId
     s: str
 
 
 class VerifyCb(CallbackData, prefix="vf"):
     action: str  # consent, decline, code, review, member, newmember, committee
-    id: int = 0
+    id: DbId = 0
 
 
 class ReviewCb(CallbackData, prefix="vr"):
-    id: int
+    id: DbId
     decision: str  # a / r
 
 
 class ConfirmCb(CallbackData, prefix="rc"):
-    id: int
+    id: DbId
 
 
 class ForgetCb(CallbackData, prefix="forget"):
@@ -72,7 +74,7 @@ class ForgetCb(CallbackData, prefix="forget"):
 
 class TagCb(CallbackData, prefix="tg"):
     add: bool
-    resident: int
+    resident: DbId
     code: str
 
 
@@ -82,7 +84,7 @@ class NoticeCb(CallbackData, prefix="nt"):
 
 
 class ReceivedCb(CallbackData, prefix="nr"):
-    id: int
+    id: DbId
 
 
 # --- daily check-ins ---------------------------------------------------------------------------

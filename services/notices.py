@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import audit
 from services.accounts import account_locale
 from services.i18n import N_, _
+from services.ids import is_db_id, parse_db_id
 from services.models import (
     Account,
     Notice,
@@ -64,8 +65,8 @@ async def audience(session: AsyncSession, actor: Actor, kind: str, ref: str | No
         return Audience(kind, None, None)
     if kind == "tag" and ref and ref.replace("_", "").isalnum():
         return Audience(kind, ref, f'has_tag("{ref}")')
-    if kind == "segment" and ref and ref.isdigit():
-        segment = await get_segment(session, actor, int(ref))
+    if kind == "segment" and (segment_id := parse_db_id(ref)) is not None:
+        segment = await get_segment(session, actor, segment_id)
         if segment is not None:
             return Audience(kind, ref, segment.expression)
     raise NoticeError(N_("This audience is not available."))
@@ -240,7 +241,8 @@ def _notices_in_scope(actor: Actor):
 
 async def get_notice(session: AsyncSession, actor: Actor, notice_id: int) -> Notice:
     cond = _notices_in_scope(actor)
-    notice = None if cond is None else await session.scalar(select(Notice).where(Notice.id == notice_id, cond))
+    notice = None if cond is None or not is_db_id(notice_id) else await session.scalar(
+        select(Notice).where(Notice.id == notice_id, cond))
     if notice is None:
         raise NoticeError(N_("There is no notice #{id} in your area."), id=notice_id)
     return notice
@@ -287,7 +289,7 @@ async def report(session: AsyncSession, actor: Actor, notice_id: int) -> NoticeR
 
 async def mark_received(session: AsyncSession, actor: Actor, notice_id: int, now: datetime) -> bool:
     """The recipient pressed Received; only a recipient of that notice can, and only once counts."""
-    if actor.account is None:
+    if actor.account is None or not is_db_id(notice_id):
         return False
     result = await session.execute(update(NoticeRecipient).where(
         NoticeRecipient.notice_id == notice_id, NoticeRecipient.account_id == actor.account_id,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.ids import is_db_id
 from services.models import Household, Region, Resident, ResidentStatus
 from services.scope import Actor, committee_ids_in_scope, resident_scope
 
@@ -66,6 +67,8 @@ async def find_residents(session: AsyncSession, actor: Actor, query: str, limit:
 
 async def get_resident(session: AsyncSession, actor: Actor, resident_id: int) -> Resident | None:
     """One resident by id, or None when it does not exist or lies outside the actor's scope."""
+    if not is_db_id(resident_id):  # from a button or a command: never bind what the database refuses
+        return None
     return await session.scalar(select(Resident).where(Resident.id == resident_id, resident_scope(actor)))
 
 

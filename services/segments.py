@@ -16,6 +16,7 @@ from sqlalchemy.sql import visitors
 from services import audit
 from services.expressions import Expr, as_tree, compile_sql, parse
 from services.i18n import _
+from services.ids import is_db_id
 from services.models import SEGMENT_INDEX_COLUMNS, Region, Resident, ResidentStatus, Segment
 from services.scope import Actor, resident_scope, wide_scope
 from services.tags import NotInScope
@@ -113,7 +114,7 @@ async def list_segments(session: AsyncSession, actor: Actor) -> list[Segment]:
 async def get_segment(session: AsyncSession, actor: Actor, segment_id: int) -> Segment | None:
     """One segment, or None when it does not exist or belongs to a region outside the actor's scope."""
     regions = _visible_regions(actor)
-    if regions is None:
+    if regions is None or not is_db_id(segment_id):
         return None
     return await session.scalar(select(Segment).where(Segment.id == segment_id, Segment.region_id.in_(regions)))
 
