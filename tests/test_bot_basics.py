@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import pytest
 from aiogram import Router
@@ -168,13 +169,23 @@ async def test_greetings_use_the_whole_name(stack, first, last, lang, shown):
 
 
 async def test_welcome_and_help_promise_only_what_exists(stack):
+    """No discussions or polls are built: nothing says so; every command /help lists is answered."""
+    from handlers.commands import COMMANDS
+
     for lang in ("en", "zh-hans"):
         user = await stack.client.create_user("Ann", language_code=lang)
         await user.send("/start")
-        await user.send("/help")
-        said = "\n".join(body(m) for m in await user.bot_messages())
-        for promise in ("discussion", "poll", "benefit", "讨论", "投票", "福利", "补贴"):
-            assert promise not in said.lower(), (lang, promise)
+        welcome = body((await user.bot_messages_since_last_action())[0]).lower()
+        for promise in ("discussion", "poll", "讨论", "投票"):
+            assert promise not in welcome, (lang, promise)
+    await user.send("/help")
+    listed = [line.split(" — ")[0] for line in body(await user.last_message()).splitlines() if " — " in line]
+    assert listed and set(listed) <= {f"/{c.name}" for c in COMMANDS}
+    unknown = tr("zh-hans", "Sorry, I don't know that command. Send /help to see what I can do.")
+    for command in listed:
+        await user.send(command)
+        assert unknown not in "\n".join(body(m) for m in await user.bot_messages_since_last_action()), command
+        await user.send("/cancel")
 
 
 async def test_command_list_is_published_per_chat_by_role(stack):
@@ -233,3 +244,31 @@ async def test_staff_menu_offers_lookups_tags_segments_and_enrolment(stack):
     await resident.send("/menu")
     forged = await resident.callback((await resident.last_message())["message_id"], "menu:whois")
     assert "no longer valid" in stack.sandbox.callbacks[forged["callback_query_id"]].answer["text"]
+
+
+async def test_residents_and_elders_get_their_own_command_lists(stack):
+    from sqlalchemy import select
+
+    from services import checkins as cs
+    from services.models import Resident
+    from tests.helpers import verify
+    from tests.seed import ID_ZHAO, seed_registry
+
+    await seed_registry(stack.sessions)
+    user = await stack.client.create_user("桂兰", language_code="en", phone_number="+8613800138003")
+    await verify(user, "赵桂兰", ID_ZHAO, "en")
+
+    def names() -> set[str]:
+        found = [c["commands"] for c in stack.sandbox.commands_dict() if c["scope"] == f"chat:{user.id}"]
+        return {c["command"] for c in found[0]} if found else set()
+
+    assert {"mydata", "forget", "help"} <= names() and not names() & {"checkin", "family", "notice", "pending"}
+    async with stack.session() as s:  # the committee enrols her in daily check-ins
+        zhao = await s.scalar(select(Resident).where(Resident.name == "赵桂兰"))
+        await cs.enrol_resident(s, zhao, now=datetime.now(UTC), cfg=stack.dp["checkin_config"])
+        await s.commit()
+    await user.send("/start")
+    assert {"checkin", "family"} <= names() and "notice" not in names()
+    await user.send("/menu")
+    labels = {b["text"] for row in (await user.last_message())["reply_markup"]["inline_keyboard"] for b in row}
+    assert {"☀️ My daily check-in", "👪 Family contacts"} <= labels
