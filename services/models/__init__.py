@@ -28,6 +28,21 @@ from services.models.core import (
     Staff,
     StaffRole,
 )
+from services.models.discussions import (  # noqa: F401
+    Comment,
+    CommentReport,
+    DiscussionMute,
+    DiscussionSetting,
+    Poll,
+    PollStatus,
+    PollTally,
+    PollUnit,
+    PollVote,
+    PollVoter,
+    Topic,
+    TopicStatus,
+    TopicSubscription,
+)
 from services.models.notices import Notice, NoticeRecipient, NoticeStatus  # noqa: F401
 from services.models.outbox import FINAL_STATUSES, OutboxMessage, OutboxStatus  # noqa: F401
 from services.models.policies import (  # noqa: F401

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
+from decimal import Decimal
 
 from sqlalchemy import (
     JSON,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -80,6 +82,9 @@ class Household(Base):
     building: Mapped[str | None] = mapped_column(String(32))
     unit: Mapped[str | None] = mapped_column(String(32))
     room: Mapped[str | None] = mapped_column(String(32))
+    # Owner votes (Civil Code art. 278): whether the household owns its home, and its exclusive area.
+    owner: Mapped[bool | None] = mapped_column(Boolean)
+    floor_area: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))  # m²
 
 
 SEGMENT_INDEX_COLUMNS = ("committee_id", "status", "birth_date", "living_alone", "gender", "building", "unit",
