@@ -18,7 +18,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
-FK = sa.BigInteger()
+FK = ID  # foreign keys take the type of the ids they point at
 
 
 def upgrade() -> None:
