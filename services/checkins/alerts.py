@@ -114,11 +114,6 @@ class AlertCard:
         return {**asdict(self), **extra}
 
 
-def contact_phone(resident: Resident, elder: Account | None) -> str | None:
-    """The number staff should call: the registry's, else the one the elder's account shared."""
-    return resident.phone or (getattr(elder, "phone", None) if elder is not None else None)
-
-
 async def alert_card(session: AsyncSession, cfg: CheckinConfig, alert: Alert) -> AlertCard:
     """The alert's card: who, where, phone, last answer, emergency contacts, level, who is on it."""
     resident = await session.get(Resident, alert.resident_id)
@@ -131,12 +126,13 @@ async def alert_card(session: AsyncSession, cfg: CheckinConfig, alert: Alert) ->
     contacts = [account_name(a) for a in await contact_accounts(session, alert.resident_id)]
     if resident.emergency_contact_phone:
         contacts.append(resident.emergency_contact_phone)
-    elder = await session.scalar(select(Account).where(Account.resident_id == resident.id))
     ack = await session.get(Account, alert.acknowledged_by_account_id) if alert.acknowledged_by_account_id else None
     return AlertCard(
         alert_id=alert.id, reason=alert.reason.value, status=alert.status.value, level=int(alert.level),
         levels=ALERT_LEVELS, name=resident.name, room=room_of(resident), committee=committee.name,
-        phone=contact_phone(resident, elder), last_answer=last[0] if last else None,
+        # The registry's number: an account keeps none of its own (a contact shared while verifying is
+        # matched, not stored), so a resident created by review shows no phone until the registry has one.
+        phone=resident.phone, last_answer=last[0] if last else None,
         last_answer_at=local_iso(last[1], cfg.tz) if last else None, contacts=contacts,
         opened_at=local_iso(alert.opened_at, cfg.tz), acknowledged_by=account_name(ack) if ack else None)
 
