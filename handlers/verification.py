@@ -95,8 +95,9 @@ def refusal(err: vs.VerificationError, config: AppConfig) -> Markup:
     """The polite sentence for each refusal reason (with attempts left / lock end when known)."""
     until = err.info.get("until")
     if err.reason == "locked" or until is not None:
-        return t("Too many failed attempts. For your safety, verification is locked for 24 hours, until {time}.",
-                 time=local_time(until, config.tz))
+        # The lock ends when the oldest of the last five failures is a day old: say when, and in which zone.
+        return t("Too many failed attempts (five within 24 hours). For your safety, verification is locked "
+                 "until {time}.", time=local_time(until, config.tz))
     texts = {
         "not_own_contact": _("Please share your own contact with the button, not someone else's."),
         "wrong_answer": _("That does not match the registry."),

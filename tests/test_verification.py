@@ -97,12 +97,12 @@ async def test_five_failures_lock_verification_with_end_time(seeded):
             assert f"Attempts left: {4 - attempt} (failed attempts count for 24 hours)." in out
             assert out.endswith("Please type your full name again.")
     # the lock says how long, and until when in which time zone (not "today")
-    assert re.search(r"verification is locked for 24 hours, until \d{4}-\d\d-\d\d \d\d:\d\d Shanghai time\.",
-                     out), out
+    assert re.search(r"\(five within 24 hours\)\. For your safety, verification is locked until "
+                     r"\d{4}-\d\d-\d\d \d\d:\d\d Shanghai time\.", out), out
     assert "today" not in out
     # even the right answer is refused while locked
     await user.share_contact()
-    assert "locked for 24 hours" in await texts(user)
+    assert "verification is locked until" in await texts(user)
     assert (await account_of(seeded, user)).resident_id is None
 
 
