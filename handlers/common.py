@@ -105,7 +105,7 @@ class MenuItem:
 
 
 def _menu() -> tuple[MenuItem, ...]:
-    from handlers import checkins, notices, privacy, staff, tags
+    from handlers import checkins, notices, policies, privacy, staff, tags
 
     return (
         MenuItem("help", N_("❓ Help"), ALL, lambda m, d: help_command(m, d["actor"], d["session"])),
@@ -132,6 +132,11 @@ def _menu() -> tuple[MenuItem, ...]:
         MenuItem("enrol", N_("➕ Enrol in check-ins"), STAFF, lambda m, d: checkins.enrol(
             m, command=CommandObject(prefix="/", command="checkin_enrol"), actor=d["actor"], session=d["session"],
             checkin_config=d["checkin_config"], now=d["now"])),
+        MenuItem("benefits", N_("🎁 Benefits for me"), ALL, lambda m, d: policies.benefits.start(
+            m, actor=d["actor"], session=d["session"], state=d["state"], now=d["now"], config=d["config"])),
+        MenuItem("policies", N_("📑 Policy matching"), STAFF, lambda m, d: policies.staff.match(
+            m, command=CommandObject(prefix="/", command="policy_match"), actor=d["actor"], session=d["session"],
+            now=d["now"], config=d["config"], policy_config=d["policy_config"])),
     )
 
 

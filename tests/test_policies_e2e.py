@@ -155,6 +155,10 @@ async def test_anonymous_benefits_ask_registry_questions_and_store_nothing(stack
     assert "Meal assistance" in out and "you are 85 (80 or more)" in out
     assert "Nothing you answered was stored" in out
     assert await _count(stack, PolicyAnswer) == 0 and await _count(stack, PolicyConsent) == 0
+    # The main menu offers it too.
+    await user.send("/menu")
+    await user.press("🎁 Benefits for me")
+    assert en("How old are you? Please type a number.") in await texts(user)
 
 
 async def test_staff_push_resident_applies_report_shows_it_and_90_days_hold(stack, tmp_path):
