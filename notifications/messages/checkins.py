@@ -16,7 +16,9 @@ from markupsafe import Markup
 from notifications.callbacks import AlertCb, CheckinCb, CheckinMenuCb, ContactCb, EnrolCb
 from notifications.limits import MAX_CAPTION, MAX_MESSAGE, clip, pages
 from notifications.render import Buttons, MessageBuilder, Rendered, render_template, t
+from services.checkins import format_minute
 from services.i18n import N_, _
+from services.models.checkins import EVERY_DAY
 
 # --- words for codes ---------------------------------------------------------------------------
 
@@ -48,7 +50,6 @@ EVENT_NAMES = {
     "elder_told": N_("elder told someone checked:"), "stopped": N_("check-ins stopped by"),
 }
 DAY_NAMES = (N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun"))
-EVERY_DAY = 0b1111111
 
 
 def outcome_name(outcome: str) -> str:
@@ -57,10 +58,6 @@ def outcome_name(outcome: str) -> str:
 
 def answer_name(answer: str | None) -> str:
     return _(ANSWER_NAMES[answer]) if answer in ANSWER_NAMES else "?"
-
-
-def format_minute(minute: int) -> str:
-    return f"{minute // 60:02d}:{minute % 60:02d}"
 
 
 def format_days(mask: int) -> str:

@@ -42,6 +42,7 @@ def insert_into(session: AsyncSession, table):
 
 
 def is_postgres(session: AsyncSession) -> bool:
+    """Whether the session talks to PostgreSQL (SKIP LOCKED, planner settings) rather than SQLite."""
     return session.get_bind().dialect.name == "postgresql"
 
 
