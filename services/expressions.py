@@ -1199,7 +1199,9 @@ class _HasTag(ColumnElement[bool]):
         return Grouping(self)
 
     def tag_ids(self) -> Select:
-        return select(Tag.id).where(Tag.code.in_(self.codes))
+        # A database not yet migrated may still hold a renamed built-in under its former code.
+        former = [old for old, new in RENAMED_TAGS.items() if new in self.codes]
+        return select(Tag.id).where(Tag.code.in_([*self.codes, *former]))
 
 
 @compiles(_HasTag)
