@@ -96,8 +96,6 @@ def field_value(field: str, value: Any, tz: ZoneInfo) -> str:
             return resident_status(value)
         case "verification_method":
             return _(VERIFICATION_METHODS[value]) if value in VERIFICATION_METHODS else str(value)
-        case "id_number":
-            return _("kept only as a keyed hash: nobody can read it back")
         case "disability_level":
             return _("level {n}").format(n=value)
         case "monthly_income":
