@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select, update
 
 from services.identity import make_id_number
-from services.models import Region, Resident, TagKind
+from services.models import Region, Resident, StaffRole, TagKind
 from services.regions import get_region
 from services.registry import import_registry, read_text_rows
 from services.tags import define_tag, ensure_default_tags
@@ -30,7 +30,7 @@ from tests.helpers import (
     texts,
     verify,
 )
-from tests.seed import SECRET, seed_registry
+from tests.seed import SECRET, seed_registry, staff_code
 
 SHORT = '<a href="tg://user?id=1">1</a>'  # fits the registry's 32-character room fields
 ID_HOSTILE = make_id_number("310104", date(1948, 4, 4), 41, "F")
@@ -161,12 +161,17 @@ async def test_tags_and_segments_show_hostile_names_and_typed_text_as_text(world
 async def test_region_names_and_notices_are_text_for_staff(world):
     async with world.session() as s:
         await s.execute(update(Region).where(Region.code == "FLSQ").values(name=HOSTILE))
+        await s.execute(update(Region).where(Region.code == "RJXC").values(name=SHORT))
         await s.commit()
     foreign = await make_staff(world, "冯书记", "FLSQ", "en")
     enrolled = (await foreign.bot_messages())[-1]
     assert_shown_as_text(enrolled, HOSTILE)
     await foreign.send("/export")
     assert_shown_as_text((await foreign.bot_messages_since_last_action())[-1], HOSTILE)  # one committee
+    street = await world.client.create_user("街道", language_code="en")
+    await street.send(f"/start staff_{await staff_code(world.sessions, '310104003', StaffRole.street)}")
+    await street.send("/export")
+    assert_shown_as_text((await messages_with(street, "Which committee?"))[0], f"{SHORT} (RJXC)")
     staff = await make_staff(world, lang="en")
     await staff.send("/notice")
     await staff.send(f"Meeting {HOSTILE}")
