@@ -604,6 +604,21 @@ async def test_hostile_names_arrive_as_text_in_every_check_in_message(world):
     await staff.wait_for_message(has("has not answered"))
     await w.elder.press("😊 I'm fine")
     shown_as_text(await staff.wait_for_message(has("All clear")))
+    # the day after, staff check and close it as safe: the elder hears who checked on them
+    await w.tick(timedelta(days=1))
+    await w.tick(timedelta(minutes=90))
+    await staff.wait_for_message(has("has not answered"))
+    await staff.press("✅ Safe")
+    shown_as_text(await w.elder.wait_for_message(has("checked on you")))
+    # the elder pauses: the duty staff are told; staff stop the check-ins
+    await w.elder.send("/checkin")
+    await w.elder.press("⏸ Pause (travel, hospital)")
+    await w.elder.press("3 days")
+    shown_as_text(await staff.wait_for_message(has("paused daily check-ins")))
+    await staff.send("/checkin_stop 5-1-102")
+    shown_as_text(await staff.last_message())
+    await staff.send("/checkin_stop 5-1-102")
+    shown_as_text(await staff.last_message())
 
 
 # --- restart: a real bot process killed with SIGKILL ----------------------------------------------------
