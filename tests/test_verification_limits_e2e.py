@@ -132,6 +132,7 @@ async def test_long_input_is_clipped_and_long_lists_paged(seeded):
 
 @pytest.mark.parametrize("lang", ["zh-hans", "en"])
 async def test_mydata_says_the_id_number_is_held_only_as_a_hash(seeded, lang):
+    from services.privacy import ID_NUMBER_HELD_AS
     from tests.seed import ID_LI
 
     user = await seeded.client.create_user("建国", language_code=lang, phone_number="+8613800138002")
@@ -141,6 +142,6 @@ async def test_mydata_says_the_id_number_is_held_only_as_a_hash(seeded, lang):
     await user.send(ID_LI[-4:])
     await user.send("/mydata")
     out = await user.texts_since_last_action()
-    held = f'{tr(lang, "ID number")}: {tr(lang, "kept only as a keyed hash: nobody can read it back")}'
+    held = f'{tr(lang, "ID number")}: {tr(lang, ID_NUMBER_HELD_AS)}'
     assert held in out and "13800138002" not in out
     assert ID_LI[-4:] not in out.replace(str(user.id), "")  # (the Telegram id may hold those digits)
