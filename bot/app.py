@@ -28,9 +28,10 @@ from bot.settings import Settings
 from handlers.commands import commands_for
 from services.clock import Clock, system_clock
 from services.config import AppConfig, OutboxConfig
-from services.policies import PolicyConfig
 from services.i18n import LOCALES, use_locale
 from services.i18n import _ as gettext
+from services.policies import PolicyConfig
+from services.polls import PollConfig
 
 log = logging.getLogger("bot")
 
@@ -71,6 +72,11 @@ def policy_config(settings: Settings) -> PolicyConfig:
     return PolicyConfig(push_interval=settings.policy_push_interval, followup_after=settings.policy_followup_after)
 
 
+def poll_config(settings: Settings) -> PollConfig:
+    return PollConfig(tz=settings.tz, default_locale=settings.default_locale,
+                      reminder_before=settings.poll_reminder_before)
+
+
 def build_dispatcher(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
@@ -83,7 +89,7 @@ def build_dispatcher(
     dp = Dispatcher(storage=storage or build_storage(settings), settings=settings, sessions=sessions,
                     config=app_config(settings), clock=clock,
                     checkin_config=checkin_config(settings),  # check-ins: one typed config per process
-                    policy_config=policy_config(settings))
+                    policy_config=policy_config(settings), poll_config=poll_config(settings))
     dp.update.outer_middleware(DbSessionMiddleware(sessions))
     dp.update.outer_middleware(ActorMiddleware(settings.default_locale, clock))
     dp.include_routers(*extra_routers, *handlers.routers())

@@ -145,12 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["update", "compile", "missing"])
     p.set_defaults(func=cmd_i18n)
 
-    from bot import cli_checkins, cli_policies, cli_registry, cli_tags
+    from bot import cli_checkins, cli_policies, cli_polls, cli_registry, cli_tags
 
     cli_registry.add_commands(sub)
     cli_checkins.add_commands(sub)
     cli_tags.add_commands(sub)
     cli_policies.add_commands(sub)
+    cli_polls.add_commands(sub)
     return parser
 
 

@@ -40,7 +40,15 @@ def scheduled_ticks(rt: Runtime) -> list[tuple[str, Tick, dict]]:
         ("checkins", checkin_tick, {"trigger": "interval", "seconds": seconds}),
         ("rule_tags", rule_tags_tick, {"trigger": "cron", "hour": 3, "minute": 10}),
         ("outbox_redact", outbox_redact_tick, {"trigger": "interval", "seconds": 3600}),
+        ("polls", polls_tick, {"trigger": "interval", "seconds": seconds}),
     ]
+
+
+async def polls_tick(rt: Runtime, now: datetime):
+    """Open, announce, remind and close polls (the results go out with their bar chart)."""
+    from bot.poll_jobs import polls_tick as tick
+
+    return await tick(rt, now)
 
 
 async def notices_tick(rt: Runtime, now: datetime) -> int:

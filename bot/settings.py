@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     policy_push_interval: Duration = timedelta(days=90)  # at most one push per policy and resident
     policy_followup_after: Duration = timedelta(days=14)  # the one follow-up when nobody applied
     outbox_pii_retention: Duration = timedelta(days=7)  # then sent messages lose their text (phones…)
+    poll_reminder_before: Duration = timedelta(hours=24)  # one reminder to units that have not voted
+    discussion_digest_interval: Duration = timedelta(minutes=30)  # at most one digest per topic and subscriber
+    discussion_reports_to_hide: int = Field(default=3, ge=1, le=100)  # distinct reports that hide a comment
 
     _data_keys: object = PrivateAttr(default=None)
 

@@ -125,3 +125,29 @@ class ContactCb(CallbackData, prefix="cic"):
     """The elder removes one of their emergency contacts."""
 
     id: int
+
+
+# --- polls and discussions (议事厅) ---------------------------------------------------------------
+
+
+class PollVoteCb(CallbackData, prefix="pv"):
+    """A ballot button: choose (``on``) or unchoose option ``o`` of poll ``p`` (checked in the service)."""
+
+    p: DbId
+    o: int
+    on: bool = True
+
+
+class PollNewCb(CallbackData, prefix="pn"):
+    """/poll_new, the guided flow: ``a`` is unit, rule, all (whole committee), days (closing in ``v``
+    days), secret (toggle), publish or cancel; ``v`` the value chosen."""
+
+    a: str
+    v: str = ""
+
+
+class PollViewCb(CallbackData, prefix="pr"):
+    """Show poll ``p`` again (``a`` = vote) or its results (``a`` = res)."""
+
+    p: DbId
+    a: str = "vote"

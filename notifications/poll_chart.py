@@ -1,0 +1,67 @@
+"""The bar chart of a poll's results (PNG), drawn from ``services.polls.PollResults``.
+
+Option texts are usually Chinese: the chart uses a CJK font when the machine has one (README: install
+``fonts-noto-cjk``, or ``fonts-wqy-microhei``); without one it numbers the bars 1, 2, 3 (the message
+lists the options by the same numbers) rather than drawing empty boxes.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from pathlib import Path
+
+from services.polls import PollResults
+
+CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei",
+                "WenQuanYi Zen Hei", "Droid Sans Fallback", "AR PL UMing CN", "SimHei", "Microsoft YaHei")
+
+
+@functools.cache
+def cjk_font() -> str | None:
+    """The first installed font family that draws Chinese, or None."""
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return next((name for name in CJK_FAMILIES if name in installed), None)
+
+
+def _label(text: str, n: int, font: str | None) -> str:
+    if font is None and not text.isascii():
+        return str(n)
+    return text if len(text) <= 14 else text[:13] + "…"
+
+
+def poll_chart(results: PollResults) -> bytes:
+    """Ballots per option as bars, each labelled with its count (and area for owner votes)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    font = cjk_font()
+    fig = Figure(figsize=(7, 3.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    labels = [_label(o.text, n, font) for n, o in enumerate(results.options, start=1)]
+    votes = [o.votes or 0 for o in results.options]
+    colours = ["#2e7d32", "#c62828", "#9e9e9e", "#1565c0", "#f9a825", "#6a1b9a", "#00838f", "#ef6c00", "#5d4037",
+               "#455a64"]
+    bars = ax.bar(range(len(votes)), votes, color=colours[: len(votes)])
+    ax.set_xticks(range(len(votes)), labels, fontfamily=font or "DejaVu Sans")
+    for bar, o in zip(bars, results.options, strict=True):
+        note = f"{o.votes or 0}" + (f"\n{o.area:g} m²" if o.area is not None else "")
+        ax.annotate(note, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, max([*votes, 1]) * 1.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_title(f"#{results.id} · {results.voted_units}/{results.eligible_units}", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def write_poll_chart(folder: Path, results: PollResults) -> str:
+    """Draw the chart into ``folder`` and return its path (for the outbox's photo)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"poll-{results.id}.png"
+    path.write_bytes(poll_chart(results))
+    return str(path)
