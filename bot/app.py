@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
@@ -74,7 +75,8 @@ def policy_config(settings: Settings) -> PolicyConfig:
 
 def poll_config(settings: Settings) -> PollConfig:
     return PollConfig(tz=settings.tz, default_locale=settings.default_locale,
-                      reminder_before=settings.poll_reminder_before)
+                      reminder_before=settings.poll_reminder_before,
+                      reports_dir=str(Path(settings.data_dir) / "reports"))
 
 
 def build_dispatcher(

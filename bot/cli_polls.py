@@ -26,7 +26,7 @@ def _refusal(err) -> str:
 
 async def cmd_polls(args: argparse.Namespace) -> int:
     from bot.app import poll_config
-    from bot.poll_jobs import chart_writer
+    from notifications.poll_chart import chart_writer
     from services import polls
     from services.regions import get_region
 
@@ -59,7 +59,7 @@ async def cmd_polls(args: argparse.Namespace) -> int:
                 return 0
             if args.action == "close":
                 results = await polls.close_now(session, None, args.id, now=now, cfg=cfg,
-                                                chart=chart_writer(args.settings.data_dir))
+                                                chart=chart_writer(cfg))
                 await session.commit()
                 print(json.dumps(results.to_json(), ensure_ascii=False) if args.json else f"closed poll {args.id}")
                 return 0

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import io
+from functools import partial
 from pathlib import Path
 
-from services.polls import PollResults
+from services.polls import ChartWriter, PollConfig, PollResults
 
 CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei",
                 "WenQuanYi Zen Hei", "Droid Sans Fallback", "AR PL UMing CN", "SimHei", "Microsoft YaHei")
@@ -57,6 +58,11 @@ def poll_chart(results: PollResults) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def chart_writer(cfg: PollConfig) -> ChartWriter | None:
+    """The writer a poll's closing uses to draw its chart (None when the config names no folder)."""
+    return partial(write_poll_chart, Path(cfg.reports_dir)) if cfg.reports_dir else None
 
 
 def write_poll_chart(folder: Path, results: PollResults) -> str:

@@ -16,6 +16,7 @@ class PollConfig:
     default_locale: str = "zh_Hans"
     reminder_before: timedelta = timedelta(hours=24)  # one reminder this long before closing
     max_duration: timedelta = timedelta(days=366)
+    reports_dir: str = ""  # where results charts are drawn (DATA_DIR/reports); "" draws none
 
     def local(self, when: datetime) -> datetime:
         return when.astimezone(self.tz)
