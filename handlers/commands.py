@@ -70,6 +70,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("policy_enrol", N_("Record that a resident is enrolled in a policy"), STAFF),
     Command("policy_decline", N_("Record that a resident declined a policy"), STAFF),
     Command("policy_report", N_("Policy take-up report (message + XLSX)"), STAFF),
+    Command("polls", N_("Open polls you can vote in"), ALL),
+    Command("poll_new", N_("Make a poll (guided, with a preview)"), STAFF),
+    Command("poll_results", N_("Count of a poll: /poll_results ID"), STAFF),
+    Command("poll_close", N_("Close a poll now: /poll_close ID"), STAFF),
 )
 
 
