@@ -129,7 +129,8 @@ class Topic(Base):
     """A discussion in one committee, optionally narrowed to a compound or a building."""
 
     __tablename__ = "topics"
-    __table_args__ = (Index("ix_topics_committee_status", "committee_id", "status", "last_activity_at"),)
+    __table_args__ = (Index("ix_topics_committee_status", "committee_id", "status", "last_activity_at"),
+                      UniqueConstraint("client_key"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     committee_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
@@ -145,6 +146,8 @@ class Topic(Base):
     decided_at: Mapped[datetime | None]
     decided_by_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
     last_activity_at: Mapped[datetime]
+    # "<chat>:<message>" of the update that made it: a redelivered update makes no second topic
+    client_key: Mapped[str | None] = mapped_column(String(64))
 
 
 class Comment(Base):
@@ -152,7 +155,8 @@ class Comment(Base):
 
     __tablename__ = "comments"
     __table_args__ = (Index("ix_comments_topic", "topic_id", "parent_id", "id"),
-                      Index("ix_comments_author_time", "author_account_id", "created_at"))
+                      Index("ix_comments_author_time", "author_account_id", "created_at"),
+                      UniqueConstraint("client_key"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"))
@@ -165,7 +169,9 @@ class Comment(Base):
     hidden_at: Mapped[datetime | None]
     hidden_reason: Mapped[str | None] = mapped_column(String(200))  # "reports" when hidden automatically
     hidden_by_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
-    reviewed_at: Mapped[datetime | None]  # staff restored it: reports before this no longer hide it
+    reviewed_at: Mapped[datetime | None]  # staff restored it
+    reviewed_reports: Mapped[int] = mapped_column(Integer, default=0)  # reports then: only later ones hide it again
+    client_key: Mapped[str | None] = mapped_column(String(64))  # as Topic.client_key: one comment per update
 
 
 class CommentReport(Base):

@@ -84,11 +84,13 @@ def upgrade() -> None:
     sa.Column('decided_at', services.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('decided_by_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('last_activity_at', services.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('client_key', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['author_account_id'], ['accounts.id'], name=op.f('fk_topics_author_account_id_accounts'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['committee_id'], ['regions.id'], name=op.f('fk_topics_committee_id_regions'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['compound_id'], ['regions.id'], name=op.f('fk_topics_compound_id_regions'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['decided_by_account_id'], ['accounts.id'], name=op.f('fk_topics_decided_by_account_id_accounts'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_topics'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_topics')),
+    sa.UniqueConstraint('client_key', name=op.f('uq_topics_client_key'))
     )
     with op.batch_alter_table('topics', schema=None) as batch_op:
         batch_op.create_index('ix_topics_committee_status', ['committee_id', 'status', 'last_activity_at'], unique=False)
@@ -106,11 +108,14 @@ def upgrade() -> None:
     sa.Column('hidden_reason', sa.String(length=200), nullable=True),
     sa.Column('hidden_by_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('reviewed_at', services.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('reviewed_reports', sa.Integer(), nullable=False),
+    sa.Column('client_key', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['author_account_id'], ['accounts.id'], name=op.f('fk_comments_author_account_id_accounts'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['hidden_by_account_id'], ['accounts.id'], name=op.f('fk_comments_hidden_by_account_id_accounts'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['parent_id'], ['comments.id'], name=op.f('fk_comments_parent_id_comments'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['topic_id'], ['topics.id'], name=op.f('fk_comments_topic_id_topics'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_comments'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_comments')),
+    sa.UniqueConstraint('client_key', name=op.f('uq_comments_client_key'))
     )
     with op.batch_alter_table('comments', schema=None) as batch_op:
         batch_op.create_index('ix_comments_author_time', ['author_account_id', 'created_at'], unique=False)

@@ -1,0 +1,408 @@
+"""Comments and their moderation: writing (one level of replies, limits with a reason each), a
+topic's page of comments, reports that hide a comment after N distinct residents, staff hiding and
+restoring with a reason, mutes.
+
+A hidden comment stays in the table: it is not counted and shows as a placeholder (its text to staff
+only), and its replies stay as they are. Every action is audited; every refusal writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services import audit
+from services.discussions.common import REF_TOPIC, Author, DiscussionError
+from services.discussions.config import DiscussionConfig
+from services.discussions.topics import (
+    active_mute,
+    check_body,
+    check_mute,
+    check_page,
+    check_reason,
+    comment_count,
+    is_moderator,
+    moderated_topic,
+    resident_name,
+    topic_scope,
+    visible_topic,
+)
+from services.ids import is_db_id
+from services.models import (
+    Account,
+    Comment,
+    CommentReport,
+    DiscussionMute,
+    Region,
+    Topic,
+    TopicStatus,
+    TopicSubscription,
+)
+from services.notify import committee_staff, tell
+from services.outbox import Priority
+from services.scope import Actor
+
+HIDDEN_BY_REPORTS = "reports"
+
+
+def _insert(session: AsyncSession, table):
+    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def writable(topic: Topic) -> None:
+    if topic.status == TopicStatus.locked:
+        raise DiscussionError("locked")
+    if topic.status == TopicStatus.pending:
+        raise DiscussionError("pending")
+    if topic.status != TopicStatus.open:
+        raise DiscussionError("closed")
+
+
+# --- writing ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommentResult:
+    comment: Comment
+    created: bool  # False: the same update again
+
+
+async def add_comment(session: AsyncSession, actor: Actor, topic_id: object, text: str, *, now: datetime,
+                      cfg: DiscussionConfig, parent_id: object = None, client_key: str | None = None
+                      ) -> CommentResult:
+    """A comment on a topic the actor takes part in, or a reply to one of its visible comments (a
+    reply to a reply joins its thread: one level). Residents are limited (length, per 10 minutes,
+    muted) and staff only by length; a locked topic takes none. Idempotent by ``client_key``."""
+    topic = await visible_topic(session, actor, topic_id)
+    if client_key:
+        existing = await session.scalar(select(Comment).where(Comment.client_key == client_key))
+        if existing is not None and existing.author_account_id == actor.account_id:
+            return CommentResult(existing, False)
+    committee = await session.get(Region, topic.committee_id)
+    assert committee is not None
+    staff = is_moderator(actor, committee)
+    if not staff and not actor.is_verified:
+        raise DiscussionError("not_verified")
+    parent = None
+    if parent_id is not None:
+        parent = await _visible_comment(session, topic.id, parent_id)
+        if parent.parent_id is not None:
+            parent = await _visible_comment(session, topic.id, parent.parent_id)
+    body = check_body(text, cfg)
+    writable(topic)
+    if not staff:
+        check_mute(await active_mute(session, topic.committee_id, actor.account_id, now), cfg)
+        recent = await session.scalar(select(func.count()).select_from(Comment).where(
+            Comment.author_account_id == actor.account_id, Comment.created_at > now - cfg.comment_window))
+        if (recent or 0) >= cfg.comments_per_window:
+            raise DiscussionError("too_many_comments", limit=cfg.comments_per_window,
+                                  minutes=int(cfg.comment_window.total_seconds() // 60))
+    comment = Comment(topic_id=topic.id, parent_id=parent.id if parent else None,
+                      author_account_id=actor.account_id,
+                      author_building=None if staff else actor.resident.building if actor.resident else None,
+                      author_role=str(actor.top_role) if staff else None, body=body, created_at=now,
+                      reviewed_reports=0, client_key=client_key)
+    try:
+        async with session.begin_nested():
+            session.add(comment)
+            await session.flush()
+    except IntegrityError:
+        existing = await session.scalar(select(Comment).where(Comment.client_key == client_key))
+        if existing is None:
+            raise
+        return CommentResult(existing, False)
+    await session.execute(update(Topic).where(Topic.id == topic.id).values(last_activity_at=now))
+    # The writer has read what came before: their own digest starts after this comment.
+    await session.execute(update(TopicSubscription).where(TopicSubscription.topic_id == topic.id,
+                                                          TopicSubscription.account_id == actor.account_id,
+                                                          TopicSubscription.seen_comment_id < comment.id)
+                          .values(seen_comment_id=comment.id))
+    audit.record(session, "comment.create", now=now, actor_account_id=actor.account_id, target_type="comment",
+                 target_id=comment.id, region_id=topic.committee_id,
+                 detail={"topic": topic.id, "parent": comment.parent_id})
+    return CommentResult(comment, True)
+
+
+async def _visible_comment(session: AsyncSession, topic_id: int, comment_id: object) -> Comment:
+    if not is_db_id(comment_id):
+        raise DiscussionError("no_comment")
+    comment = await session.get(Comment, comment_id)
+    if comment is None or comment.topic_id != topic_id or comment.hidden_at is not None:
+        raise DiscussionError("no_comment")
+    return comment
+
+
+async def comment_in_scope(session: AsyncSession, actor: Actor, comment_id: object) -> tuple[Comment, Topic]:
+    """A comment of a topic this actor sees (hidden ones included; callers decide), or ``no_comment``."""
+    if not is_db_id(comment_id):
+        raise DiscussionError("no_comment")
+    row = (await session.execute(select(Comment, Topic).join(Topic, Topic.id == Comment.topic_id)
+                                 .where(Comment.id == comment_id, topic_scope(actor)))).first()
+    if row is None:
+        raise DiscussionError("no_comment")
+    return row[0], row[1]
+
+
+# --- reading -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommentView:
+    id: int
+    parent_id: int | None
+    author: Author
+    body: str | None  # None: hidden, and the reader is not staff
+    hidden: bool
+    hidden_reason: str | None  # staff readers only
+    created_at: datetime
+    mine: bool
+    replies: list[CommentView] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicView:
+    id: int
+    title: str
+    body: str
+    status: str
+    building: str | None
+    author: Author
+    comments: list[CommentView]  # this page's top-level comments, oldest first, each with its replies
+    count: int  # visible comments of the whole topic
+    page: int  # 0 is the latest
+    pages: int
+    subscribed: bool
+    moderator: bool  # the reader is staff of this committee (sees names and hidden text)
+    committee_id: int
+
+
+async def topic_view(session: AsyncSession, actor: Actor, topic_id: object, page: object = 0, *,
+                     cfg: DiscussionConfig) -> TopicView:
+    """A topic with one page of its comments: page 0 holds the latest top-level comments, each with
+    all its replies (replies of a hidden comment included). Residents see each other by building,
+    staff by role; staff of the committee also see names and hidden text."""
+    number = check_page(page)
+    topic = await visible_topic(session, actor, topic_id)
+    committee = await session.get(Region, topic.committee_id)
+    moderator = committee is not None and is_moderator(actor, committee)
+    roots = select(func.count()).select_from(Comment).where(Comment.topic_id == topic.id,
+                                                           Comment.parent_id.is_(None))
+    total_roots = await session.scalar(roots) or 0
+    pages = max(1, -(-total_roots // cfg.comments_page))
+    number = min(number, pages - 1)
+    top = list(await session.scalars(select(Comment).where(Comment.topic_id == topic.id, Comment.parent_id.is_(None))
+                                     .order_by(Comment.id.desc()).offset(number * cfg.comments_page)
+                                     .limit(cfg.comments_page)))
+    top.reverse()
+    replies: dict[int, list[Comment]] = {}
+    if top:
+        for reply in await session.scalars(select(Comment).where(Comment.parent_id.in_([c.id for c in top]))
+                                           .order_by(Comment.id)):
+            replies.setdefault(reply.parent_id, []).append(reply)
+    names: dict[int, str | None] = {}
+
+    async def author(account_id: int | None, role: str | None, building: str | None) -> Author:
+        if not moderator:
+            return Author(role, building)
+        if account_id is not None and account_id not in names:
+            names[account_id] = await resident_name(session, account_id)
+        return Author(role, building, names.get(account_id) if account_id else None, account_id)
+
+    async def view(c: Comment) -> CommentView:
+        hidden = c.hidden_at is not None
+        return CommentView(c.id, c.parent_id, await author(c.author_account_id, c.author_role, c.author_building),
+                           c.body if moderator or not hidden else None, hidden,
+                           c.hidden_reason if moderator else None, c.created_at,
+                           c.author_account_id is not None and c.author_account_id == actor.account_id,
+                           [await view(r) for r in replies.get(c.id, [])])
+
+    subscribed = actor.account_id is not None and bool(await session.scalar(select(TopicSubscription.id).where(
+        TopicSubscription.topic_id == topic.id, TopicSubscription.account_id == actor.account_id)))
+    return TopicView(topic.id, topic.title, topic.body, topic.status.value, topic.building,
+                     await author(topic.author_account_id, topic.author_role, topic.author_building),
+                     [await view(c) for c in top], await comment_count(session, topic.id), number, pages,
+                     subscribed, moderator, topic.committee_id)
+
+
+# --- reports --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResult:
+    comment_id: int
+    hidden: bool  # this report hid the comment pending review
+
+
+async def report_comment(session: AsyncSession, actor: Actor, comment_id: object, *, now: datetime,
+                         cfg: DiscussionConfig) -> ReportResult:
+    """A verified resident reports a visible comment once (a unique key: a second tap or a redelivered
+    update is ``reported`` and changes nothing). After ``cfg.reports_to_hide`` distinct reports since
+    the last review the comment is hidden pending review and the committee's staff are told."""
+    if not actor.is_verified:
+        raise DiscussionError("not_verified")
+    comment, topic = await comment_in_scope(session, actor, comment_id)
+    if comment.hidden_at is not None:
+        raise DiscussionError("no_comment")
+    if comment.author_account_id == actor.account_id:
+        raise DiscussionError("own_comment")
+    done = await session.execute(_insert(session, CommentReport).values(
+        comment_id=comment.id, account_id=actor.account_id, created_at=now)
+        .on_conflict_do_nothing(index_elements=["comment_id", "account_id"]))
+    if done.rowcount != 1:
+        raise DiscussionError("reported")
+    audit.record(session, "comment.report", now=now, actor_account_id=actor.account_id, target_type="comment",
+                 target_id=comment.id, region_id=topic.committee_id)
+    reports = await session.scalar(select(func.count()).select_from(CommentReport)
+                                   .where(CommentReport.comment_id == comment.id)) or 0
+    if reports - comment.reviewed_reports < cfg.reports_to_hide:
+        return ReportResult(comment.id, False)
+    hidden = await session.execute(update(Comment).where(Comment.id == comment.id, Comment.hidden_at.is_(None))
+                                   .values(hidden_at=now, hidden_reason=HIDDEN_BY_REPORTS, hidden_by_account_id=None))
+    if hidden.rowcount != 1:
+        return ReportResult(comment.id, False)
+    audit.record(session, "comment.auto_hide", now=now, target_type="comment", target_id=comment.id,
+                 region_id=topic.committee_id, detail={"reports": reports})
+    committee = await session.get(Region, topic.committee_id)
+    if committee is not None:
+        data = {"topic": {"id": topic.id, "title": topic.title}, "comment": {"id": comment.id, "body": comment.body},
+                "reports": reports}
+        for account in await committee_staff(session, committee):
+            await tell(session, account, f"comment:{comment.id}:hidden:{reports}:{account.id}",
+                       "discussions.auto_hidden", data, now=now, priority=Priority.reply, ref_type=REF_TOPIC,
+                       ref_id=topic.id)
+    return ReportResult(comment.id, True)
+
+
+# --- staff moderation -------------------------------------------------------------------------------------
+
+
+async def _moderated_comment(session: AsyncSession, actor: Actor, comment_id: object) -> tuple[Comment, Topic]:
+    if not actor.staff:
+        raise DiscussionError("not_staff")
+    comment, topic = await comment_in_scope(session, actor, comment_id)
+    await moderated_topic(session, actor, topic.id)
+    return comment, topic
+
+
+async def hide_comment(session: AsyncSession, actor: Actor, comment_id: object, reason: str | None, *,
+                       now: datetime, cfg: DiscussionConfig) -> Comment:
+    """Staff hide a comment with a reason (or confirm one hidden by reports); ``already`` when staff
+    hid it before. Its replies stay. Audited."""
+    comment, topic = await _moderated_comment(session, actor, comment_id)
+    why = check_reason(reason, cfg)
+    done = await session.execute(update(Comment).where(Comment.id == comment.id,
+                                                       Comment.hidden_by_account_id.is_(None),
+                                                       (Comment.hidden_at.is_(None))
+                                                       | (Comment.hidden_reason == HIDDEN_BY_REPORTS))
+                                 .values(hidden_at=comment.hidden_at or now, hidden_reason=why,
+                                         hidden_by_account_id=actor.account_id, reviewed_at=now))
+    if done.rowcount != 1:
+        raise DiscussionError("already")
+    await session.refresh(comment)
+    audit.record(session, "comment.hide", now=now, actor_account_id=actor.account_id, target_type="comment",
+                 target_id=comment.id, region_id=topic.committee_id, detail={"reason": why, "topic": topic.id})
+    return comment
+
+
+async def restore_comment(session: AsyncSession, actor: Actor, comment_id: object, reason: str | None, *,
+                          now: datetime, cfg: DiscussionConfig) -> Comment:
+    """Staff restore a hidden comment with a reason; the reports so far no longer count (new ones
+    may hide it again). ``already`` when it is visible. Audited."""
+    comment, topic = await _moderated_comment(session, actor, comment_id)
+    why = check_reason(reason, cfg)
+    reports = await session.scalar(select(func.count()).select_from(CommentReport)
+                                   .where(CommentReport.comment_id == comment.id)) or 0
+    done = await session.execute(update(Comment).where(Comment.id == comment.id, Comment.hidden_at.is_not(None))
+                                 .values(hidden_at=None, hidden_reason=None, hidden_by_account_id=None,
+                                         reviewed_at=now, reviewed_reports=reports))
+    if done.rowcount != 1:
+        raise DiscussionError("already")
+    await session.refresh(comment)
+    audit.record(session, "comment.restore", now=now, actor_account_id=actor.account_id, target_type="comment",
+                 target_id=comment.id, region_id=topic.committee_id, detail={"reason": why, "topic": topic.id})
+    return comment
+
+
+@dataclass(frozen=True, slots=True)
+class MuteResult:
+    account_id: int
+    until: datetime | None  # None: unmuted
+    changed: bool
+
+
+async def mute_author(session: AsyncSession, actor: Actor, comment_id: object, until: datetime | None, *,
+                      now: datetime, cfg: DiscussionConfig, reason: str | None = None) -> MuteResult:
+    """Staff mute the author of a comment in the committee's discussions until ``until`` (or lift the
+    mute: ``until`` None). One mute row per resident and committee; the resident is told. Audited."""
+    comment, topic = await _moderated_comment(session, actor, comment_id)
+    if comment.author_account_id is None or comment.author_role is not None:
+        raise DiscussionError("no_comment")  # staff are not muted; a deleted account cannot be
+    why = check_reason(reason, cfg, required=False)
+    account_id = comment.author_account_id
+    current = await session.scalar(select(DiscussionMute).where(DiscussionMute.committee_id == topic.committee_id,
+                                                                DiscussionMute.account_id == account_id))
+    if until is None:
+        if current is None or current.until <= now:
+            raise DiscussionError("already")
+        current.until = now
+        action = "discussion.unmute"
+    else:
+        if until <= now or until - now > cfg.max_mute:
+            raise DiscussionError("bad_until")
+        if current is not None and current.until == until:
+            return MuteResult(account_id, until, False)
+        if current is None:
+            session.add(DiscussionMute(committee_id=topic.committee_id, account_id=account_id, until=until,
+                                       reason=why, by_account_id=actor.account_id, created_at=now))
+        else:
+            current.until, current.reason, current.by_account_id = until, why, actor.account_id
+        action = "discussion.mute"
+    audit.record(session, action, now=now, actor_account_id=actor.account_id, target_type="account",
+                 target_id=account_id, region_id=topic.committee_id,
+                 detail={"until": until.isoformat() if until else None, "reason": why, "comment": comment.id})
+    await session.flush()
+    account = await session.get(Account, account_id)
+    if account is not None:
+        when = cfg.local(until).strftime("%Y-%m-%d %H:%M") if until else None
+        await tell(session, account, f"mute:{topic.committee_id}:{account_id}:{when or 'off'}:{now.isoformat()}",
+                   "discussions.muted", {"until": when, "reason": why}, now=now, ref_type=REF_TOPIC, ref_id=topic.id)
+    return MuteResult(account_id, until, True)
+
+
+# --- what waits for staff -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HiddenItem:
+    id: int
+    topic_id: int
+    topic_title: str
+    body: str
+    author: Author
+    reports: int
+
+
+async def hidden_by_reports(session: AsyncSession, actor: Actor, *, limit: int = 20) -> list[HiddenItem]:
+    """Staff: comments hidden by reports that no one has reviewed yet, in their committees."""
+    if not actor.staff:
+        raise DiscussionError("not_staff")
+    from services.scope import committee_ids_in_scope
+
+    reports = (select(func.count(CommentReport.id)).where(CommentReport.comment_id == Comment.id)
+               .correlate(Comment).scalar_subquery())
+    rows = await session.execute(
+        select(Comment, Topic.title, reports).join(Topic, Topic.id == Comment.topic_id)
+        .where(Topic.committee_id.in_(committee_ids_in_scope(actor)), Comment.hidden_at.is_not(None),
+               Comment.hidden_reason == HIDDEN_BY_REPORTS).order_by(Comment.hidden_at, Comment.id).limit(limit))
+    out = []
+    for comment, title, count in rows:
+        out.append(HiddenItem(comment.id, comment.topic_id, title, comment.body,
+                              Author(comment.author_role, comment.author_building,
+                                     await resident_name(session, comment.author_account_id),
+                                     comment.author_account_id), count or 0))
+    return out
