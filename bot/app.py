@@ -88,7 +88,7 @@ def build_dispatcher(
     clock: Clock = system_clock,
 ) -> Dispatcher:
     """The dispatcher with its middlewares and routers; handlers get the typed configs as data."""
-    dp = Dispatcher(storage=storage or build_storage(settings), settings=settings, sessions=sessions,
+    dp = Dispatcher(storage=storage or build_storage(settings), sessions=sessions,
                     config=app_config(settings), clock=clock,
                     checkin_config=checkin_config(settings),  # check-ins: one typed config per process
                     policy_config=policy_config(settings), poll_config=poll_config(settings))
