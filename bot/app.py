@@ -29,6 +29,7 @@ from bot.settings import Settings
 from handlers.commands import commands_for
 from services.clock import Clock, system_clock
 from services.config import AppConfig, OutboxConfig
+from services.discussions import DiscussionConfig
 from services.i18n import LOCALES, use_locale
 from services.i18n import _ as gettext
 from services.policies import PolicyConfig
@@ -79,6 +80,12 @@ def poll_config(settings: Settings) -> PollConfig:
                       reports_dir=str(Path(settings.data_dir) / "reports"))
 
 
+def discussion_config(settings: Settings) -> DiscussionConfig:
+    return DiscussionConfig(tz=settings.tz, default_locale=settings.default_locale,
+                            digest_interval=settings.discussion_digest_interval,
+                            reports_to_hide=settings.discussion_reports_to_hide)
+
+
 def build_dispatcher(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
@@ -91,7 +98,8 @@ def build_dispatcher(
     dp = Dispatcher(storage=storage or build_storage(settings), sessions=sessions,
                     config=app_config(settings), clock=clock,
                     checkin_config=checkin_config(settings),  # check-ins: one typed config per process
-                    policy_config=policy_config(settings), poll_config=poll_config(settings))
+                    policy_config=policy_config(settings), poll_config=poll_config(settings),
+                    discussion_config=discussion_config(settings))
     dp.update.outer_middleware(DbSessionMiddleware(sessions))
     dp.update.outer_middleware(ActorMiddleware(settings.default_locale, clock))
     dp.include_routers(*extra_routers, *handlers.routers())

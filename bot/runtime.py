@@ -41,7 +41,15 @@ def scheduled_ticks(rt: Runtime) -> list[tuple[str, Tick, dict]]:
         ("rule_tags", rule_tags_tick, {"trigger": "cron", "hour": 3, "minute": 10}),
         ("outbox_redact", outbox_redact_tick, {"trigger": "interval", "seconds": 3600}),
         ("polls", polls_tick, {"trigger": "interval", "seconds": seconds}),
+        ("discussions", discussions_tick, {"trigger": "interval", "seconds": seconds}),
     ]
+
+
+async def discussions_tick(rt: Runtime, now: datetime):
+    """Digests of new comments to topic subscribers (at most one per topic every DISCUSSION_DIGEST_INTERVAL)."""
+    from services import discussions
+
+    return await discussions.tick(rt.sessions, rt.dp["discussion_config"], now)
 
 
 async def polls_tick(rt: Runtime, now: datetime):

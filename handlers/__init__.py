@@ -10,6 +10,7 @@ def routers() -> list[Router]:
     from handlers import (
         checkins,
         common,
+        discussions,
         errors,
         fallback,
         notices,
@@ -24,4 +25,4 @@ def routers() -> list[Router]:
     # checkins before verification: it claims /start fam_<code> (family invites), verification the rest.
     return [errors.router(), checkins.router(), verification.router(), common.router(), privacy.router(),
             staff.router(), tags.router(), notices.router(), policies.router(), polls.router(),
-            fallback.router()]
+            discussions.router(), fallback.router()]

@@ -74,6 +74,16 @@ COMMANDS: tuple[Command, ...] = (
     Command("poll_new", N_("Make a poll (guided, with a preview)"), STAFF),
     Command("poll_results", N_("Count of a poll: /poll_results ID"), STAFF),
     Command("poll_close", N_("Close a poll now: /poll_close ID"), STAFF),
+    Command("topics", N_("Neighbourhood discussions"), ALL),
+    Command("topic_new", N_("Propose or open a discussion topic"), ALL),
+    Command("topics_review", N_("Topics and comments waiting for review"), STAFF),
+    Command("topic_lock", N_("Lock a topic: /topic_lock ID [reason]"), STAFF),
+    Command("topic_unlock", N_("Reopen a locked topic: /topic_unlock ID"), STAFF),
+    Command("comment_hide", N_("Hide a comment: /comment_hide ID REASON"), STAFF),
+    Command("comment_restore", N_("Show a hidden comment: /comment_restore ID REASON"), STAFF),
+    Command("mute", N_("Mute a comment's author: /mute ID 24h [reason]"), STAFF),
+    Command("unmute", N_("Lift a mute: /unmute COMMENT_ID"), STAFF),
+    Command("topics_direct", N_("Residents publish topics directly: on / off"), STAFF),
 )
 
 

@@ -151,3 +151,33 @@ class PollViewCb(CallbackData, prefix="pr"):
 
     p: DbId
     a: str = "vote"
+
+
+class TopicsCb(CallbackData, prefix="dl"):
+    """/topics, page ``pg`` (checked in the service)."""
+
+    pg: int = 0
+
+
+class TopicCb(CallbackData, prefix="dt"):
+    """Topic ``t``: ``a`` is view (comments page ``pg``), say (write a comment), sub, unsub, approve or
+    reject (staff)."""
+
+    a: str
+    t: DbId
+    pg: int = 0
+
+
+class CommentCb(CallbackData, prefix="dc"):
+    """Comment ``c`` of topic ``t``: ``a`` is reply or report."""
+
+    a: str
+    t: DbId
+    c: DbId
+
+
+class TopicNewCb(CallbackData, prefix="dn"):
+    """/topic_new: ``a`` is scope (``v`` committee / compound / building) or cancel."""
+
+    a: str
+    v: str = ""

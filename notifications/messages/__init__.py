@@ -7,8 +7,8 @@ from the typed ``CallbackData`` in ``notifications.callbacks``, never from strin
 
 from __future__ import annotations
 
-from notifications.messages import checkins, notices, policies, polls, verification
+from notifications.messages import checkins, discussions, notices, policies, polls, verification
 from notifications.render import MessageBuilder
 
 MESSAGES: dict[str, MessageBuilder] = {**checkins.MESSAGES, **notices.MESSAGES, **verification.MESSAGES,
-                                     **policies.MESSAGES, **polls.MESSAGES}
+                                     **policies.MESSAGES, **polls.MESSAGES, **discussions.MESSAGES}

@@ -83,25 +83,8 @@ async def add_comment(session: AsyncSession, actor: Actor, topic_id: object, tex
         existing = await session.scalar(select(Comment).where(Comment.client_key == client_key))
         if existing is not None and existing.author_account_id == actor.account_id:
             return CommentResult(existing, False)
-    committee = await session.get(Region, topic.committee_id)
-    assert committee is not None
-    staff = is_moderator(actor, committee)
-    if not staff and not actor.is_verified:
-        raise DiscussionError("not_verified")
-    parent = None
-    if parent_id is not None:
-        parent = await _visible_comment(session, topic.id, parent_id)
-        if parent.parent_id is not None:
-            parent = await _visible_comment(session, topic.id, parent.parent_id)
     body = check_body(text, cfg)
-    writable(topic)
-    if not staff:
-        check_mute(await active_mute(session, topic.committee_id, actor.account_id, now), cfg)
-        recent = await session.scalar(select(func.count()).select_from(Comment).where(
-            Comment.author_account_id == actor.account_id, Comment.created_at > now - cfg.comment_window))
-        if (recent or 0) >= cfg.comments_per_window:
-            raise DiscussionError("too_many_comments", limit=cfg.comments_per_window,
-                                  minutes=int(cfg.comment_window.total_seconds() // 60))
+    staff, parent = await _writer_checks(session, actor, topic, parent_id, now=now, cfg=cfg)
     comment = Comment(topic_id=topic.id, parent_id=parent.id if parent else None,
                       author_account_id=actor.account_id,
                       author_building=None if staff else actor.resident.building if actor.resident else None,
@@ -126,6 +109,37 @@ async def add_comment(session: AsyncSession, actor: Actor, topic_id: object, tex
                  target_id=comment.id, region_id=topic.committee_id,
                  detail={"topic": topic.id, "parent": comment.parent_id})
     return CommentResult(comment, True)
+
+
+async def _writer_checks(session: AsyncSession, actor: Actor, topic: Topic, parent_id: object, *, now: datetime,
+                         cfg: DiscussionConfig) -> tuple[bool, Comment | None]:
+    """Whether the actor writes as staff, and the thread's first comment; or the refusal."""
+    committee = await session.get(Region, topic.committee_id)
+    assert committee is not None
+    staff = is_moderator(actor, committee)
+    if not staff and not actor.is_verified:
+        raise DiscussionError("not_verified")
+    parent = None
+    if parent_id is not None:
+        parent = await _visible_comment(session, topic.id, parent_id)
+        if parent.parent_id is not None:
+            parent = await _visible_comment(session, topic.id, parent.parent_id)
+    writable(topic)
+    if not staff:
+        check_mute(await active_mute(session, topic.committee_id, actor.account_id, now), cfg)
+        recent = await session.scalar(select(func.count()).select_from(Comment).where(
+            Comment.author_account_id == actor.account_id, Comment.created_at > now - cfg.comment_window))
+        if (recent or 0) >= cfg.comments_per_window:
+            raise DiscussionError("too_many_comments", limit=cfg.comments_per_window,
+                                  minutes=int(cfg.comment_window.total_seconds() // 60))
+    return staff, parent
+
+
+async def check_can_comment(session: AsyncSession, actor: Actor, topic_id: object, parent_id: object = None, *,
+                            now: datetime, cfg: DiscussionConfig) -> None:
+    """The refusal :func:`add_comment` would give now, whatever the text (before anyone types it)."""
+    topic = await visible_topic(session, actor, topic_id)
+    await _writer_checks(session, actor, topic, parent_id, now=now, cfg=cfg)
 
 
 async def _visible_comment(session: AsyncSession, topic_id: int, comment_id: object) -> Comment:

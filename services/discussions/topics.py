@@ -187,6 +187,21 @@ def check_reason(text: str | None, cfg: DiscussionConfig, *, required: bool = Tr
     return reason
 
 
+async def check_can_open(session: AsyncSession, actor: Actor, *, now: datetime, cfg: DiscussionConfig) -> None:
+    """The refusal :func:`create_topic` would give now whatever the text (staff without a committee;
+    not verified, muted, or the day's topics made)."""
+    if actor.staff:
+        await staff_committee(session, actor)
+        return
+    if not actor.is_verified or actor.resident is None:
+        raise DiscussionError("not_verified")
+    check_mute(await active_mute(session, actor.resident.committee_id, actor.account_id, now), cfg)
+    made = await session.scalar(select(func.count()).select_from(Topic).where(
+        Topic.author_account_id == actor.account_id, Topic.created_at > now - timedelta(days=1)))
+    if (made or 0) >= cfg.topics_per_day:
+        raise DiscussionError("too_many_topics", limit=cfg.topics_per_day)
+
+
 @dataclass(frozen=True, slots=True)
 class TopicResult:
     topic: Topic
@@ -222,11 +237,7 @@ async def create_topic(session: AsyncSession, actor: Actor, draft: TopicDraft, *
         if not actor.is_verified or actor.resident is None:
             raise DiscussionError("not_verified")
         resident = actor.resident
-        check_mute(await active_mute(session, resident.committee_id, actor.account_id, now), cfg)
-        made = await session.scalar(select(func.count()).select_from(Topic).where(
-            Topic.author_account_id == actor.account_id, Topic.created_at > now - timedelta(days=1)))
-        if (made or 0) >= cfg.topics_per_day:
-            raise DiscussionError("too_many_topics", limit=cfg.topics_per_day)
+        await check_can_open(session, actor, now=now, cfg=cfg)
         compound_id = resident.compound_id if draft.scope in ("compound", "building") else None
         building = resident.building if draft.scope == "building" else None
         if (draft.scope == "compound" and compound_id is None) or (draft.scope == "building" and not building):

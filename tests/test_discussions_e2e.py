@@ -1,0 +1,243 @@
+"""Discussions through the real dispatcher and the sandbox: a resident proposes a topic and staff
+publish it; neighbours comment and reply and see each other by building only (a hostile name arrives
+as text, and only staff see it); a subscriber gets one digest for several comments; three reports
+hide a comment and its reply stays; staff restore it with a reason; a locked topic and a muted
+resident are refused politely; forged and repeated buttons change nothing."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.storage.base import StorageKey
+from sqlalchemy import func, select
+
+from bot.runtime import discussions_tick
+from handlers.discussions.residents import Writing
+from services.models import Account, AuditLog, Comment, CommentReport, Resident, ResidentStatus, Staff, StaffRole, Topic
+from services.regions import ensure_demo_regions, get_region
+from tests.harness import running_stack
+from tests.helpers import assert_shown_as_text, body
+
+PINNED = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+HOSTILE = '<a href="tg://user?id=1">x</a>'
+
+
+class Clock:
+    """Wall-clock pace from a pinned start; ``advance`` jumps ahead (no sleeping in tests)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._start, self._t0, self._offset = start, time.monotonic(), timedelta()
+
+    def __call__(self) -> datetime:
+        return self._start + self._offset + timedelta(seconds=time.monotonic() - self._t0)
+
+    def advance(self, delta: timedelta) -> None:
+        self._offset += delta
+
+
+async def _user(stack, name: str, building: str | None = "3", staff: bool = False, lang: str = "en"):
+    """A Telegram user with an account: a verified resident of DXYC in ``building``, or staff."""
+    user = await stack.client.create_user(name, language_code=lang)
+    now = stack.clock()
+    async with stack.session() as s:
+        await ensure_demo_regions(s)
+        dxyc = await get_region(s, "DXYC")
+        resident_id = None
+        if not staff:
+            r = Resident(committee_id=dxyc.id, name=name, building=building, unit="1", room="101",
+                         phone="+8613800138000", status=ResidentStatus.active, created_at=now, updated_at=now)
+            s.add(r)
+            await s.flush()
+            resident_id = r.id
+        account = Account(telegram_id=user.id, chat_id=user.id, first_name=name, language_code=lang,
+                          resident_id=resident_id, consent_at=now, verified_at=now if resident_id else None,
+                          created_at=now)
+        s.add(account)
+        await s.flush()
+        if staff:
+            s.add(Staff(account_id=account.id, region_id=dxyc.id, role=StaffRole.committee, created_at=now))
+        await s.commit()
+    return user
+
+
+async def _answer(stack, user, message: dict, data: str) -> str | None:
+    """Press a button (by its callback data) under ``message``; the text of the bot's answer."""
+    result = await user.callback(message["message_id"], data)
+    record = stack.sandbox.callbacks[result["callback_query_id"]]
+    return record.answer["text"] if record.answer else None
+
+
+def _button(message: dict, starts: str) -> str:
+    for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
+        for b in row:
+            if b["text"].startswith(starts):
+                return b["callback_data"]
+    raise AssertionError((starts, message.get("reply_markup")))
+
+
+def _has_button(message: dict, starts: str) -> bool:
+    return any(b["text"].startswith(starts) for row in (message.get("reply_markup") or {}).get("inline_keyboard", [])
+               for b in row)
+
+
+async def _open_topic(user, title: str) -> dict:
+    """/topics, then press the topic: the topic's page (its last message, with the buttons)."""
+    await user.send("/topics")
+    await user.press(next(b["text"] for row in (await user.last_message())["reply_markup"]["inline_keyboard"]
+                          for b in row if title in b["text"]))
+    return await user.last_message()
+
+
+async def _comment(stack, user, page: dict, text: str, reply_to: int | None = None) -> int:
+    data = _button(page, f"↩ Reply #{reply_to}") if reply_to else _button(page, "💬 Comment")
+    assert await _answer(stack, user, page, data) is None
+    assert "Send your" in body(await user.last_message())
+    await user.send(text)
+    async with stack.session() as s:
+        return await s.scalar(select(func.max(Comment.id)))
+
+
+async def test_a_neighbourhood_discussion_end_to_end(tmp_path):
+    clock = Clock(PINNED)
+    async with running_stack(tmp_path, clock=clock) as stack:
+        hostile = await _user(stack, HOSTILE)  # registry and Telegram name both hostile
+        b, c, d = await _user(stack, "b"), await _user(stack, "c"), await _user(stack, "d")
+        e = await _user(stack, "e", building="5")
+        staff = await _user(stack, "staff", staff=True)
+
+        # A resident proposes; staff are told and publish it; the author hears.
+        await hostile.send("/topic_new")
+        await hostile.send("加装电梯 <b>3号楼</b>")
+        await hostile.send("大家同意吗？")
+        await hostile.press("Whole committee")
+        assert "goes to the committee for approval" in body(await hostile.last_message())
+        await b.send("/topics")
+        assert "There are no open topics for you yet" in body(await b.last_message())
+        proposal = await staff.wait_for_message(lambda m: "New topic proposed" in body(m))
+        assert "加装电梯 <b>3号楼</b>" in body(proposal) and "Resident of building 3" in body(proposal)
+        publish = _button(proposal, "✅ Publish")
+        assert await _answer(stack, staff, proposal, publish) == "Published."
+        assert await _answer(stack, staff, proposal, publish) == "This proposal has already been decided."
+        await hostile.wait_for_message(lambda m: "is published" in body(m))
+        async with stack.session() as s:
+            topic_id = await s.scalar(select(Topic.id))
+
+        # Neighbours comment and reply; residents appear by building, the hostile name never.
+        page = await _open_topic(hostile, "加装电梯")
+        assert "加装电梯 <b>3号楼</b>" in body(page) and "0 comments" in body(page)
+        bad = await _comment(stack, hostile, page, f"难听的话 {HOSTILE}")
+        assert f"Posted as comment #{bad}" in "\n".join(body(m) for m in await hostile.bot_messages())
+        page = await _open_topic(c, "加装电梯")
+        reply = await _comment(stack, c, page, "请文明", reply_to=bad)
+        page = await _open_topic(b, "加装电梯")
+        await _comment(stack, b, page, "我同意")
+        page = await _open_topic(e, "加装电梯")
+        text = body(page)
+        assert "3 comments" in text and "Resident of building 3: 我同意" in text
+        assert f"↳ #{reply} Resident of building 3: 请文明" in text
+        assert_shown_as_text(page, f"难听的话 {HOSTILE}")
+        assert text.count(HOSTILE) == 1  # the comment's text; the name is not shown to residents
+        staff_page = await _open_topic(staff, "加装电梯")
+        assert_shown_as_text(staff_page, f"Resident of building 3 ({HOSTILE}, account")
+
+        # The author is subscribed: one digest for the three comments, and no second one.
+        await discussions_tick(stack.runtime, clock())
+        digest = await hostile.wait_for_message(lambda m: "New in topic" in body(m))
+        assert "请文明" in body(digest) and "我同意" in body(digest) and "难听的话" not in body(digest)
+        await discussions_tick(stack.runtime, clock())
+        async with stack.session() as s:
+            digests = [m for m in await hostile.bot_messages() if "New in topic" in body(m)]
+            assert len(digests) == 1
+
+        # Three reports hide the comment; its reply elsewhere stays; repeated and own reports change nothing.
+        pages = {name: await _open_topic(user, "加装电梯") for name, user in [("b", b), ("c", c), ("d", d), ("e", e)]}
+        report = _button(pages["b"], f"⚠ #{bad}")
+        assert await _answer(stack, b, pages["b"], report) == "Thank you. The committee will look at it."
+        assert await _answer(stack, b, pages["b"], report) == "You have already reported this comment. Thank you."
+        own = await _open_topic(hostile, "加装电梯")
+        assert not _has_button(own, f"⚠ #{bad}")
+        assert await _answer(stack, hostile, own, report) == "You cannot report your own comment."
+        assert await _answer(stack, c, pages["c"], report) == "Thank you. The committee will look at it."
+        assert "hidden until the committee reviews it" in await _answer(stack, d, pages["d"], report)
+        assert "not available" in await _answer(stack, e, pages["e"], report)
+        async with stack.session() as s:
+            assert await s.scalar(select(func.count()).select_from(CommentReport)) == 3
+        await staff.wait_for_message(lambda m: f"Comment #{bad}" in body(m) and "reported 3 times" in body(m))
+        page = await _open_topic(e, "加装电梯")
+        assert "2 comments" in body(page) and f"#{bad} (hidden by moderators)" in body(page)
+        assert "难听的话" not in body(page) and f"↳ #{reply} Resident of building 3: 请文明" in body(page)
+
+        # Staff restore it with a reason (a reason is required).
+        await staff.send(f"/comment_restore {bad}")
+        assert "Please give a reason" in body(await staff.last_message())
+        await staff.send(f"/comment_restore {bad} 没有违规")
+        assert f"Comment #{bad} is shown again." in body(await staff.last_message())
+        page = await _open_topic(e, "加装电梯")
+        assert "3 comments" in body(page) and "难听的话" in body(page)
+
+        # Forged buttons: another topic, an id beyond 64 bits, a comment of this topic named under another.
+        assert "does not exist" in await _answer(stack, e, page, f"dt:view:{topic_id + 99}:0")
+        assert await _answer(stack, e, page, f"dc:report:{topic_id}:{2**64}") == "This button is no longer valid."
+        assert "does not exist" in await _answer(stack, e, page, f"dt:say:{2**63 - 1}:0")
+
+        # A locked topic refuses a comment being typed, politely.
+        assert await _answer(stack, b, pages["b"], _button(pages["b"], "💬 Comment")) is None
+        await staff.send(f"/topic_lock {topic_id} 讨论结束")
+        assert "is locked" in body(await staff.last_message())
+        await b.send("还有一句")
+        assert "This topic is locked" in body(await b.last_message())
+        assert "This topic is locked" in await _answer(stack, c, pages["c"], _button(pages["c"], "💬 Comment"))
+        await staff.send(f"/topic_unlock {topic_id}")
+
+        # A muted resident is told until when, and nothing is posted.
+        await staff.send(f"/mute {bad} 24h 人身攻击")
+        assert "cannot write in discussions until 2026-11-29 09:" in body(await staff.last_message())
+        told = await hostile.wait_for_message(lambda m: "paused your writing" in body(m))
+        assert "until 2026-11-29 09:" in body(told) and "人身攻击" in body(told)
+        page = await _open_topic(hostile, "加装电梯")
+        refusal = await _answer(stack, hostile, page, _button(page, "💬 Comment"))
+        assert "paused your writing in discussions until 2026-11-29 09:" in refusal
+        async with stack.session() as s:
+            assert await s.scalar(select(func.count()).select_from(Comment)) == 3
+            actions = set(await s.scalars(select(AuditLog.action)))
+        assert {"topic.create", "topic.approve", "comment.report", "comment.auto_hide", "comment.restore",
+                "topic.lock", "topic.unlock", "discussion.mute"} <= actions
+
+
+async def test_the_same_comment_update_delivered_twice_posts_once(tmp_path):
+    clock = Clock(PINNED)
+    async with running_stack(tmp_path, clock=clock) as stack:
+        staff = await _user(stack, "staff", staff=True)
+        b = await _user(stack, "b")
+        await staff.send("/topic_new")
+        await staff.send("垃圾分类")
+        await staff.send("新规定")
+        await staff.press("Whole committee")
+        assert "is published" in "\n".join(body(m) for m in await staff.bot_messages())
+        page = await _open_topic(b, "垃圾分类")
+        assert await _answer(stack, b, page, _button(page, "💬 Comment")) is None
+        await b.send("好的")
+        async with stack.session() as s:
+            [(comment_id, key)] = (await s.execute(select(Comment.id, Comment.client_key))).all()
+        # Telegram delivers the message again after a crash that lost the conversation state's clearing:
+        # the same chat and message id, a new update id, the conversation waiting for a comment again.
+        chat, message_id = (int(x) for x in key.split(":"))
+        fsm = FSMContext(stack.dp.fsm.storage, StorageKey(bot_id=stack.bot.id, chat_id=chat, user_id=b.id))
+        await fsm.set_state(Writing.comment)
+        await fsm.update_data(topic=page_topic(page), parent=None)
+        await stack.client.raw_update({"message": {
+            "message_id": message_id, "date": 0, "text": "好的", "chat": {"id": chat, "type": "private"},
+            "from": {"id": b.id, "is_bot": False, "first_name": "b"}}}, wait=True)
+        # Answered as the first time (the same comment), and nothing new is posted.
+        said = [body(m) for m in await b.bot_messages() if body(m).startswith("Posted as comment")]
+        assert said == [f"Posted as comment #{comment_id}."] * 2
+        async with stack.session() as s:
+            assert await s.scalar(select(func.count()).select_from(Comment)) == 1
+            assert await s.scalar(select(func.count()).select_from(AuditLog)
+                                  .where(AuditLog.action == "comment.create")) == 1
+
+
+def page_topic(page: dict) -> int:
+    return int(_button(page, "💬 Comment").split(":")[2])
