@@ -360,6 +360,8 @@ class OutboxSender:
             if not callbacks:
                 return
             loaded = await session.get(OutboxMessage, marked.id)
+            if loaded is None:  # just marked under its row lock, so never; no row, nothing to tell
+                return
             for callback in callbacks:
                 try:
                     async with session.begin_nested():

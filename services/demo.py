@@ -64,6 +64,8 @@ async def seed_demo(session: AsyncSession, *, secret_key: str, now: datetime, re
     for code, n, prefix, compounds in (("DXYC", residents, "1390000", ("丁香苑", "迎春小区")),
                                        ("FLSQ", max(20, residents // 6), "1390001", ("枫林小区",))):
         committee = await get_region(session, code)
+        if committee is None:  # ensure_demo_regions made it just above
+            raise RuntimeError(f"demo committee {code} is missing")
         await import_registry(session, committee, synthetic_rows(n, phone_prefix=prefix, compounds=compounds),
                               secret_key=secret_key, now=now, flag_missing=False)
     return True
@@ -77,7 +79,7 @@ async def demo_resident(session: AsyncSession, secret_key: str) -> tuple[str, st
     linked = select(Account.resident_id).where(Account.resident_id.is_not(None))
     r = await session.scalar(select(Resident).where(Resident.phone.is_not(None), Resident.id_last4_hash.is_not(None),
                                                     Resident.id.not_in(linked)).order_by(Resident.id).limit(1))
-    if r is None:
+    if r is None or r.phone is None:  # the query asked for a phone; the column may hold none
         return None
     for candidate in (f"{n:03d}{c}" for n in range(1000) for c in "0123456789X"):
         if id_last4_matches(candidate, r.id_hash, r.id_last4_hash, secret_key):

@@ -36,6 +36,7 @@ from sqlalchemy import (
     ColumnElement,
     Numeric,
     Select,
+    SQLColumnExpression,
     and_,
     case,
     exists,
@@ -320,6 +321,7 @@ class Or:
 
 Expr: TypeAlias = Compare | InList | Between | HasTag | Bool | Not | And | Or
 
+_OPS: dict[str, CompareOp] = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _FLIP: dict[str, CompareOp] = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 # ---------------------------------------------------------------------------------------------
@@ -422,6 +424,7 @@ def tokenize(text: str, fields: Mapping[str, FieldSpec] | None = None) -> list[T
                 i = m.end()
                 continue
             m = _NUMBER_RE.match(text, i)
+            assert m is not None  # ch is an ASCII digit, so \d+ matches here
             raw = m.group()
             whole, _dot, decimals = raw.partition(".")
             if len(whole.lstrip("0")) > len(str(MAX_NUMBER)) or Decimal(raw) > MAX_NUMBER:
@@ -436,6 +439,7 @@ def tokenize(text: str, fields: Mapping[str, FieldSpec] | None = None) -> list[T
             continue
         if ch.isascii() and (ch.isalpha() or ch == "_"):
             m = _ASCII_IDENT_RE.match(text, i)
+            assert m is not None  # ch is an ASCII letter or "_", so the identifier pattern matches
             word = m.group()
             low = word.lower()
             if low in _KEYWORDS:
@@ -445,18 +449,19 @@ def tokenize(text: str, fields: Mapping[str, FieldSpec] | None = None) -> list[T
             i = m.end()
             continue
         if _is_cjk(ch):
-            word = next((w for w in known_cjk if text.startswith(w, i)), None)
-            end = i + len(word) if word else i
-            if word is not None and end < n and _is_cjk(text[end]) and not any(
+            found = next((w for w in known_cjk if text.startswith(w, i)), None)
+            end = i + len(found) if found else i
+            if found is not None and end < n and _is_cjk(text[end]) and not any(
                     text.startswith(w, end) for w in known_cjk):
-                word = None  # 年龄龄 is a misspelt word, not 年龄 followed by 龄
-            if word is None:
+                found = None  # 年龄龄 is a misspelt word, not 年龄 followed by 龄
+            if found is None:
                 # An unknown word: take the run of letters up to the next keyword, for the message.
                 j = i + 1
                 while j < n and (_is_cjk(text[j]) or text[j].isdigit() or text[j] == "_") and not any(
                         text.startswith(s, j) for s in _CJK_STOPS):
                     j += 1
-                word = text[i:j]
+                found = text[i:j]
+            word = found
             if word in _KEYWORDS:
                 tokens.append(Token("kw", word, pos, _KEYWORDS[word]))
             else:
@@ -650,7 +655,7 @@ class _Parser:
             op_tok = self.advance()
             right = self.parse_operand(left)
             if isinstance(left, Field) and isinstance(right, Const):
-                fld, op, value = left, op_tok.text, right
+                fld, op, value = left, _OPS[op_tok.text], right
             elif isinstance(left, Const) and isinstance(right, Field):
                 fld, op, value = right, _FLIP[op_tok.text], left
             else:
@@ -788,11 +793,11 @@ class _Parser:
                 field=fld.name, field_type=_(_TYPE_NAMES[ftype]), value_type=_(_TYPE_NAMES[vtype])))
         if ftype == "str" and vtype == "int":
             value = str(value)  # 楼号 == 3 means building "3"
-        elif ftype == "date" and vtype == "str":
+        elif ftype == "date" and isinstance(value, str):
             value = _parse_date(value, const.pos)
         if fld.spec.choices:
             mapping = dict(fld.spec.choices)
-            if value not in mapping:
+            if not isinstance(value, str) or value not in mapping:
                 raise ExpressionError(const.pos, _("{field} must be one of: {choices}").format(
                     field=fld.name, choices=", ".join(dict.fromkeys(mapping))))
             value = mapping[value]
@@ -937,12 +942,13 @@ def _candidates(spec: FieldSpec, consts: list[Value]) -> list[Any]:
     if spec.type == "bool":
         return [True, False]
     for c in consts:
-        if spec.type in ("int", "decimal"):
+        # The parser coerced every literal to its field's type: numbers for int/decimal, dates for date.
+        if spec.type in ("int", "decimal") and isinstance(c, int | Decimal):
             whole = spec.type == "int"
             lo, hi = (math.floor(c), math.ceil(c)) if whole else (c, c)
             step = 1 if whole else Decimal("0.5")
             out += [lo - step, lo, c, hi, hi + step] if whole else [c - step, c, c + step]
-        elif spec.type == "date":
+        elif spec.type == "date" and isinstance(c, date):
             out += [c - timedelta(days=1), c, c + timedelta(days=1)]
         else:
             out.append(c)
@@ -1043,22 +1049,31 @@ def _with_values(tree: Expr, names: list[str]) -> Expr:
 # SQL
 
 
-def _never(col: ColumnElement[Any]) -> ColumnElement[bool]:
+def _never(col: SQLColumnExpression[Any]) -> ColumnElement[bool]:
     # FALSE for a known value, NULL for a missing one (a plain false() would turn not-unknown true).
     return col != col
 
 
-def _always(col: ColumnElement[Any]) -> ColumnElement[bool]:
+def _always(col: SQLColumnExpression[Any]) -> ColumnElement[bool]:
     return col == col
+
+
+def _number(value: Value) -> int | Decimal:
+    """A literal of a number field (the parser coerced it to one)."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise TypeError(f"not a number: {value!r}")
+    return value
 
 
 def _whole(op: str, value: Value) -> list[tuple[str, int]] | bool:
     """``x op value`` over whole numbers, as integer comparisons (True/False: always/never)."""
-    if isinstance(value, int) or value == value.to_integral_value():
-        return [(op, int(value))]
-    lo, hi = math.floor(value), math.ceil(value)
-    return {"<": [("<=", lo)], "<=": [("<=", lo)], ">": [(">=", hi)], ">=": [(">=", hi)],
-            "==": False, "!=": True}[op]
+    number = _number(value)
+    if isinstance(number, int) or number == number.to_integral_value():
+        return [(op, int(number))]
+    lo, hi = math.floor(number), math.ceil(number)
+    parts: dict[str, list[tuple[str, int]] | bool] = {
+        "<": [("<=", lo)], "<=": [("<=", lo)], ">": [(">=", hi)], ">=": [(">=", hi)], "==": False, "!=": True}
+    return parts[op]
 
 
 def _birth_cutoff(years: int, today: date) -> date | None:
@@ -1124,6 +1139,10 @@ def _bind(fld: Field, value: Value) -> Any:
     return value
 
 
+_SQL_OPERATORS = {"==": operators.eq, "!=": operators.ne, "<": operators.lt, "<=": operators.le,
+                  ">": operators.gt, ">=": operators.ge}
+
+
 def _compare_sql(fld: Field, op: str, value: Value, ctx: SqlContext) -> ColumnElement[bool]:
     if fld.name == "age" and fld.spec.sql is None:
         return _age_sql(op, value, ctx.today)
@@ -1137,7 +1156,7 @@ def _compare_sql(fld: Field, op: str, value: Value, ctx: SqlContext) -> ColumnEl
         ((op, value),) = parts
     if fld.spec.type == "bool":
         return col if (op == "==") == bool(value) else not_(col)
-    return _compare(col, op, _bind(fld, value))
+    return col.operate(_SQL_OPERATORS[op], _bind(fld, value))
 
 
 def _sql(expr: Expr, ctx: SqlContext) -> ColumnElement[bool]:
@@ -1151,7 +1170,7 @@ def _sql(expr: Expr, ctx: SqlContext) -> ColumnElement[bool]:
                         if fld.spec.type != "int" or _whole("==", v.value) is not False]
                 if kept:
                     col = _field_sql(fld, ctx)
-                    kept = [int(v) if fld.spec.type == "int" else _bind(fld, v) for v in kept]
+                    kept = [int(_number(v)) if fld.spec.type == "int" else _bind(fld, v) for v in kept]
                     return col.not_in(kept) if negated else col.in_(kept)
             return not_(or_(*parts)) if negated else or_(*parts)
         case Between(fld, low, high):

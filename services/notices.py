@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
@@ -33,6 +34,7 @@ from services.models import (
 from services.outbox import MAX_CAPTION, MAX_TEXT, OutboxItem, Priority, enqueue_many, message_payload
 from services.scope import Actor, load_staff_grants, resident_scope
 from services.segments import get_segment, list_segments, segment_filter
+from services.sql import rowcount
 from services.tags import list_tags
 
 REF = "notice"
@@ -195,11 +197,8 @@ async def release(session: AsyncSession, notice: Notice, actor: Actor, now: date
 
 
 def _insert_ignore(session: AsyncSession, model):
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(model).on_conflict_do_nothing()
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(model).on_conflict_do_nothing()
 
 
 async def _author_actor(session: AsyncSession, notice: Notice) -> Actor:
@@ -217,9 +216,11 @@ async def tick(session: AsyncSession, now: datetime) -> int:
         claimed = await session.execute(update(Notice).where(Notice.id == notice_id,
                                                              Notice.status == NoticeStatus.scheduled)
                                         .values(status=NoticeStatus.draft))
-        if claimed.rowcount != 1:
+        if rowcount(claimed) != 1:
             continue
         notice = await session.get(Notice, notice_id)
+        if notice is None:  # just claimed under its row lock, so never; nothing to release if it were gone
+            continue
         await session.refresh(notice)
         actor = await _author_actor(session, notice)
         if not actor.staff:  # the author lost their staff role: the notice is not sent
@@ -294,7 +295,7 @@ async def mark_received(session: AsyncSession, actor: Actor, notice_id: int, now
     result = await session.execute(update(NoticeRecipient).where(
         NoticeRecipient.notice_id == notice_id, NoticeRecipient.account_id == actor.account_id,
         NoticeRecipient.received_at.is_(None)).values(received_at=now))
-    if result.rowcount:
+    if rowcount(result):
         return True
     exists = await session.scalar(select(NoticeRecipient.id).where(
         NoticeRecipient.notice_id == notice_id, NoticeRecipient.account_id == actor.account_id))

@@ -22,14 +22,15 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models.core import Account
 from services.models.outbox import FINAL_STATUSES, OutboxMessage, OutboxStatus
+from services.sql import rowcount
 
 __all__ = [
     "OutboxItem",
@@ -214,7 +215,7 @@ async def enqueue(
     """
     item = OutboxItem(key, chat_id, payload, priority, account_id, not_before, ref_type, ref_id)
     result = await session.execute(_insert(session).values(_row(item, now)))
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 async def enqueue_many(session: AsyncSession, items: Iterable[OutboxItem], *, now: datetime) -> int:
@@ -242,7 +243,7 @@ async def cancel(session: AsyncSession, ref_type: str, ref_ids: Iterable[int]) -
                OutboxMessage.status == OutboxStatus.pending)
         .values(status=OutboxStatus.cancelled, claimed_by=None, claimed_until=None)
     )
-    return result.rowcount
+    return rowcount(result)
 
 
 async def delivery_counts(
@@ -281,6 +282,8 @@ async def delivery_statuses(
         .where(OutboxMessage.ref_type == ref_type, OutboxMessage.ref_id.in_(ids))
     )
     for ref_id, status in rows:
+        if ref_id is None:  # not selected by the IN above; ref_id is nullable in the table
+            continue
         status = OutboxStatus(status)
         if ref_id not in result or rank[status] < rank[result[ref_id]]:
             result[ref_id] = status
@@ -302,7 +305,7 @@ async def redact_finished(session: AsyncSession, *, older_than: timedelta, now: 
         .values(payload=REDACTED_PAYLOAD, redacted_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return rowcount(result)
 
 
 async def purge_finished(session: AsyncSession, *, older_than: timedelta, now: datetime) -> int:
@@ -314,7 +317,7 @@ async def purge_finished(session: AsyncSession, *, older_than: timedelta, now: d
         delete(OutboxMessage).where(OutboxMessage.status.in_(FINAL_STATUSES),
                                     OutboxMessage.created_at < now - older_than)
     )
-    return result.rowcount
+    return rowcount(result)
 
 
 # --- The sender's side: claim → send → mark. Database only; the sending lives in notifications/. ---
@@ -395,7 +398,7 @@ async def _finish(session: AsyncSession, message_id: int, values: dict[str, Any]
     # Only a row not yet final is marked, so two workers racing on an expired lease (or a cancel)
     # report an outcome once: the loser gets None and fires no listener. claimed_by is kept: it
     # tells which sender handled the row last. Core, not ORM: this runs once per message.
-    table = OutboxMessage.__table__
+    table = cast(Table, OutboxMessage.__table__)  # a declarative class over one Table
     result = await session.execute(
         update(table)
         .where(table.c.id == message_id, table.c.status.in_(_IN_FLIGHT))
@@ -484,4 +487,4 @@ async def release(session: AsyncSession, message_ids: Iterable[int], *, not_befo
         .where(OutboxMessage.id.in_(ids), OutboxMessage.status == OutboxStatus.sending)
         .values(**values).execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return rowcount(result)

@@ -36,6 +36,10 @@ RESIDENT_EXPORT_FIELDS = ("name", "phone", "birth_date", "gender", "compound", "
                           "status")
 
 
+class NoAccount(PermissionError):
+    """/mydata and /forget speak for one Telegram account; an update without a user has none."""
+
+
 def _iso(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else (value.value if hasattr(value, "value") else value)
 
@@ -44,6 +48,8 @@ async def my_data(session: AsyncSession, actor: Actor) -> dict[str, Any]:
     """Everything held about the actor's own account and linked resident. The ID number is held only
     as keyed hashes, so there is nothing to show of it but that."""
     account = actor.account
+    if account is None:
+        raise NoAccount
     data: dict[str, Any] = {
         "account": {
             "telegram_id": account.telegram_id,
@@ -134,6 +140,8 @@ async def forget(session: AsyncSession, actor: Actor, now: datetime) -> None:
     the method, the registry entry tried and a keyed hash of the phone number, and keep the lock on
     that entry and number (else /forget and a new account would reset it). The rest goes."""
     account = actor.account
+    if account is None:
+        raise NoAccount
     resident_id = account.resident_id
     region_id = actor.resident.committee_id if actor.resident else None
     if resident_id is not None:

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
@@ -31,6 +31,7 @@ from services.identity import (
 from services.labels import label
 from services.models import Account, Household, Region, RegionLevel, Resident, ResidentStatus
 from services.regions import committee_compounds
+from services.sql import rowcount
 
 BATCH = 1000
 
@@ -398,13 +399,14 @@ async def _apply_batch(session, committee, batch, compounds, households, report,
         else:
             seen_ids.append(existing["id"])
             report.unchanged += 1
+    residents = cast(Table, Resident.__table__)  # a declarative class over one Table
     if new_rows:
-        await session.execute(insert(Resident.__table__), new_rows)
+        await session.execute(insert(residents), new_rows)
         report.imported += len(new_rows)
     if changed_rows:
         await session.execute(update(Resident), changed_rows)  # bulk UPDATE by primary key
     if seen_ids:
-        await session.execute(update(Resident.__table__).where(Resident.__table__.c.id.in_(seen_ids))
+        await session.execute(update(residents).where(residents.c.id.in_(seen_ids))
                               .values(registry_seen_at=now))
 
 
@@ -449,7 +451,7 @@ async def _flag_missing(session: AsyncSession, committee: Region, now: datetime)
                or_(Resident.registry_seen_at.is_(None), Resident.registry_seen_at < now))
         .values(status=ResidentStatus.moved_out, updated_at=now)
     )
-    return result.rowcount or 0
+    return rowcount(result)
 
 
 async def confirm_resident(session: AsyncSession, resident: Resident, *, actor_account_id: int, now: datetime) -> None:

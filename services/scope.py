@@ -46,6 +46,11 @@ class Actor:
         return self.resident is not None and self.resident.status == ResidentStatus.active
 
     @property
+    def verified_resident(self) -> Resident | None:
+        """The linked resident when verified (see ``is_verified``), else None."""
+        return self.resident if self.is_verified else None
+
+    @property
     def is_staff(self) -> bool:
         return bool(self.staff)
 
@@ -66,7 +71,7 @@ def committee_ids_in_scope(actor: Actor):
     if actor.staff:
         conds = [Region.path.startswith(p, autoescape=True) for p in actor.region_paths()]
         return select(Region.id).where(or_(*conds)).scalar_subquery()
-    if actor.is_verified:
+    if actor.is_verified and actor.resident is not None:
         return select(Region.id).where(Region.id == actor.resident.committee_id).scalar_subquery()
     return None
 
@@ -109,7 +114,7 @@ def resident_scope(actor: Actor, *, indexed: bool = False) -> ColumnElement[bool
     if actor.staff:
         column = _ScanColumn(Resident.committee_id) if wide_scope(actor) and not indexed else Resident.committee_id
         return column.in_(committee_ids_in_scope(actor))
-    if actor.is_verified:
+    if actor.is_verified and actor.resident is not None:
         return Resident.committee_id == actor.resident.committee_id
     return false()
 

@@ -29,6 +29,7 @@ from services.limits import clip
 from services.models import Region, Resident, ResidentStatus, ResidentTag, Tag, TagKind, UTCDateTime
 from services.residents import parse_room, room_filter
 from services.scope import Actor, resident_scope
+from services.sql import rowcount
 
 # Rule tags count ages on the committees' calendar, not UTC's.
 DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
@@ -126,7 +127,7 @@ def _actor_paths(actor: Actor) -> list[str]:
 async def list_tags(session: AsyncSession, actor: Actor) -> list[Tag]:
     """The tags that apply in the actor's regions (built-ins, overridden where a region redefined them)."""
     paths = _actor_paths(actor)
-    if not paths and actor.is_verified:
+    if not paths and actor.is_verified and actor.resident is not None:
         path = await session.scalar(select(Region.path).where(Region.id == actor.resident.committee_id))
         paths = [path] if path else []
     seen: dict[int, Tag] = {}
@@ -237,7 +238,7 @@ async def untag_resident(session: AsyncSession, actor: Actor, resident_id: int, 
     tag = await _manual_tag(session, path, code)
     result = await session.execute(delete(ResidentTag).where(
         ResidentTag.resident_id == resident.id, ResidentTag.tag_id == tag.id))
-    if not result.rowcount:
+    if not rowcount(result):
         return False
     audit.record(session, "tag.remove", now=now, actor_account_id=actor.account_id, target_type="resident",
                  target_id=resident.id, region_id=resident.committee_id, detail={"tag": tag.code})
@@ -324,8 +325,8 @@ async def recompute_rule_tags(
                 # 3.8 s → 0.9 s for aged_60 when the planner would walk the segment index instead).
                 .order_by(Resident.id),
             ))
-        counts[tag.code].added += added.rowcount or 0
-        counts[tag.code].removed += removed.rowcount or 0
+        counts[tag.code].added += rowcount(added)
+        counts[tag.code].removed += rowcount(removed)
     await session.flush()
     return dict(counts)
 

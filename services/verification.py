@@ -147,11 +147,12 @@ async def _attempt(session, account: Account, method: str, success: bool, now: d
 async def _fail(session, account: Account, method: str, reason: str, now: datetime,
                 resident: Resident | None = None, **info) -> VerificationError:
     """Record a failure (against the account, and the registry entry and its phone when known)."""
-    keys = {"resident_id": resident.id, "phone": resident.phone} if resident is not None else {}
-    await _attempt(session, account, method, False, now, reason, target_id=keys.get("resident_id"),
-                   region_id=resident.committee_id if resident is not None else None, phone=keys.get("phone"))
-    left = await remaining_attempts(session, account.id, now, **keys)
-    until = await lock_until(session, account.id, now, **keys)
+    resident_id = resident.id if resident is not None else None
+    phone = resident.phone if resident is not None else None
+    await _attempt(session, account, method, False, now, reason, target_id=resident_id,
+                   region_id=resident.committee_id if resident is not None else None, phone=phone)
+    left = await remaining_attempts(session, account.id, now, resident_id=resident_id, phone=phone)
+    until = await lock_until(session, account.id, now, resident_id=resident_id, phone=phone)
     return VerificationError(reason, remaining=left, until=until, **info)
 
 
@@ -275,6 +276,8 @@ async def open_invite(session: AsyncSession, account: Account, code: str, *, sec
     if invite.expires_at <= now:
         raise await _fail(session, account, "invite", "expired_code", now)
     household = await session.get(Household, invite.household_id)
+    if household is None:  # deleted since the code was read (its invites go with it): not the user's fault
+        raise VerificationError("unknown_code")
     linked = select(Account.resident_id).where(Account.resident_id.is_not(None))
     members = (await session.scalars(
         select(Resident).where(Resident.household_id == household.id,
@@ -459,6 +462,9 @@ async def redeem_staff_invite(session: AsyncSession, account: Account, code: str
         raise await _fail(session, account, "staff_invite", "used_code", now)
     if invite.expires_at <= now:
         raise await _fail(session, account, "staff_invite", "expired_code", now)
+    region = await session.get(Region, invite.region_id)
+    if region is None:  # deleted since the code was read (its invites go with it): not the user's fault
+        raise VerificationError("unknown_code")
     invite.used_at = now
     invite.used_by_account_id = account.id
     staff = await session.scalar(select(Staff).where(Staff.account_id == account.id,
@@ -471,7 +477,7 @@ async def redeem_staff_invite(session: AsyncSession, account: Account, code: str
     audit.record(session, "staff.enrol", now=now, actor_account_id=account.id, target_type="region",
                  target_id=invite.region_id, region_id=invite.region_id, detail={"role": invite.role.value})
     await session.flush()
-    return staff, await session.get(Region, invite.region_id)
+    return staff, region
 
 
 async def pending_request_of(session: AsyncSession, account_id: int) -> tuple[VerificationRequest | None,
