@@ -105,7 +105,7 @@ class MenuItem:
 
 
 def _menu() -> tuple[MenuItem, ...]:
-    from handlers import checkins, notices, policies, privacy, staff, tags
+    from handlers import checkins, discussions, notices, policies, privacy, staff, tags
 
     return (
         MenuItem("help", N_("❓ Help"), ALL, lambda m, d: help_command(m, d["actor"], d["session"])),
@@ -134,6 +134,10 @@ def _menu() -> tuple[MenuItem, ...]:
             checkin_config=d["checkin_config"], now=d["now"])),
         MenuItem("benefits", N_("🎁 Benefits for me"), ALL, lambda m, d: policies.benefits.start(
             m, actor=d["actor"], session=d["session"], state=d["state"], now=d["now"], config=d["config"])),
+        MenuItem("topics", N_("🗣 Discussions"), ALL, lambda m, d: discussions.residents.list_command(
+            m, actor=d["actor"], session=d["session"], discussion_config=d["discussion_config"])),
+        MenuItem("topics_review", N_("🧐 Discussions to review"), STAFF, lambda m, d: discussions.staff.review(
+            m, actor=d["actor"], session=d["session"], discussion_config=d["discussion_config"])),
         MenuItem("policies", N_("📑 Policy matching"), STAFF, lambda m, d: policies.staff.match(
             m, command=CommandObject(prefix="/", command="policy_match"), actor=d["actor"], session=d["session"],
             now=d["now"], config=d["config"], policy_config=d["policy_config"])),

@@ -91,9 +91,9 @@ async def _open_topic(user, title: str) -> dict:
 
 
 async def _comment(stack, user, page: dict, text: str, reply_to: int | None = None) -> int:
-    data = _button(page, f"↩ Reply #{reply_to}") if reply_to else _button(page, "💬 Comment")
+    data = _button(page, f"↩ Reply #{reply_to}") if reply_to else _button(page, "💬")
     assert await _answer(stack, user, page, data) is None
-    assert "Send your" in body(await user.last_message())
+    assert "Send your" in body(await user.last_message()) or "请发送" in body(await user.last_message())
     await user.send(text)
     async with stack.session() as s:
         return await s.scalar(select(func.max(Comment.id)))
@@ -229,7 +229,7 @@ async def test_the_same_comment_update_delivered_twice_posts_once(tmp_path):
         await fsm.update_data(topic=page_topic(page), parent=None)
         await stack.client.raw_update({"message": {
             "message_id": message_id, "date": 0, "text": "好的", "chat": {"id": chat, "type": "private"},
-            "from": {"id": b.id, "is_bot": False, "first_name": "b"}}}, wait=True)
+            "from": {"id": b.id, "is_bot": False, "first_name": "b", "language_code": "en"}}}, wait=True)
         # Answered as the first time (the same comment), and nothing new is posted.
         said = [body(m) for m in await b.bot_messages() if body(m).startswith("Posted as comment")]
         assert said == [f"Posted as comment #{comment_id}."] * 2
@@ -241,3 +241,40 @@ async def test_the_same_comment_update_delivered_twice_posts_once(tmp_path):
 
 def page_topic(page: dict) -> int:
     return int(_button(page, "💬 Comment").split(":")[2])
+
+
+async def test_topics_are_paged_with_buttons_and_neighbours_read_as_building_residents_in_chinese(tmp_path):
+    from services import discussions as ds
+    from services.scope import Actor, load_staff_grants
+
+    clock = Clock(PINNED)
+    async with running_stack(tmp_path, clock=clock) as stack:
+        staff = await _user(stack, "staff", staff=True)
+        writer = await _user(stack, "王秀英", lang="zh-hans")
+        reader = await _user(stack, "李建国", lang="zh-hans")
+        cfg: ds.DiscussionConfig = stack.dp["discussion_config"]
+        async with stack.session() as s:
+            account = await s.scalar(select(Account).where(Account.telegram_id == staff.id))
+            actor = Actor(account=account, staff=await load_staff_grants(s, account.id))
+            for i in range(cfg.topics_page + 1):
+                await ds.create_topic(s, actor, ds.TopicDraft(title=f"话题{i}", body="正文"),
+                                      now=clock() + timedelta(seconds=i), cfg=cfg)
+            await s.commit()
+        # The menu's button does what /topics does; the newest topics come first, six do not fit one page.
+        await reader.send("/menu")
+        await reader.press("🗣 议事厅")
+        listing = await reader.last_message()
+        assert "议事厅" in body(listing) and "第 1 页，共 2 页" in body(listing)
+        assert f"话题{cfg.topics_page}" in body(listing) and "话题0" not in body(listing)
+        await reader.press("下一页 »")
+        second = await reader.last_message()
+        assert "话题0" in body(second) and f"话题{cfg.topics_page}" not in body(second)
+        assert "第 2 页，共 2 页" in body(second)
+        # A forged page number is answered and changes nothing.
+        assert await _answer(stack, reader, second, "dl:99999999999999999999999") == "该页不存在。"
+        newest = f"话题{cfg.topics_page}"
+        page = await _open_topic(writer, newest)
+        await _comment(stack, writer, page, "我住三号楼")
+        page = await _open_topic(reader, newest)
+        assert "3号楼居民: 我住三号楼" in body(page) and "王秀英" not in body(page)
+        assert "居委会工作人员" in body(page)  # staff opened it: shown by role
