@@ -37,7 +37,7 @@ class BenefitsCheck:
     assessment: Assessment
     anonymous: bool
     consented: bool
-    cases: dict[int, str]
+    cases: Mapping[int, str]  # policy id → the resident's case status
 
     @property
     def needs_consent(self) -> bool:
@@ -71,10 +71,12 @@ async def check_benefits(session: AsyncSession, actor: Actor, today: date, *, an
     run's answers not kept in the database (JSON values). Reads only."""
     declared = await declared_fields(session)
     answers = answers or {}
-    if actor.is_verified:
-        resident = actor.resident
-        committee_path = (await session.get(Region, resident.committee_id)).path
-        policies = await policies_in_force(session, today, committee_path=committee_path)
+    resident = actor.verified_resident
+    if resident is not None:
+        committee = await session.get(Region, resident.committee_id)
+        if committee is None:  # committee_id is a RESTRICT foreign key: never, short of a broken database
+            raise LookupError(f"the committee {resident.committee_id} of a resident is missing")
+        policies = await policies_in_force(session, today, committee_path=committee.path)
         profile = await resident_profile(session, resident, declared, _typed(declared, answers))
         assessment = assess(policies, profile, today, skipped)
         for r in assessment.results:
@@ -97,20 +99,21 @@ async def answer_question(session: AsyncSession, actor: Actor, field_name: str, 
     if f is None:
         raise AnswerError(_("That question is not part of the questionnaire."))
     value = parse_answer(f, choice=choice, text=text)
-    kept = bool(keep and actor.is_verified)
-    if kept:
-        await keep_answer(session, actor.resident.id, f, value, now)
-    return f.name, to_json(value), kept
+    resident = actor.verified_resident if keep else None
+    if resident is not None:
+        await keep_answer(session, resident.id, f, value, now)
+    return f.name, to_json(value), resident is not None
 
 
 async def consent_to_keep(session: AsyncSession, actor: Actor, answers: Mapping[str, Any], *, now: datetime) -> bool:
     """The resident agrees that answers are kept: consent recorded, and this run's answers kept too.
     Idempotent; False for anyone not verified (nothing stored)."""
-    if not actor.is_verified:
+    resident = actor.verified_resident
+    if resident is None:
         return False
-    await give_consent(session, actor.resident.id, now)
+    await give_consent(session, resident.id, now)
     declared = await declared_fields(session)
     for name, value in answers.items():
         if name in declared:
-            await keep_answer(session, actor.resident.id, declared[name], from_json(declared[name], value), now)
+            await keep_answer(session, resident.id, declared[name], from_json(declared[name], value), now)
     return True

@@ -104,6 +104,10 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> _Lines:
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
+def _filled(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
 def _line(node: Any, key: str | None = None) -> int:
     if isinstance(node, _Lines):
         return node.lines.get(key, node.line) if key else node.line
@@ -129,8 +133,7 @@ class _Checker:
         value = node.get(key) if isinstance(node, Mapping) else None
         if value is None and not required:
             return None
-        if (not isinstance(value, Mapping) or not all(isinstance(value.get(k), str) and value.get(k).strip()
-                                                     for k in ("zh", "en"))):
+        if not isinstance(value, Mapping) or not all(_filled(value.get(k)) for k in ("zh", "en")):
             self.problem(_line(node, key), where, _("\"{key}\" needs a text in zh and en").format(key=key))
             return None
         return {"zh": value["zh"].strip(), "en": value["en"].strip()}
@@ -424,13 +427,13 @@ async def load_catalogue(session: AsyncSession, directory: Path, now: datetime) 
     result = LoadResult(files=count)
     existing_fields = {f.name: f for f in await session.scalars(select(PolicyField))}
     for f in fields:
-        row = existing_fields.get(f.name)
-        if row is None:
-            row = PolicyField(name=f.name)
-            session.add(row)
-        row.type = PolicyFieldType(f.type)
-        row.content = _field_content(f)
-        row.updated_at = now
+        field_row = existing_fields.get(f.name)
+        if field_row is None:
+            field_row = PolicyField(name=f.name)
+            session.add(field_row)
+        field_row.type = PolicyFieldType(f.type)
+        field_row.content = _field_content(f)
+        field_row.updated_at = now
         result.fields.append(f.name)
     existing = {p.code: p for p in await session.scalars(
         select(Policy).options(selectinload(Policy.versions)).where(Policy.code.in_([p.code for p in policies])))}

@@ -49,6 +49,7 @@ from services.models import (
     Tag,
 )
 from services.policies.catalogue import Choice, PolicyView, QuestionField
+from services.sql import rowcount
 
 MAX_ANSWER_TEXT = 40
 
@@ -197,7 +198,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _atom(node: Expr, values: Mapping[str, Any], today: date, negated: bool,
+def _atom(node: Compare | InList | Between | HasTag, values: Mapping[str, Any], today: date, negated: bool,
           fields: Mapping[str, QuestionField]) -> dict[str, Any]:
     if isinstance(node, HasTag):
         return {"kind": "tag", "code": node.code, "negated": negated}
@@ -353,7 +354,7 @@ async def erase_answers(session: AsyncSession, resident_id: int) -> int:
     """Delete a resident's answers and consent (``/forget``, or on request). Returns answers deleted."""
     deleted = await session.execute(delete(PolicyAnswer).where(PolicyAnswer.resident_id == resident_id))
     await session.execute(delete(PolicyConsent).where(PolicyConsent.resident_id == resident_id))
-    return deleted.rowcount or 0
+    return rowcount(deleted)
 
 
 async def answers_for_mydata(session: AsyncSession, resident_id: int) -> dict[str, Any]:

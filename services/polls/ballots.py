@@ -36,6 +36,7 @@ from services.polls.common import PollError
 from services.polls.config import PollConfig
 from services.polls.rules import parse_fraction, parse_rule
 from services.scope import Actor
+from services.sql import rowcount
 
 MAX_QUESTION = 300
 MAX_OPTION = 60
@@ -268,7 +269,7 @@ async def vote(session: AsyncSession, actor: Actor, poll_id: object, option: obj
             _insert(session, PollVote).values(poll_id=poll.id, unit_key=key, resident_id=resident.id,
                                               choices=[option], area=area, created_at=now, updated_at=now)
             .on_conflict_do_nothing(index_elements=["poll_id", "unit_key"]))
-        if inserted.rowcount == 1:
+        if rowcount(inserted) == 1:
             return VoteResult(poll.id, (option,), True, False)
         # Another member of the household voted at the same moment: theirs is the household's ballot.
         existing = await session.scalar(
@@ -304,7 +305,7 @@ async def _secret_vote(session: AsyncSession, poll: Poll, key: str, area: Decima
     inserted = await session.execute(
         _insert(session, PollVoter).values(poll_id=poll.id, unit_key=key, area=area)
         .on_conflict_do_nothing(index_elements=["poll_id", "unit_key"]))
-    if inserted.rowcount != 1:
+    if rowcount(inserted) != 1:
         raise PollError("household_voted" if poll.unit != PollUnit.resident else "final")
     await session.execute(update(PollTally).where(PollTally.poll_id == poll.id, PollTally.option == option)
                           .values(votes=PollTally.votes + 1, area=PollTally.area + (area or Decimal(0))))

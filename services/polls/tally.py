@@ -35,6 +35,7 @@ from services.polls.common import REF_POLL, PollError
 from services.polls.config import PollConfig
 from services.polls.rules import Counts, OptionCount, parse_fraction, parse_rule, verdict
 from services.scope import Actor
+from services.sql import rowcount
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +207,7 @@ async def _tell_all(session: AsyncSession, accounts: list[Account], poll: Poll, 
 
 async def _claim(session: AsyncSession, poll_id: int, column, now: datetime) -> bool:
     done = await session.execute(update(Poll).where(Poll.id == poll_id, column.is_(None)).values({column: now}))
-    return done.rowcount == 1
+    return rowcount(done) == 1
 
 
 ChartWriter = Callable[[PollResults], str | None]
@@ -219,7 +220,7 @@ async def close_poll(session: AsyncSession, poll: Poll, *, now: datetime, cfg: P
     already closed."""
     claimed = await session.execute(update(Poll).where(Poll.id == poll.id, Poll.status != PollStatus.closed)
                                     .values(status=PollStatus.closed, closed_at=now))
-    if claimed.rowcount != 1:
+    if rowcount(claimed) != 1:
         return None
     await session.refresh(poll)
     today = cfg.local(now).date()
@@ -287,7 +288,7 @@ async def tick(sessions: async_sessionmaker[AsyncSession], cfg: PollConfig, now:
     async with sessions() as session, session.begin():
         done = await session.execute(update(Poll).where(Poll.status == PollStatus.scheduled, Poll.opens_at <= now,
                                                         Poll.closes_at > now).values(status=PollStatus.open))
-        opened = done.rowcount or 0
+        opened = rowcount(done)
     async with sessions() as session:
         due = list(await session.scalars(select(Poll.id).where(
             Poll.status == PollStatus.open, Poll.closes_at > now,
