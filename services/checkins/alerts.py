@@ -46,6 +46,7 @@ from services.models.checkins import OPEN_ROUND_STATUSES
 from services.notify import committee_staff, tell
 from services.outbox import Priority
 from services.scope import Actor
+from services.sql import rowcount
 
 ALERT_LEVELS = len(AlertLevel)  # the top of the ladder: "level 2 of 3"
 CLOSING_OUTCOMES = (AlertOutcome.safe, AlertOutcome.needed_help, AlertOutcome.not_reachable)
@@ -116,9 +117,10 @@ class AlertCard:
 
 async def alert_card(session: AsyncSession, cfg: CheckinConfig, alert: Alert) -> AlertCard:
     """The alert's card: who, where, phone, last answer, emergency contacts, level, who is on it."""
-    resident = await session.get(Resident, alert.resident_id)
-    committee = await session.get(Region, alert.committee_id)
-    rnd = await session.get(CheckinRound, alert.round_id)
+    # Foreign keys (CASCADE / RESTRICT) keep these rows while the alert exists.
+    resident = await session.get_one(Resident, alert.resident_id)
+    committee = await session.get_one(Region, alert.committee_id)
+    rnd = await session.get_one(CheckinRound, alert.round_id)
     last = (await session.execute(
         select(CheckinRound.answer, CheckinRound.answered_at)
         .where(CheckinRound.plan_id == rnd.plan_id, CheckinRound.answered_at.is_not(None))
@@ -140,7 +142,7 @@ async def alert_card(session: AsyncSession, cfg: CheckinConfig, alert: Alert) ->
 async def _tell_level(session: AsyncSession, cfg: CheckinConfig, alert: Alert, level: int, now: datetime) -> int:
     """Tell the first level from ``level`` up that has anyone; records the level even if nobody."""
     told = 0
-    committee = await session.get(Region, alert.committee_id)
+    committee = await session.get_one(Region, alert.committee_id)
     while level <= AlertLevel.family:
         accounts = await _recipients(session, alert, committee, level)
         alert.level, alert.level_at = level, now
@@ -190,11 +192,12 @@ async def raise_alert(session: AsyncSession, cfg: CheckinConfig, rnd: CheckinRou
     if rnd.alerted_at is None:
         rnd.alerted_at = now
     if new_id is not None:
-        alert = await session.get(Alert, new_id)
+        alert = await session.get_one(Alert, new_id)
         record_event(session, rnd.id, "alert_opened", now, alert_id=alert.id, detail={"reason": reason.value})
         await _tell_level(session, cfg, alert, AlertLevel.committee, now)
         return alert
-    alert = await session.scalar(select(Alert).where(Alert.round_id == rnd.id).with_for_update())
+    # The insert met this round's alert (unique round_id), so it is there.
+    alert = (await session.scalars(select(Alert).where(Alert.round_id == rnd.id).with_for_update())).one()
     if reason != AlertReason.help or (alert.reason == AlertReason.help and alert.status != AlertStatus.resolved):
         return alert
     if alert.status == AlertStatus.resolved:
@@ -248,7 +251,7 @@ async def remind_resolvers(session: AsyncSession, cfg: CheckinConfig, now: datet
             if alert.acknowledged_by_account_id else None
         if account is None:
             continue
-        resident = await session.get(Resident, alert.resident_id)
+        resident = await session.get_one(Resident, alert.resident_id)
         data = {"alert_id": alert.id, "name": resident.name, "room": room_of(resident),
                 "acknowledged_at": local_iso(alert.acknowledged_at, cfg.tz)}
         await tell(session, account, f"al:{alert.id}:g{alert.generation}:rr{alert.resolve_reminders}:{account.id}",
@@ -263,7 +266,7 @@ async def all_clear(session: AsyncSession, cfg: CheckinConfig, alert: Alert, eld
     alert.status, alert.outcome = AlertStatus.resolved, AlertOutcome.all_clear
     alert.resolved_at, alert.resolved_by_account_id = now, elder.id
     record_event(session, alert.round_id, "all_clear", now, alert_id=alert.id, actor=elder.id)
-    resident = await session.get(Resident, alert.resident_id)
+    resident = await session.get_one(Resident, alert.resident_id)
     data = {"name": resident.name, "room": room_of(resident), "at": local_iso(now, cfg.tz)}
     await _tell_alerted(session, alert, "clear", "checkins.all_clear", data, now, priority=Priority.alert)
 
@@ -303,7 +306,7 @@ async def acknowledge(session: AsyncSession, actor: Actor, alert_id: int, *, now
     record_event(session, alert.round_id, "acknowledged", now, alert_id=alert.id, actor=actor.account_id)
     audit.record(session, "checkin.alert_ack", now=now, actor_account_id=actor.account_id, target_type="alert",
                  target_id=alert.id, region_id=alert.committee_id)
-    resident = await session.get(Resident, alert.resident_id)
+    resident = await session.get_one(Resident, alert.resident_id)
     data = {"who": account_name(actor.account), "name": resident.name, "room": room_of(resident)}
     await _tell_alerted(session, alert, "ack", "checkins.alert_taken", data, now, exclude=actor.account_id)
     await session.flush()
@@ -328,7 +331,7 @@ async def resolve(session: AsyncSession, actor: Actor, alert_id: int, outcome: A
                  detail={"outcome": outcome.value})
     audit.record(session, "checkin.alert_resolve", now=now, actor_account_id=actor.account_id, target_type="alert",
                  target_id=alert.id, region_id=alert.committee_id, detail={"outcome": outcome.value})
-    resident = await session.get(Resident, alert.resident_id)
+    resident = await session.get_one(Resident, alert.resident_id)
     who = account_name(actor.account)
     data = {"who": who, "name": resident.name, "room": room_of(resident), "outcome": outcome.value}
     await _tell_alerted(session, alert, "resolved", "checkins.alert_closed", data, now, exclude=actor.account_id)
@@ -359,4 +362,4 @@ async def set_duty(session: AsyncSession, actor: Actor, on: bool) -> int:
     result = await session.execute(
         update(Staff).where(Staff.account_id == actor.account_id, Staff.role == StaffRole.committee,
                             Staff.active.is_(True)).values(on_duty=on))
-    return result.rowcount
+    return rowcount(result)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 from sqlalchemy import and_, select
@@ -70,7 +70,7 @@ async def board(session: AsyncSession, actor: Actor, *, now: datetime, cfg: Chec
     scope = committee_ids_in_scope(actor)
     if scope is None or not actor.is_staff:
         return Board(today, [])
-    rows = await session.execute(
+    rows = (await session.execute(
         select(CheckinPlan, Resident, Region.id, Region.name, CheckinRound, Alert, Account.id)
         .join(Resident, Resident.id == CheckinPlan.resident_id)
         .join(Region, Region.id == CheckinPlan.committee_id)
@@ -78,37 +78,37 @@ async def board(session: AsyncSession, actor: Actor, *, now: datetime, cfg: Chec
         .outerjoin(Alert, Alert.round_id == CheckinRound.id)
         .outerjoin(Account, Account.resident_id == Resident.id)
         .where(CheckinPlan.active.is_(True), CheckinPlan.committee_id.in_(scope))
-        .order_by(Region.name, Resident.building, Resident.unit, Resident.room, Resident.name))
-    rows = rows.all()
+        .order_by(Region.name, Resident.building, Resident.unit, Resident.room, Resident.name))).all()
     alerts = [row[5] for row in rows if row[5] is not None]
     closers = {alert.resolved_by_account_id for alert in alerts if alert.resolved_by_account_id}
-    names = {a.id: account_name(a) for a in await session.scalars(select(Account).where(Account.id.in_(closers)))}
+    names: dict[int | None, str] = {
+        a.id: account_name(a) for a in await session.scalars(select(Account).where(Account.id.in_(closers)))}
     boards: dict[int, CommitteeBoard] = {}
     for plan, resident, committee_id, committee_name, rnd, alert, account_id in rows:
         b = boards.setdefault(committee_id, CommitteeBoard(committee_name))
-        who = {"name": resident.name, "room": room_of(resident)}
+        line = BoardLine(resident.name, room_of(resident))
         if rnd is not None:
             if rnd.status == RoundStatus.ok:
-                b.answered.append(BoardLine(**who, at=local_iso(rnd.answered_at, cfg.tz)))
-            elif alert is not None and alert.status == AlertStatus.resolved and alert.outcome != AlertOutcome.all_clear:
-                b.handled.append(BoardLine(**who, outcome=alert.outcome.value,
-                                           by=names.get(alert.resolved_by_account_id)))
+                b.answered.append(replace(line, at=local_iso(rnd.answered_at, cfg.tz)))
+            elif (alert is not None and alert.status == AlertStatus.resolved and alert.outcome is not None
+                  and alert.outcome != AlertOutcome.all_clear):
+                b.handled.append(replace(line, outcome=alert.outcome.value, by=names.get(alert.resolved_by_account_id)))
             elif rnd.status == RoundStatus.help:
-                b.help.append(BoardLine(**who))
+                b.help.append(line)
             elif rnd.status == RoundStatus.alerted:
-                b.alerted.append(BoardLine(**who))
+                b.alerted.append(line)
             elif rnd.status == RoundStatus.reminded:
-                b.reminded.append(BoardLine(**who))
+                b.reminded.append(line)
             elif rnd.status == RoundStatus.paused:
-                b.paused.append(BoardLine(**who, until=plan.paused_until.isoformat() if plan.paused_until else None))
+                b.paused.append(replace(line, until=plan.paused_until.isoformat() if plan.paused_until else None))
             else:
-                b.pending.append(BoardLine(**who))
+                b.pending.append(line)
         elif plan.paused_until is not None and plan.paused_until >= today:
-            b.paused.append(BoardLine(**who, until=plan.paused_until.isoformat()))
+            b.paused.append(replace(line, until=plan.paused_until.isoformat()))
         elif account_id is None:
-            b.not_on_bot.append(BoardLine(**who))
+            b.not_on_bot.append(line)
         else:
-            b.later.append(BoardLine(**who, minute=plan.minute_of_day))
+            b.later.append(replace(line, minute=plan.minute_of_day))
     return Board(today, list(boards.values()))
 
 
@@ -140,7 +140,7 @@ async def round_history(session: AsyncSession, actor: Actor, alert_id: int, *, c
                         limit: int = 60) -> list[HistoryStep]:
     """The history of an alert's round, oldest first (same reach as the alert's buttons)."""
     alert = await alert_in_reach(session, actor, alert_id)
-    rnd = await session.get(CheckinRound, alert.round_id)
+    rnd = await session.get_one(CheckinRound, alert.round_id)  # a CASCADE foreign key of the alert
     # (at, order, kind, actor, target, detail); the two bulk steps live on the round itself.
     steps: list[tuple[datetime, int, str, int | None, int | None, dict]] = [
         (rnd.opened_at, 0, "prompted", None, rnd.account_id, {})]

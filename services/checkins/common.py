@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import JSON, ColumnElement, Integer, String, case, cast, func, literal
 from sqlalchemy.dialects import postgresql, sqlite
@@ -59,6 +59,14 @@ def room_of(resident: Resident) -> str:
     parts = [p for p in (resident.building, resident.unit, resident.room) if p]
     place = "-".join(parts) if parts else "—"
     return f"{resident.compound} {place}" if resident.compound else place
+
+
+@overload
+def local_iso(when: datetime, tz) -> str: ...
+
+
+@overload
+def local_iso(when: datetime | None, tz) -> str | None: ...
 
 
 def local_iso(when: datetime | None, tz) -> str | None:

@@ -55,7 +55,7 @@ async def redeem_family_invite(session: AsyncSession, account: Account, code: st
         raise CheckinError("own_code")
     already = await session.scalar(select(EmergencyContact.id).where(
         EmergencyContact.resident_id == invite.resident_id, EmergencyContact.account_id == account.id))
-    resident = await session.get(Resident, invite.resident_id)
+    resident = await session.get_one(Resident, invite.resident_id)  # a CASCADE foreign key of the invite
     if already is not None:
         raise CheckinError("already_contact", name=resident.name)
     invite.used_at, invite.used_by_account_id = now, account.id

@@ -42,6 +42,7 @@ from services.models.checkins import EVERY_DAY, OPEN_ROUND_STATUSES
 from services.notify import tell
 from services.outbox import Priority
 from services.outbox import cancel as cancel_messages
+from services.sql import rowcount
 
 DEFAULT_MINUTE = 9 * 60
 MINUTES_PER_DAY = 24 * 60
@@ -264,7 +265,7 @@ async def _tell_enrolled(session: AsyncSession, cfg: CheckinConfig, where, now: 
     stmt = insert_into(session, OutboxMessage).from_select(
         ["idempotency_key", "chat_id", "account_id", "priority", "payload", "status", "not_before", "attempts",
          "ref_type", "ref_id", "created_at"], src).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    return (await session.execute(stmt)).rowcount or 0
+    return rowcount(await session.execute(stmt))
 
 
 async def unenrol(session: AsyncSession, resident: Resident, *, now: datetime, by_account_id: int | None) -> bool:
@@ -351,6 +352,8 @@ async def pause(session: AsyncSession, account: Account | None, until: date, *, 
                 note: str | None = None) -> CheckinPlan:
     """No check-ins up to and including ``until`` (a local date within ``MAX_PAUSE_DAYS``). Today's
     unanswered round closes quietly; the committee's duty staff are told."""
+    if account is None:  # nobody to have a plan (what _own_plan says too)
+        raise CheckinError("not_enrolled")
     plan = await _own_plan(session, account)
     today = cfg.today(now)
     if until < today:
@@ -368,8 +371,9 @@ async def pause(session: AsyncSession, account: Account | None, until: date, *, 
         await cancel_messages(session, REF_ROUND, [rnd.id])
         record_event(session, rnd.id, "paused", now, actor=account.id, detail={"until": until.isoformat()})
     await session.flush()
-    resident = await session.get(Resident, plan.resident_id)
-    committee = await session.get(Region, plan.committee_id)
+    # Foreign keys (CASCADE / RESTRICT) keep these rows while the plan exists.
+    resident = await session.get_one(Resident, plan.resident_id)
+    committee = await session.get_one(Region, plan.committee_id)
     data = {"name": resident.name, "room": room_of(resident), "until": until.isoformat(), "note": plan.pause_note}
     for staff in await duty_staff(session, committee):
         await tell(session, staff, f"cipause:{plan.id}:{until.isoformat()}:{now.isoformat()}:{staff.id}",

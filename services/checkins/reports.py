@@ -120,7 +120,7 @@ async def claim_weekly_reports(session: AsyncSession, week_start: date, now: dat
             .where(Region.id.in_(committees), Region.level == RegionLevel.committee))
         .on_conflict_do_nothing(index_elements=["committee_id", "week_start"])
         .returning(WeeklyReportClaim.committee_id))).scalars().all()
-    return [await session.get(Region, committee_id) for committee_id in claimed]
+    return [await session.get_one(Region, committee_id) for committee_id in claimed]  # just selected
 
 
 async def report_recipients(session: AsyncSession, committee: Region) -> list[Account]:

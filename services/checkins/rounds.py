@@ -48,6 +48,7 @@ from services.models import (
 from services.models.checkins import OPEN_ROUND_STATUSES
 from services.outbox import Priority
 from services.outbox import cancel as cancel_messages
+from services.sql import rowcount
 
 
 @dataclass(slots=True)
@@ -85,7 +86,7 @@ async def _queue_elder_messages(session: AsyncSession, cfg: CheckinConfig, kind:
     stmt = insert_into(session, OutboxMessage).from_select(
         ["idempotency_key", "chat_id", "account_id", "priority", "payload", "status", "not_before", "attempts",
          "ref_type", "ref_id", "created_at"], src).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    return (await session.execute(stmt)).rowcount or 0
+    return rowcount(await session.execute(stmt))
 
 
 async def open_rounds(session: AsyncSession, cfg: CheckinConfig, now: datetime) -> int:
@@ -117,7 +118,7 @@ async def open_rounds(session: AsyncSession, cfg: CheckinConfig, now: datetime) 
         # filling: quadratic (minutes for 100,000 plans). Without sequential scans it probes the
         # UNIQUE (plan_id, local_date) index instead. SET LOCAL ends with the transaction.
         await session.execute(text("SET LOCAL enable_seqscan = off"))
-    opened = (await session.execute(stmt)).rowcount or 0
+    opened = rowcount(await session.execute(stmt))
     if postgres:
         await session.execute(text("SET LOCAL enable_seqscan = on"))
     if opened:
@@ -136,7 +137,7 @@ async def send_reminders(session: AsyncSession, cfg: CheckinConfig, now: datetim
     stmt = (update(CheckinRound).where(CheckinRound.status == RoundStatus.pending, window)
             .values(status=RoundStatus.reminded, reminded_at=now, tick_token=token)
             .execution_options(synchronize_session=False))
-    reminded = (await session.execute(stmt)).rowcount or 0
+    reminded = rowcount(await session.execute(stmt))
     if reminded:
         mine = and_(CheckinRound.status == RoundStatus.reminded, window, CheckinRound.tick_token == token)
         await _queue_elder_messages(session, cfg, "remind", mine, now)
