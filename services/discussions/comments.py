@@ -46,6 +46,7 @@ from services.models import (
 from services.notify import committee_staff, tell
 from services.outbox import Priority
 from services.scope import Actor
+from services.sql import rowcount
 
 HIDDEN_BY_REPORTS = "reports"
 
@@ -217,7 +218,8 @@ async def topic_view(session: AsyncSession, actor: Actor, topic_id: object, page
     if top:
         for reply in await session.scalars(select(Comment).where(Comment.parent_id.in_([c.id for c in top]))
                                            .order_by(Comment.id)):
-            replies.setdefault(reply.parent_id, []).append(reply)
+            if reply.parent_id is not None:  # selected by parent_id, so always
+                replies.setdefault(reply.parent_id, []).append(reply)
     names: dict[int, str | None] = {}
 
     async def author(account_id: int | None, role: str | None, building: str | None) -> Author:
@@ -267,7 +269,7 @@ async def report_comment(session: AsyncSession, actor: Actor, comment_id: object
     done = await session.execute(_insert(session, CommentReport).values(
         comment_id=comment.id, account_id=actor.account_id, created_at=now)
         .on_conflict_do_nothing(index_elements=["comment_id", "account_id"]))
-    if done.rowcount != 1:
+    if rowcount(done) != 1:
         raise DiscussionError("reported")
     audit.record(session, "comment.report", now=now, actor_account_id=actor.account_id, target_type="comment",
                  target_id=comment.id, region_id=topic.committee_id)
@@ -277,7 +279,7 @@ async def report_comment(session: AsyncSession, actor: Actor, comment_id: object
         return ReportResult(comment.id, False)
     hidden = await session.execute(update(Comment).where(Comment.id == comment.id, Comment.hidden_at.is_(None))
                                    .values(hidden_at=now, hidden_reason=HIDDEN_BY_REPORTS, hidden_by_account_id=None))
-    if hidden.rowcount != 1:
+    if rowcount(hidden) != 1:
         return ReportResult(comment.id, False)
     audit.record(session, "comment.auto_hide", now=now, target_type="comment", target_id=comment.id,
                  region_id=topic.committee_id, detail={"reports": reports})
@@ -315,7 +317,7 @@ async def hide_comment(session: AsyncSession, actor: Actor, comment_id: object, 
                                                        | (Comment.hidden_reason == HIDDEN_BY_REPORTS))
                                  .values(hidden_at=comment.hidden_at or now, hidden_reason=why,
                                          hidden_by_account_id=actor.account_id, reviewed_at=now))
-    if done.rowcount != 1:
+    if rowcount(done) != 1:
         raise DiscussionError("already")
     await session.refresh(comment)
     audit.record(session, "comment.hide", now=now, actor_account_id=actor.account_id, target_type="comment",
@@ -334,7 +336,7 @@ async def restore_comment(session: AsyncSession, actor: Actor, comment_id: objec
     done = await session.execute(update(Comment).where(Comment.id == comment.id, Comment.hidden_at.is_not(None))
                                  .values(hidden_at=None, hidden_reason=None, hidden_by_account_id=None,
                                          reviewed_at=now, reviewed_reports=reports))
-    if done.rowcount != 1:
+    if rowcount(done) != 1:
         raise DiscussionError("already")
     await session.refresh(comment)
     audit.record(session, "comment.restore", now=now, actor_account_id=actor.account_id, target_type="comment",

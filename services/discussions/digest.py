@@ -22,6 +22,7 @@ from services.limits import clip
 from services.models import Account, Comment, Topic, TopicSubscription
 from services.outbox import OutboxItem, Priority, enqueue_many, message_payload
 from services.scope import Actor, load_staff_grants
+from services.sql import rowcount
 
 
 async def subscribe(session: AsyncSession, actor: Actor, topic_id: object, on: bool, *, now: datetime) -> bool:
@@ -33,14 +34,14 @@ async def subscribe(session: AsyncSession, actor: Actor, topic_id: object, on: b
     if not on:
         done = await session.execute(delete(TopicSubscription).where(TopicSubscription.topic_id == topic.id,
                                                                      TopicSubscription.account_id == actor.account_id))
-        return done.rowcount == 1
+        return rowcount(done) == 1
     from services.discussions.comments import _insert
 
     last = await session.scalar(select(func.max(Comment.id)).where(Comment.topic_id == topic.id)) or 0
     done = await session.execute(_insert(session, TopicSubscription).values(
         topic_id=topic.id, account_id=actor.account_id, created_at=now, seen_comment_id=last)
         .on_conflict_do_nothing(index_elements=["topic_id", "account_id"]))
-    return done.rowcount == 1
+    return rowcount(done) == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,7 @@ async def tick(sessions: async_sessionmaker[AsyncSession], cfg: DiscussionConfig
                 TopicSubscription.id == sub.id, TopicSubscription.seen_comment_id == sub.seen_comment_id,
                 or_(TopicSubscription.last_digest_at.is_(None), TopicSubscription.last_digest_at <= due_before))
                 .values(seen_comment_id=last, last_digest_at=now))
-            if claimed.rowcount != 1:
+            if rowcount(claimed) != 1:
                 continue
             account = await session.get(Account, sub.account_id)
             topic = await session.get(Topic, sub.topic_id)

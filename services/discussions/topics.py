@@ -34,6 +34,7 @@ from services.models import (
 from services.notify import committee_staff, tell
 from services.outbox import Priority
 from services.scope import Actor, committee_ids_in_scope
+from services.sql import rowcount
 
 SCOPES = ("committee", "compound", "building")
 LISTED = (TopicStatus.open, TopicStatus.locked)
@@ -54,7 +55,7 @@ def resident_audience(resident: Resident) -> ColumnElement[bool]:
 def topic_scope(actor: Actor) -> ColumnElement[bool]:
     """Filter over ``Topic``: what this actor may see at all (staff: their committees; a verified
     resident: their audience, and their own proposals; anyone else: nothing)."""
-    conds = []
+    conds: list[ColumnElement[bool]] = []
     if actor.staff:
         conds.append(Topic.committee_id.in_(committee_ids_in_scope(actor)))
     if actor.is_verified and actor.resident is not None:
@@ -243,8 +244,7 @@ async def create_topic(session: AsyncSession, actor: Actor, draft: TopicDraft, *
         if (draft.scope == "compound" and compound_id is None) or (draft.scope == "building" and not building):
             raise DiscussionError("bad_scope")
         direct = await residents_publish(session, resident.committee_id)
-        committee = await session.get(Region, resident.committee_id)
-        assert committee is not None
+        committee = await session.get_one(Region, resident.committee_id)  # a RESTRICT foreign key
         topic = Topic(committee_id=committee.id, compound_id=compound_id, building=building, title=title,
                       body=body, status=TopicStatus.open if direct else TopicStatus.pending,
                       author_account_id=actor.account_id, author_building=resident.building,
@@ -289,7 +289,7 @@ async def decide_topic(session: AsyncSession, actor: Actor, topic_id: object, ap
     done = await session.execute(update(Topic).where(Topic.id == topic.id, Topic.status == TopicStatus.pending)
                                  .values(status=status, decided_at=now, decided_by_account_id=actor.account_id,
                                          last_activity_at=now))
-    if done.rowcount != 1:
+    if rowcount(done) != 1:
         raise DiscussionError("not_pending")
     await session.refresh(topic)
     audit.record(session, "topic.approve" if approve else "topic.reject", now=now,
@@ -312,7 +312,7 @@ async def set_locked(session: AsyncSession, actor: Actor, topic_id: object, lock
         raise DiscussionError("pending" if topic.status == TopicStatus.pending else "closed")
     done = await session.execute(update(Topic).where(Topic.id == topic.id, Topic.status == before)
                                  .values(status=after))
-    if done.rowcount != 1:
+    if rowcount(done) != 1:
         raise DiscussionError("already")
     await session.refresh(topic)
     audit.record(session, "topic.lock" if locked else "topic.unlock", now=now, actor_account_id=actor.account_id,

@@ -73,9 +73,7 @@ async def check_benefits(session: AsyncSession, actor: Actor, today: date, *, an
     answers = answers or {}
     resident = actor.verified_resident
     if resident is not None:
-        committee = await session.get(Region, resident.committee_id)
-        if committee is None:  # committee_id is a RESTRICT foreign key: never, short of a broken database
-            raise LookupError(f"the committee {resident.committee_id} of a resident is missing")
+        committee = await session.get_one(Region, resident.committee_id)  # a RESTRICT foreign key
         policies = await policies_in_force(session, today, committee_path=committee.path)
         profile = await resident_profile(session, resident, declared, _typed(declared, answers))
         assessment = assess(policies, profile, today, skipped)
