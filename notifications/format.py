@@ -100,4 +100,6 @@ def field_value(field: str, value: Any, tz: ZoneInfo) -> str:
             return _("level {n}").format(n=value)
         case "monthly_income":
             return _("{n} yuan").format(n=value)
+        case "floor_area":
+            return f"{float(value):.2f}"  # m², as the label says
     return str(getattr(value, "value", value))

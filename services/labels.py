@@ -32,6 +32,8 @@ FIELD_LABELS = {
     "disability_level": N_("disability level"),
     "monthly_income": N_("monthly income"),
     "emergency_contact_phone": N_("emergency contact phone"),
+    "owner": N_("home owner"),
+    "floor_area": N_("exclusive floor area (m²)"),
     "status": N_("status"),
     "verified": N_("verified"),
     "committee": N_("committee"),

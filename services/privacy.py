@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import audit
 from services.i18n import N_, _
 from services.models import (
+    Household,
     OutboxMessage,
     OutboxStatus,
     Region,
@@ -73,9 +74,19 @@ async def my_data(session: AsyncSession, actor: Actor) -> dict[str, Any]:
         if r.id_hash:
             data["resident"]["id_number"] = _(ID_NUMBER_HELD_AS)
         data["resident"]["committee"] = committee.name if committee else None
+        data["resident"].update(await _household_facts(session, r.household_id))
         data["tags"] = await _tags_of(session, r.id)
         data["policy_answers"] = await answers_for_mydata(session, r.id)  # /benefits answers kept with consent
     return data
+
+
+async def _household_facts(session: AsyncSession, household_id: int | None) -> dict[str, Any]:
+    """What the registry holds about the resident's household for owners' votes."""
+    household = await session.get(Household, household_id) if household_id is not None else None
+    if household is None:
+        return {"owner": None, "floor_area": None}
+    area = household.floor_area
+    return {"owner": household.owner, "floor_area": float(area) if area is not None else None}
 
 
 async def _tags_of(session: AsyncSession, resident_id: int) -> list[dict[str, str]]:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, cast
 
@@ -52,6 +53,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "disability_level": ("disability_level", "残疾等级"),
     "monthly_income": ("monthly_income", "月收入"),
     "emergency_contact_phone": ("emergency_contact_phone", "紧急联系人电话", "紧急联系电话"),
+    # Household facts for owners' votes (Civil Code art. 278): stated on any row of the household.
+    "owner": ("owner", "业主", "产权人", "is_owner"),
+    "floor_area": ("floor_area", "floorarea", "专有面积", "建筑面积"),
 }
 _HEADER = {alias: canon for canon, names in ALIASES.items() for alias in names}
 _TRUE = {"1", "y", "yes", "true", "是", "√", "✓", "x"}
@@ -85,6 +89,7 @@ class ImportReport:
     unchanged: int = 0
     flagged: int = 0
     restored: int = 0
+    households_updated: int = 0  # owner / floor_area changed (household facts, not resident rows)
     rejected: list[Rejected] = field(default_factory=list)
 
     @property
@@ -159,13 +164,40 @@ def _cells(cells: list[Any], index: dict[str, int]) -> dict[str, str]:
     return {name: _text(cells[i]) if i < n else "" for name, i in index.items()}
 
 
-def _bool(value: str) -> bool | None:
+def _bool(value: str, column: str = "living_alone") -> bool | None:
     low = value.lower()
     if low in _TRUE:
         return True
     if low in _FALSE:
         return None if low == "" else False
+    if column == "owner":
+        raise RowError(_("owner must be yes or no (是/否, 1/0), not {value!r}").format(value=value))
     raise RowError(_("living_alone must be yes or no, not {value!r}").format(value=value))
+
+
+_AREA_UNITS = ("平方米", "平米", "㎡", "m²", "m2", "sqm")
+MAX_FLOOR_AREA = Decimal("9999999999.99")  # Numeric(12, 2)
+
+
+def _area(value: str) -> Decimal | None:
+    """An exclusive floor area in m², rounded to 0.01 m² (the column's scale); more than 0."""
+    if not value:
+        return None
+    text = re.sub(r"\s+", "", value).replace(",", "").replace("，", "")
+    for unit in _AREA_UNITS:
+        text = text.removesuffix(unit)
+    try:
+        area = Decimal(text)
+    except InvalidOperation:
+        area = None
+    if area is None or not area.is_finite():
+        raise RowError(_("floor_area must be a number of square metres (e.g. 89.5), not {value!r}").format(
+            value=value))
+    area = area.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    if not 0 < area <= MAX_FLOOR_AREA:
+        raise RowError(_("floor_area must be more than 0 m², not {value!r}").format(value=value)
+                       if area <= 0 else _("floor_area {value!r} is too large").format(value=value))
+    return area
 
 
 def _int(value: str, column: str) -> int | None:
@@ -241,8 +273,12 @@ def parse_row(cells: list[Any], index: dict[str, int], secret_key: str) -> dict[
     if out["disability_level"] is not None and not 0 <= out["disability_level"] <= 4:
         raise RowError(_("disability_level must be between 0 and 4"))
     out["monthly_income"] = _int(cell("monthly_income", ""), "monthly_income")
+    out["owner"] = _bool(cell("owner", ""), "owner")
+    out["floor_area"] = _area(cell("floor_area", ""))
     if not (out["phone"] or out["id_hash"] or out["household"] or out["room"]):
         raise RowError(_("a row needs a phone, an ID number or an address to identify the resident"))
+    if (out["owner"] is not None or out["floor_area"] is not None) and household_code(out) is None:
+        raise RowError(_("owner and floor_area belong to a household: the row needs a household or a room"))
     return out
 
 
@@ -294,11 +330,12 @@ async def import_registry(
     households: dict[str, int] = dict((await session.execute(
         select(Household.code, Household.id).where(Household.committee_id == committee.id))).all())
     seen_hashes: dict[str, int] = {}
+    facts: HouseholdFacts = {}
     batch: list[tuple[int, dict[str, Any]]] = []
     count = 0
 
     async def flush() -> None:
-        await _apply_batch(session, committee, batch, compounds, households, report, now)
+        await _apply_batch(session, committee, batch, compounds, households, report, now, facts)
         await session.commit()
         batch.clear()
 
@@ -335,7 +372,7 @@ async def import_registry(
     audit.record(session, "registry.import", now=now, actor_account_id=actor_account_id,
                  target_type="region", target_id=committee.id, region_id=committee.id,
                  detail={"imported": report.imported, "updated": report.updated, "flagged": report.flagged,
-                         "rejected": len(report.rejected)})
+                         "households_updated": report.households_updated, "rejected": len(report.rejected)})
     await session.commit()
     return report
 
@@ -344,9 +381,42 @@ _MATCH_COLUMNS = (Resident.id, Resident.committee_id, Resident.status, Resident.
                   *(getattr(Resident, f) for f in RESIDENT_FIELDS))
 
 
-async def _apply_batch(session, committee, batch, compounds, households, report, now) -> None:
+# Household code → {"owner" | "floor_area": (first line stating it, value)} over the whole file.
+HouseholdFacts = dict[str, dict[str, tuple[int, Any]]]
+HOUSEHOLD_FACTS = ("owner", "floor_area")
+
+
+def _conflicting_fact(facts: HouseholdFacts, code: str | None, fields: dict[str, Any]) -> str | None:
+    """Why this row's owner / floor_area contradicts an earlier row of its household (None: it agrees)."""
+    if code is None:
+        return None
+    known = facts.get(code, {})
+    for fact in HOUSEHOLD_FACTS:
+        value = fields[fact]
+        if value is not None and fact in known and known[fact][1] != value:
+            if fact == "owner":
+                return _("owner differs from line {line} of the same household").format(line=known[fact][0])
+            return _("floor_area differs from line {line} of the same household ({area} m²)").format(
+                line=known[fact][0], area=known[fact][1])
+    return None
+
+
+def _record_facts(facts: HouseholdFacts, code: str | None, line: int, fields: dict[str, Any]) -> bool:
+    """Remember what the row states about its household; True when it states something."""
+    stated = False
+    for fact in HOUSEHOLD_FACTS:
+        if code is not None and fields[fact] is not None:
+            facts.setdefault(code, {}).setdefault(fact, (line, fields[fact]))
+            stated = True
+    return stated
+
+
+async def _apply_batch(session, committee, batch, compounds, households, report, now,
+                       facts: HouseholdFacts | None = None) -> None:
     """Match a batch against existing rows and write it with three statements (Core executemany):
-    the inserts, the changed rows, and the "seen" stamp of unchanged ones."""
+    the inserts, the changed rows, and the "seen" stamp of unchanged ones; then the household facts
+    (owner, floor_area) its accepted rows state. A household fact left blank keeps the one on file."""
+    facts = {} if facts is None else facts
     hashes = [f["id_hash"] for _, f in batch if f["id_hash"]]
     phones = [f["phone"] for _, f in batch if f["phone"]]
     by_hash: dict[str, dict[str, Any]] = {}
@@ -367,11 +437,19 @@ async def _apply_batch(session, committee, batch, compounds, households, report,
     changed_rows: list[dict[str, Any]] = []
     seen_ids: list[int] = []
     claimed: set[int] = set()
+    stating: set[str] = set()  # households whose facts accepted rows of this batch state
     for line, fields in batch:
         existing = by_hash.get(fields["id_hash"]) if fields["id_hash"] else None
         if existing is not None and existing["committee_id"] != committee.id:
             report.rejected.append(Rejected(line, _("this ID number is registered with another committee")))
             continue
+        code = household_code(fields)
+        conflict = _conflicting_fact(facts, code, fields)
+        if conflict is not None:
+            report.rejected.append(Rejected(line, conflict))
+            continue
+        if code is not None and _record_facts(facts, code, line, fields):
+            stating.add(code)
         if existing is None and fields["phone"]:
             candidates = [r for r in by_phone.get(fields["phone"], [])
                           if r["id"] not in claimed and (not r["id_hash"] or not fields["id_hash"])
@@ -379,7 +457,6 @@ async def _apply_batch(session, committee, batch, compounds, households, report,
             existing = candidates[0] if candidates else None
         values = {k: fields[k] for k in RESIDENT_FIELDS}
         values["compound_id"] = await _compound_id(session, committee, compounds, fields["compound"])
-        code = household_code(fields)
         values["household_id"] = households[code] if code else None
         if existing is None:  # phone_index: PhoneIndex hashes the clear number
             new_rows.append({**values, "phone_index": values["phone"], "committee_id": committee.id,
@@ -408,6 +485,24 @@ async def _apply_batch(session, committee, batch, compounds, households, report,
     if seen_ids:
         await session.execute(update(residents).where(residents.c.id.in_(seen_ids))
                               .values(registry_seen_at=now))
+    if stating:
+        await _update_household_facts(session, [households[c] for c in stating], facts, report)
+
+
+async def _update_household_facts(session: AsyncSession, ids: list[int], facts: HouseholdFacts,
+                                  report: ImportReport) -> None:
+    """Write the stated owner / floor_area of these households where they differ (one bulk UPDATE)."""
+    changed: list[dict[str, Any]] = []
+    rows = await session.execute(select(Household.id, Household.code, Household.owner, Household.floor_area)
+                                 .where(Household.id.in_(ids)))
+    for hh_id, code, owner, area in rows:
+        stated = {fact: value for fact, (_line, value) in facts.get(code, {}).items()}
+        new = {"owner": stated.get("owner", owner), "floor_area": stated.get("floor_area", area)}
+        if new["owner"] != owner or new["floor_area"] != (None if area is None else Decimal(area)):
+            changed.append({"id": hh_id, **new})
+    if changed:
+        await session.execute(update(Household), changed)  # bulk UPDATE by primary key
+        report.households_updated += len(changed)
 
 
 async def _compound_id(session, committee: Region, compounds: dict[str, Region], name: str | None) -> int | None:
@@ -467,7 +562,7 @@ async def confirm_resident(session: AsyncSession, resident: Resident, *, actor_a
 
 EXPORT_COLUMNS = ("name", "phone", "birth_date", "gender", "compound", "building", "unit", "room",
                   "household", "living_alone", "hukou", "disability_level", "monthly_income",
-                  "emergency_contact_phone", "status", "verified")
+                  "emergency_contact_phone", "owner", "floor_area", "status", "verified")
 
 
 async def export_registry_xlsx(session: AsyncSession, committee: Region) -> bytes:
@@ -480,16 +575,16 @@ async def export_registry_xlsx(session: AsyncSession, committee: Region) -> byte
     ws = wb.create_sheet(re.sub(r"[\\/?*\[\]:]", " ", committee.name)[:31].strip() or committee.code[:31])
     ws.append([label(c) for c in EXPORT_COLUMNS])
     stmt = (
-        select(Resident, Household.code, Account.id)
+        select(Resident, Household.code, Household.owner, Household.floor_area, Account.id)
         .outerjoin(Household, Household.id == Resident.household_id)
         .outerjoin(Account, Account.resident_id == Resident.id)
         .where(Resident.committee_id == committee.id)
         .order_by(Resident.building, Resident.unit, Resident.room, Resident.name)
     )
-    for r, hh_code, account_id in (await session.execute(stmt)).all():
+    for r, hh_code, owner, area, account_id in (await session.execute(stmt)).all():
         ws.append([r.name, r.phone, r.birth_date, r.gender, r.compound, r.building, r.unit, r.room,
                    hh_code, r.living_alone, r.hukou, r.disability_level, r.monthly_income,
-                   r.emergency_contact_phone, r.status.value, account_id is not None])
+                   r.emergency_contact_phone, owner, area, r.status.value, account_id is not None])
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

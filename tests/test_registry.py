@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from openpyxl import Workbook, load_workbook
@@ -194,3 +195,122 @@ async def test_regions_csv_import(session):
     assert district.path == "/310000/310101/"
     again = await upsert_regions(session, rows)
     assert again.created == 0 and again.updated == 2
+
+
+# --- household facts for owners' votes: owner, floor_area ------------------------------------------
+
+async def household(session, code: str) -> Household:
+    return await session.scalar(select(Household).where(Household.code == code).execution_options(
+        populate_existing=True))
+
+
+async def test_owner_and_floor_area_are_imported_per_household_in_every_spelling(session, committee):
+    csv_text = "\n".join([
+        "姓名,手机,楼号,单元,室,户号,业主,专有面积",
+        "王一,13800000101,3,1,101,H101,是,89.5",
+        "王二,13800000102,3,1,101,H101,,",  # a second member leaves the household's facts blank
+        "李一,13800000103,3,1,102,H102,否,\"1,234.56 ㎡\"",
+        "赵一,13800000104,3,1,103,H103,1,76.555",  # rounded to the column's 0.01 m²
+        "赵二,13800000105,3,1,104,H104,0,",
+        "钱一,13800000106,3,1,105,,yes,60平方米",  # the household is its address
+        "孙一,13800000107,3,1,106,H106,,",
+    ])
+    report = await import_registry(session, committee, read_text_rows(csv_text), secret_key=SECRET, now=NOW)
+    assert report.imported == 7 and not report.rejected
+    facts = {code: ((hh := await household(session, code)).owner, hh.floor_area)
+             for code in ("H101", "H102", "H103", "H104", "-3-1-105", "H106")}
+    assert facts == {"H101": (True, Decimal("89.50")), "H102": (False, Decimal("1234.56")),
+                     "H103": (True, Decimal("76.56")), "H104": (False, None), "-3-1-105": (True, Decimal("60.00")),
+                     "H106": (None, None)}
+    # the English headers and spellings too; a blank keeps what is on file, a stated value replaces it
+    again = "\n".join(["name,phone,building,unit,room,household,owner,floor_area",
+                       "王一,13800000101,3,1,101,H101,,", "王二,13800000102,3,1,101,H101,no,90",
+                       "孙一,13800000107,3,1,106,H106,Y,55.25"])
+    second = await import_registry(session, committee, read_text_rows(again), secret_key=SECRET,
+                                   now=NOW + timedelta(days=1), flag_missing=False)
+    assert not second.rejected and second.households_updated == 2
+    assert ((await household(session, "H101")).owner, (await household(session, "H101")).floor_area) == (
+        False, Decimal("90.00"))
+    assert ((await household(session, "H106")).owner, (await household(session, "H106")).floor_area) == (
+        True, Decimal("55.25"))
+    assert (await household(session, "H102")).floor_area == Decimal("1234.56")  # not in the file: untouched
+    same = await import_registry(session, committee, read_text_rows(again), secret_key=SECRET,
+                                 now=NOW + timedelta(days=2), flag_missing=False)
+    assert same.households_updated == 0 and same.unchanged == 3  # idempotent
+
+
+@pytest.mark.parametrize(("owner", "area", "reason"), [
+    ("maybe", "80", "owner must be yes or no"),
+    ("业主", "80", "owner must be yes or no"),
+    ("是", "eighty", "floor_area must be a number"),
+    ("是", "80m", "floor_area must be a number"),
+    ("是", "NaN", "floor_area must be a number"),
+    ("是", "Infinity", "floor_area must be a number"),
+    ("是", "-5", "more than 0"),
+    ("是", "0", "more than 0"),
+    ("是", "0.004", "more than 0"),  # rounds to 0.00 m²
+    ("是", "1e12", "too large"),
+])
+async def test_a_bad_owner_or_floor_area_rejects_the_row_and_changes_nothing(session, committee, owner, area,
+                                                                             reason):
+    base = "name,phone,building,room,household,owner,floor_area\n张三,13800000201,3,201,H201,是,70\n"
+    await import_registry(session, committee, read_text_rows(base), secret_key=SECRET, now=NOW)
+    bad = base + f"李四,13800000202,3,202,H202,{owner},{area}\n王五,13800000203,3,201,H201,{owner},{area}\n"
+    with use_locale("en"):
+        report = await import_registry(session, committee, read_text_rows(bad), secret_key=SECRET,
+                                       now=NOW + timedelta(days=1), flag_missing=False)
+    assert [r.line for r in report.rejected] == [3, 4]
+    assert all(reason in r.reason for r in report.rejected), report.rejected
+    assert await count(session, Resident.name.in_(["李四", "王五"])) == 0  # nothing half-imported …
+    assert await household(session, "H202") is None or (await household(session, "H202")).owner is None
+    h201 = await household(session, "H201")
+    assert (h201.owner, h201.floor_area) == (True, Decimal("70.00"))  # … and the household keeps its facts
+    assert report.households_updated == 0
+
+
+async def test_household_facts_that_contradict_an_earlier_row_or_have_no_household_are_rejected(session, committee):
+    csv_text = "\n".join([
+        "name,phone,building,room,household,owner,floor_area",
+        "张三,13800000301,3,301,H301,yes,88",
+        "张四,13800000302,3,301,H301,no,",  # contradicts line 2 on owner
+        "张五,13800000303,3,301,H301,,88.4",  # … and on the area
+        "张六,13800000304,3,301,H301,1,88.00",  # agrees: the same area written otherwise
+        "李三,13800000305,,,,yes,50",  # no household, no room: nothing to attach the facts to
+    ])
+    with use_locale("en"):
+        report = await import_registry(session, committee, read_text_rows(csv_text), secret_key=SECRET, now=NOW)
+    reasons = {r.line: r.reason for r in report.rejected}
+    assert set(reasons) == {3, 4, 6} and report.imported == 2
+    assert "owner differs from line 2" in reasons[3]
+    assert "floor_area differs from line 2" in reasons[4] and "88.00" in reasons[4]
+    assert "belong to a household" in reasons[6]
+    h301 = await household(session, "H301")
+    assert (h301.owner, h301.floor_area) == (True, Decimal("88.00"))
+    with use_locale("zh_Hans"):
+        report = await import_registry(session, committee, read_text_rows(csv_text), secret_key=SECRET,
+                                       now=NOW + timedelta(days=1))
+    reasons = {r.line: r.reason for r in report.rejected}
+    assert "业主" in reasons[3] and "专有面积" in reasons[4] and "户号" in reasons[6]
+    assert not any("a" <= ch.lower() <= "z" for r in report.rejected for ch in r.reason), reasons  # all Chinese
+
+
+async def test_xlsx_owner_and_floor_area_cells_and_the_export(session, committee, tmp_path):
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["姓名", "手机", "楼号", "室", "户号", "产权人", "建筑面积"])
+    ws.append(["周一", "13800000401", 3, 401, "H401", True, 89.5])  # XLSX cells: a bool and a float
+    ws.append(["周二", "13800000402", 3, 402, "H402", 0, 102])
+    ws.append(["周三", "13800000403", 3, 403, "H403", "是", "abc"])
+    path = tmp_path / "owners.xlsx"
+    wb.save(path)
+    with use_locale("en"):
+        report = await import_registry(session, committee, read_rows(path), secret_key=SECRET, now=NOW)
+    assert report.imported == 2 and [(r.line, "floor_area" in r.reason) for r in report.rejected] == [(4, True)]
+    assert ((await household(session, "H401")).owner, (await household(session, "H402")).floor_area) == (
+        True, Decimal("102.00"))
+    with use_locale("en"):
+        data = await export_registry_xlsx(session, committee)
+    header, *rows = load_workbook(io.BytesIO(data), read_only=True).worksheets[0].iter_rows(values_only=True)
+    owner, area = header.index("home owner"), header.index("exclusive floor area (m²)")
+    by_name = {row[0]: (row[owner], row[area]) for row in rows}
+    assert by_name == {"周一": (True, 89.5), "周二": (False, 102)}
