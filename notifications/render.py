@@ -58,6 +58,7 @@ def _environment() -> Environment:
         extensions=["jinja2.ext.i18n"],
     )
     # newstyle: {{ _("Hello, %(name)s", name=x) }} escapes ``x`` like any other value.
+    # jinja2.ext.i18n adds this method to the Environment at run time; the stubs cannot know.
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
     return env
 

@@ -66,11 +66,11 @@ MAX_CALLBACK_DATA = 64  # bytes, Telegram's limit
 
 def button(text: str, *, callback_data: str | None = None, url: str | None = None) -> dict[str, str]:
     """One inline button: exactly one of ``callback_data`` or ``url``."""
-    if (callback_data is None) == (url is None):
-        raise ValueError("a button needs exactly one of callback_data or url")
-    if callback_data is not None:
+    if callback_data is not None and url is None:
         return {"text": text, "callback_data": callback_data}
-    return {"text": text, "url": url}  # type: ignore[dict-item]
+    if url is not None and callback_data is None:
+        return {"text": text, "url": url}
+    raise ValueError("a button needs exactly one of callback_data or url")
 
 
 def make_payload(

@@ -17,7 +17,7 @@ from sqlalchemy import literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from services.expressions import FIELDS, Expr, FieldSpec, Truth, evaluate, fields_with, parse
+from services.expressions import FIELDS, Expr, FieldSpec, FieldType, Truth, evaluate, fields_with, parse
 from services.models import Policy, PolicyField, PolicyVersion, Region
 
 Texts = Mapping[str, str]
@@ -37,6 +37,10 @@ class Choice:
     label: Texts
 
 
+# The types a questionnaire field may have (PolicyFieldType), as the expression language names them.
+_FIELD_TYPES: dict[str, FieldType] = {"int": "int", "decimal": "decimal", "bool": "bool", "str": "str", "date": "date"}
+
+
 @dataclass(frozen=True, slots=True)
 class QuestionField:
     """A field the questionnaire may ask: declared by a policy file, or a registry field that an
@@ -53,7 +57,7 @@ class QuestionField:
 
     def spec(self) -> FieldSpec:
         mapping = tuple((str(c.value), str(c.value)) for c in self.choices) if self.type == "str" else ()
-        return FieldSpec(self.name, self.type, choices=mapping)  # type: ignore[arg-type]
+        return FieldSpec(self.name, _FIELD_TYPES[self.type], choices=mapping)
 
     def choice(self, value: Any) -> Choice | None:
         return next((c for c in self.choices if c.value == value), None)
