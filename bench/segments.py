@@ -37,7 +37,7 @@ from services.tags import ensure_default_tags, recompute_rule_tags
 
 SEGMENTS = (
     "age >= 80 and living_alone == true",
-    'has_tag("aged_80") or has_tag("lives_alone")',
+    'has_tag("aged_80") or has_tag("living_alone")',
     'building in ("3", "5") and gender == "F"',
     "disability_level >= 1 and monthly_income < 2000",
     'between(age, 60, 69) and not has_tag("volunteer")',

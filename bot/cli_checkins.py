@@ -75,7 +75,7 @@ def add_commands(sub) -> None:
     p.add_argument("action", choices=["enrol", "list"])
     p.add_argument("--committee", required=True, help="committee region code")
     who = p.add_mutually_exclusive_group()
-    who.add_argument("--segment", help='segment expression, e.g. \'has_tag("lives_alone") and age >= 70\'')
+    who.add_argument("--segment", help='segment expression, e.g. \'has_tag("living_alone") and age >= 70\'')
     who.add_argument("--resident", type=int, help="registry id of one resident")
     p.add_argument("--time", help="local time of the daily check-in (default 09:00)")
     p.add_argument("--days", help="days: daily (default), weekdays, 1-5 or 1,3,5 (1 = Monday)")

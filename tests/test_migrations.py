@@ -118,3 +118,20 @@ async def test_0006_on_an_empty_database_reads_no_keys(fresh_engine, tmp_path, m
     monkeypatch.chdir(tmp_path)  # a key generated from the environment would land in ./data
     await upgrade(fresh_engine, "0006")
     assert not (tmp_path / "data").exists()
+
+
+async def test_0009_renames_the_built_in_lives_alone_tag_and_leaves_regional_ones(fresh_engine):
+    await upgrade(fresh_engine, "0008")
+    insert = text("INSERT INTO tags (region_id, code, name_zh, name_en, category, kind, rule, created_at) "
+                  "VALUES (NULL, :code, '独居', 'Lives alone', 'care', 'rule', 'living_alone == true', "
+                  "CURRENT_TIMESTAMP)")
+    async with fresh_engine.begin() as conn:
+        await conn.execute(insert, {"code": "lives_alone"})
+    await upgrade(fresh_engine, "0009")
+    async with fresh_engine.connect() as conn:
+        codes = (await conn.execute(text("SELECT code FROM tags WHERE region_id IS NULL"))).scalars().all()
+    assert codes == ["living_alone"]
+    await downgrade(fresh_engine, "0008")
+    async with fresh_engine.connect() as conn:
+        codes = (await conn.execute(text("SELECT code FROM tags WHERE region_id IS NULL"))).scalars().all()
+    assert codes == ["lives_alone"]
