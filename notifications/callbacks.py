@@ -19,41 +19,6 @@ class MenuCb(CallbackData, prefix="menu"):
     item: str
 
 
-# --- policy matching (政策找人) ------------------------------------------------------------------
-
-
-class BenefitCb(CallbackData, prefix="pb"):
-    """/benefits: ``a`` is ans (answer ``f`` with choice ``v``), skip (``f``), stop, keep / once (keep
-    answers or not), or applied (policy ``p``)."""
-
-    a: str
-    f: str = ""
-    v: int = -1
-    p: DbId = 0
-
-
-class PolicyCaseCb(CallbackData, prefix="pk"):
-    """A button on a pushed notice: ``a`` is applied or no (not interested), for case ``id``."""
-
-    a: str
-    id: DbId
-
-
-class PolicyPushCb(CallbackData, prefix="pp"):
-    """/policy_match: ``a`` is push or cancel, for policy ``code``."""
-
-    a: str
-    code: str
-
-
-class PolicyEnrolCb(CallbackData, prefix="pe"):
-    """Staff pick one of several residents to record an outcome for: ``s`` enrolled / declined."""
-
-    code: str
-    rid: DbId
-    s: str
-
-
 class VerifyCb(CallbackData, prefix="vf"):
     action: str  # consent, decline, code, review, member, newmember, committee
     id: DbId = 0
@@ -93,14 +58,14 @@ class ReceivedCb(CallbackData, prefix="nr"):
 class CheckinCb(CallbackData, prefix="ci"):
     """The elder's answer to one round: ``a`` is ``ok`` or ``help``."""
 
-    id: int
+    id: DbId
     a: str
 
 
 class AlertCb(CallbackData, prefix="al"):
     """A button on a check-in alert: ``a`` is ``ack``, ``safe``, ``help``, ``unr`` or ``hist``."""
 
-    id: int
+    id: DbId
     a: str
 
 
@@ -116,7 +81,7 @@ class EnrolCb(CallbackData, prefix="cie"):
     """Staff pick one of several residents to enrol: ``m`` minute of day (-1: default or keep),
     ``d`` weekday mask (0: default or keep)."""
 
-    rid: int
+    rid: DbId
     m: int
     d: int
 
@@ -124,7 +89,42 @@ class EnrolCb(CallbackData, prefix="cie"):
 class ContactCb(CallbackData, prefix="cic"):
     """The elder removes one of their emergency contacts."""
 
-    id: int
+    id: DbId
+
+
+# --- policy matching (政策找人) ------------------------------------------------------------------
+
+
+class BenefitCb(CallbackData, prefix="pb"):
+    """/benefits: ``a`` is ans (answer ``f`` with choice ``v``), skip (``f``), stop, keep / once (keep
+    answers or not), or applied (policy ``p``)."""
+
+    a: str
+    f: str = ""
+    v: int = -1
+    p: DbId = 0
+
+
+class PolicyCaseCb(CallbackData, prefix="pk"):
+    """A button on a pushed notice: ``a`` is applied or no (not interested), for case ``id``."""
+
+    a: str
+    id: DbId
+
+
+class PolicyPushCb(CallbackData, prefix="pp"):
+    """/policy_match: ``a`` is push or cancel, for policy ``code``."""
+
+    a: str
+    code: str
+
+
+class PolicyEnrolCb(CallbackData, prefix="pe"):
+    """Staff pick one of several residents to record an outcome for: ``s`` enrolled / declined."""
+
+    code: str
+    rid: DbId
+    s: str
 
 
 # --- polls and discussions (议事厅) ---------------------------------------------------------------

@@ -509,7 +509,9 @@ async def test_forged_contact_and_confirm_buttons(world):
         await s.commit()
         feng = await s.scalar(select(Resident).where(Resident.name == "冯志强"))
     await w.elder.send("/family")
-    for data in (f"cic:{contact.id}", "cic:abc", "cic:-1"):  # another elder's contact, garbled
+    huge = "9" * 30  # beyond any 64-bit id
+    # another elder's contact, garbled, out of range; an answer and an alert button with a huge id
+    for data in (f"cic:{contact.id}", "cic:abc", "cic:-1", f"cic:{huge}", f"ci:{huge}:ok", f"al:{huge}:ack"):
         assert "no longer valid" in await w.answer_of(w.elder, data)
     assert await w.count(EmergencyContact) == 1
     await neighbour.send("/family")
