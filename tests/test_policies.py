@@ -33,7 +33,7 @@ from services.models import (
     StaffRole,
 )
 from services.policies.catalogue import Choice, QuestionField
-from services.policies.matching import eligible_ids, sql_fields
+from services.policies.matching import count_policies, eligible_ids, sql_fields
 from services.policies.questionnaire import Profile
 from services.regions import ensure_demo_regions
 from services.scope import Actor, StaffGrant
@@ -254,16 +254,50 @@ def test_the_questionnaire_asks_only_what_can_change_an_unknown_result(texts, va
 DECLARED = [INCOME, PENSION, HOME]
 
 
+# A resident's take-up case of a policy: its status and when they were last told (days ago).
+CASES = {None: None, "notified_old": ("notified", 100), "notified_new": ("notified", 10),
+         "notified_unknown": ("notified", None), "applied": ("applied", 5), "enrolled": ("enrolled", None),
+         "declined": ("declined", 200)}
+
+
 @st.composite
 def people(draw):
     person = {name: draw(st.one_of(st.none(), s)) for name, s in FIELD_VALUES.items()}
+    person["account"] = draw(st.sampled_from([None, "reachable", "unreachable"]))
+    person["cases"] = draw(st.lists(st.sampled_from(sorted(CASES, key=str)), min_size=3, max_size=3))
     return person
+
+
+def expected_counts(truths: list[Truth], crowd: list[dict], i: int) -> dict[str, int]:
+    """What ``match_all`` must say of policy ``i``, from the evaluator's answers and each case, by hand."""
+    out = dict.fromkeys(("in_scope", "eligible", "not_eligible", "unknown", "enrolled", "eligible_enrolled",
+                         "eligible_applied", "eligible_declined", "eligible_notified_recently",
+                         "eligible_not_on_bot", "to_push", "notified", "applied", "declined"), 0)
+    for truth, p in zip(truths, crowd, strict=True):
+        case_row = CASES[p["cases"][i]]
+        status, told = (None, None) if case_row is None else case_row
+        out["in_scope"] += 1
+        out[{Truth.TRUE: "eligible", Truth.FALSE: "not_eligible", Truth.UNKNOWN: "unknown"}[truth]] += 1
+        for st_ in ("enrolled", "applied", "declined"):
+            out[st_] += status == st_
+        out["notified"] += told is not None
+        if truth is not Truth.TRUE:
+            continue
+        for st_ in ("enrolled", "applied", "declined"):
+            out[f"eligible_{st_}"] += status == st_
+        out["eligible_notified_recently"] += status == "notified" and told is not None and told < 90
+        out["eligible_not_on_bot"] += p["account"] is None
+        out["to_push"] += p["account"] == "reachable" and (
+            status is None or (status == "notified" and told is not None and told >= 90))
+    return out
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(texts=st.lists(rules, min_size=1, max_size=3), crowd=st.lists(people(), min_size=1, max_size=8))
 async def test_sql_matching_and_the_python_evaluator_agree(engine, texts, crowd):
+    """Per policy (``eligible_ids``) and for all policies in one pass (``match_all``'s counts, with
+    take-up cases and accounts), for a committee and for a wider scope (computed another way)."""
     fields = sql_fields(DECLARED)
     async with session_factory(engine)() as session:
         committee = await session.scalar(select(Region).where(Region.code == "PK"))
@@ -271,8 +305,13 @@ async def test_sql_matching_and_the_python_evaluator_agree(engine, texts, crowd)
             committee = Region(code="PK", name="PK", level=RegionLevel.committee, path="/PK/")
             session.add(committee)
             await session.flush()
-        await session.execute(delete(PolicyAnswer))
-        await session.execute(delete(Resident))
+        for model in (PolicyCase, Account, PolicyAnswer, Resident, Policy):
+            await session.execute(delete(model))
+        rows = [Policy(code=f"p{i}", sample=True, created_at=NOW, updated_at=NOW) for i in range(len(texts))]
+        session.add_all(rows)
+        await session.flush()
+        policies = [replace(view(f"p{i}", text), id=row.id, rule=parse(text, fields.registry))
+                    for i, (text, row) in enumerate(zip(texts, rows, strict=True))]
         ids = []
         for n, p in enumerate(crowd):
             birth = None if p["age"] is None else date(TODAY.year - p["age"], 1, 1)
@@ -285,19 +324,38 @@ async def test_sql_matching_and_the_python_evaluator_agree(engine, texts, crowd)
             for f in DECLARED:
                 if p[f.name] is not None:
                     await pol.keep_answer(session, r.id, f, p[f.name], NOW)
+            if p["account"] is not None:
+                session.add(Account(telegram_id=7000 + n, chat_id=7000 + n, resident_id=r.id, created_at=NOW,
+                                    unreachable_at=NOW if p["account"] == "unreachable" else None))
+            for policy, key in zip(policies, p["cases"], strict=False):
+                if CASES[key] is not None:
+                    status, told = CASES[key]
+                    session.add(PolicyCase(policy_id=policy.id, resident_id=r.id, status=CaseStatus(status),
+                                           notified_at=None if told is None else NOW - timedelta(days=told),
+                                           updated_at=NOW))
         await session.commit()
-        actor = staff_of(committee)
-        for text in texts:
-            policy = replace(view("x", text), rule=parse(text, fields.registry))
-            got = {t: set(await eligible_ids(session, actor, policy, fields, TODAY, truth=t))
-                   for t in ("eligible", "not_eligible", "unknown")}
-            for rid, p in zip(ids, crowd, strict=True):
-                values = {k: v for k, v in p.items() if v is not None and k != "age"}
+        truths = []
+        for policy in policies:
+            row = []
+            for p in crowd:
+                values = {k: v for k, v in p.items() if v is not None and k in FIELD_VALUES and k != "age"}
                 if p["age"] is not None:
                     values["birth_date"] = date(TODAY.year - p["age"], 1, 1)
-                truth = evaluate(policy.rule, values, today=TODAY, tags=set())
-                expected = {Truth.TRUE: "eligible", Truth.FALSE: "not_eligible", Truth.UNKNOWN: "unknown"}[truth]
-                assert rid in got[expected], (text, p, truth, got)
+                row.append(evaluate(policy.rule, values, today=TODAY, tags=set()))
+            truths.append(row)
+        for actor in (staff_of(committee), staff_of(committee, StaffRole.street)):
+            for policy, row in zip(policies, truths, strict=True):
+                got = {t: set(await eligible_ids(session, actor, policy, fields, TODAY, truth=t))
+                       for t in ("eligible", "not_eligible", "unknown")}
+                for rid, p, truth in zip(ids, crowd, row, strict=True):
+                    expected = {Truth.TRUE: "eligible", Truth.FALSE: "not_eligible", Truth.UNKNOWN: "unknown"}[truth]
+                    assert rid in got[expected], (policy.rule_text, p, truth, got)
+            batch = await count_policies(session, actor, policies, today=TODAY, now=NOW,
+                                         push_interval=CFG.push_interval, fields=fields)
+            for i, (policy, result) in enumerate(zip(policies, batch, strict=True)):
+                got = {k: getattr(result, k) for k in expected_counts(truths[i], crowd, i)}
+                assert result.code == policy.code
+                assert got == expected_counts(truths[i], crowd, i), (policy.rule_text, crowd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,6 +421,60 @@ async def test_match_counts_unknowns_apart_and_push_respects_the_interval(sessio
     meal = report["meal_assistance"]
     assert (meal.eligible, meal.notified, meal.applied, meal.enrolled) == (2, 2, 0, 1)
     assert str(meal.take_up) == "0.500"
+
+
+REGIONAL = """\
+    policies:
+      - code: street_60
+        region: "310104003"
+        title: {zh: 街道, en: Street}
+        summary: {zh: 街道, en: Street}
+        rule: 'age >= 60'
+        benefit: {text: {zh: 钱, en: money}}
+        apply: {where: {zh: 街道, en: the street}}
+        valid_from: 2024-01-01
+"""
+
+
+async def test_match_all_gives_every_policy_the_counts_of_match_policy(session, engine, tmp_path):
+    committee, people_by_name = await _seeded(session, engine)
+    await pol.load_catalogue(session, write(tmp_path, "regional.yaml", REGIONAL), NOW)
+    await session.commit()
+    actor = staff_of(committee)
+    await pol.push_policy(session, actor, "meal_assistance", CFG, today=TODAY, now=NOW)
+    zhao, wang = people_by_name["赵桂兰"], people_by_name["王秀英"]
+    case_id = await session.scalar(select(PolicyCase.id).where(PolicyCase.resident_id == zhao.id))
+    await pol.mark_applied(session, Actor(resident=zhao), now=NOW, case_id=case_id)
+    await pol.record_outcome(session, actor, "meal_assistance", wang.id, CaseStatus.enrolled, now=NOW)
+    await pol.record_outcome(session, actor, "street_60", wang.id, CaseStatus.declined, now=NOW, reason="moved")
+    await session.commit()
+    district = staff_of(await region(session, "310104"), StaffRole.district)
+    for who in (actor, district):
+        codes = [p.code for p in await pol.policies_in_force(session, TODAY)]
+        assert "street_60" in codes and "meal_assistance" in codes
+        batch = await pol.match_all(session, who, today=TODAY, now=NOW, push_interval=CFG.push_interval)
+        assert [m.code for m in batch] == codes
+        for m in batch:
+            one = await pol.match_policy(session, who, m.code, today=TODAY, now=NOW,
+                                         push_interval=CFG.push_interval, preview=0)
+            assert (m.as_json(), m.notified, m.applied, m.declined) == \
+                (one.as_json(), one.notified, one.applied, one.declined), m.code
+        meal = next(m for m in batch if m.code == "meal_assistance")
+        assert (meal.eligible, meal.notified, meal.applied, meal.enrolled, meal.to_push) == (2, 2, 1, 1, 0)
+    # The street's policy counts only the street's residents: FLSQ is in the district, not the street.
+    street = {m.code: m for m in await pol.match_all(session, district, today=TODAY, now=NOW,
+                                                     push_interval=CFG.push_interval)}
+    flsq = await session.scalar(select(func.count(Resident.id)).where(
+        Resident.committee_id == (await region(session, "FLSQ")).id))
+    assert flsq and street["street_60"].in_scope == street["meal_assistance"].in_scope - flsq
+    assert street["street_60"].declined == 1
+    only = await pol.match_all(session, actor, today=TODAY, now=NOW, push_interval=CFG.push_interval,
+                               codes=["street_60", "nope"])
+    assert [m.code for m in only] == ["street_60"]
+    from services.tags import NotInScope
+
+    with pytest.raises(NotInScope):
+        await pol.match_all(session, Actor(resident=zhao), today=TODAY, now=NOW, push_interval=CFG.push_interval)
 
 
 async def test_refusals_change_nothing(session, engine):

@@ -17,7 +17,14 @@ from services.policies.catalogue import (
     policy_registry,
 )
 from services.policies.loader import CatalogueError, LoadResult, load_catalogue, read_catalogue
-from services.policies.matching import MatchResult, PolicyNotFound, SqlFields, load_sql_fields, match_policy
+from services.policies.matching import (
+    MatchResult,
+    PolicyNotFound,
+    SqlFields,
+    load_sql_fields,
+    match_all,
+    match_policy,
+)
 from services.policies.questionnaire import (
     AnswerError,
     Assessment,
@@ -88,6 +95,7 @@ __all__ = [
     "load_sql_fields",
     "mark_applied",
     "mark_not_interested",
+    "match_all",
     "match_policy",
     "parse_answer",
     "pick",

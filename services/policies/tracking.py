@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -26,15 +26,15 @@ from services.i18n import _
 from services.models import Account, CaseStatus, Policy, PolicyCase, Resident, ResidentStatus, Tag
 from services.notify import tell
 from services.outbox import Priority
-from services.policies.catalogue import PolicyView, declared_fields, get_policy, policies_in_force
+from services.policies.catalogue import PolicyView, declared_fields, get_policy
 from services.policies.matching import (
     MatchResult,
     PolicyNotFound,
     SqlFields,
     base_query,
-    count_where,
     eligible_filter,
     load_sql_fields,
+    match_all,
     match_policy,
     push_condition,
 )
@@ -386,23 +386,12 @@ class ReportRow:
 async def policy_report(session: AsyncSession, actor: Actor, cfg: PolicyConfig, *, today: date, now: datetime,
                         codes: Iterable[str] | None = None) -> list[ReportRow]:
     """Per policy, over the actor's scope: eligible now, unknown, and cases by status (notified counts
-    everyone told, whatever happened next); take-up = enrolled / (eligible or enrolled)."""
-    fields = await load_sql_fields(session)
-    policies = await policies_in_force(session, today, registry=fields.registry, codes=codes)
+    everyone told, whatever happened next); take-up = enrolled / (eligible or enrolled). Two queries
+    for all the policies (``match_all``)."""
     out = []
-    for policy in policies:
-        match = await match_policy(session, actor, policy.code, today=today, now=now,
-                                   push_interval=cfg.push_interval, fields=fields, preview=0)
-        cond = eligible_filter(policy, actor, today)
-        pc = aliased(PolicyCase)
-        st = pc.status
-        notified, applied, enrolled, declined, base = (int(v or 0) for v in (await session.execute(
-            base_query(policy, actor, fields, count_where(pc.notified_at.is_not(None)),
-                       count_where(st == CaseStatus.applied),
-                       count_where(st == CaseStatus.enrolled), count_where(st == CaseStatus.declined),
-                       count_where(or_(cond, st == CaseStatus.enrolled)))
-            .outerjoin(pc, and_(pc.resident_id == Resident.id, pc.policy_id == policy.id)))).one())
-        take_up = (Decimal(enrolled) / base).quantize(Decimal("0.001")) if base else None
-        out.append(ReportRow(policy.code, dict(policy.title), match.eligible, match.unknown, notified, applied,
-                             enrolled, declined, take_up))
+    for m in await match_all(session, actor, today=today, now=now, push_interval=cfg.push_interval, codes=codes):
+        base = m.eligible + m.enrolled - m.eligible_enrolled  # eligible now or enrolled
+        take_up = (Decimal(m.enrolled) / base).quantize(Decimal("0.001")) if base else None
+        out.append(ReportRow(m.code, dict(m.policy.title), m.eligible, m.unknown, m.notified, m.applied,
+                             m.enrolled, m.declined, take_up))
     return out
