@@ -180,6 +180,9 @@ async def test_enrolled_elder_is_told_when_and_how_to_change_or_pause(world):
             in text_of(told))
     assert "To change the time or to pause (travel, hospital), send /checkin." in text_of(told)
     assert "They have been told when they will be asked" in text_of(await w.duty.last_message())
+    # and their "/" list offers /checkin at once, before they send anything
+    listed = [c["commands"] for c in w.stack.sandbox.commands_dict() if c["scope"] == f"chat:{w.elder.id}"]
+    assert listed and {"checkin", "family"} <= {c["command"] for c in listed[0]}
     # enrolling again with the same time tells nobody twice
     await w.duty.send("/checkin_enrol 5-1-102 10:00")
     assert await w.count(OutboxMessage, OutboxMessage.idempotency_key.like("cienrol:%")) == 1

@@ -8,13 +8,14 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.checkins.common import refusal, refusal_html
 from handlers.checkins.family import invite_link
+from handlers.commands import publish_for_account
 from handlers.staff import StaffOnly
 from notifications.callbacks import EnrolCb
 from notifications.limits import clip
@@ -23,6 +24,7 @@ from notifications.render import t, to_reply_markup
 from notifications.reports import weekly_chart, weekly_sheet
 from services import checkins as cs
 from services.checkins import CheckinConfig, CheckinError
+from services.config import AppConfig
 from services.expressions import ExpressionError
 from services.models import Resident
 from services.residents import committees_in_scope, find_residents, get_resident
@@ -91,8 +93,8 @@ def _usage():
              "/checkin_enrol --segment &lt;expression&gt; [--time HH:MM]")
 
 
-async def enrol(message: Message, command: CommandObject, actor: Actor, session: AsyncSession,
-                checkin_config: CheckinConfig, now: datetime) -> None:
+async def enrol(message: Message, command: CommandObject, actor: Actor, session: AsyncSession, bot: Bot,
+                checkin_config: CheckinConfig, config: AppConfig, now: datetime) -> None:
     args = parse_enrol_args(command.args)
     if not args.query and not args.segment:
         await message.answer(_usage())
@@ -119,7 +121,7 @@ async def enrol(message: Message, command: CommandObject, actor: Actor, session:
                              reply_markup=to_reply_markup(views.enrol_buttons(choices, minute, days)))
         return
     try:
-        text = await _enrol_one(session, actor, found[0], minute, days, checkin_config, now)
+        text = await _enrol_one(bot, session, actor, found[0], minute, days, checkin_config, config, now)
     except CheckinError as err:
         await message.answer(refusal_html(err))
         return
@@ -148,16 +150,20 @@ async def _enrol_segment(message: Message, actor: Actor, session: AsyncSession, 
                            matched=result.matched, enrolled=result.enrolled, already=result.already))
 
 
-async def _enrol_one(session: AsyncSession, actor: Actor, resident: Resident, minute: int | None, days: int | None,
-                     cfg: CheckinConfig, now: datetime):
+async def _enrol_one(bot: Bot, session: AsyncSession, actor: Actor, resident: Resident, minute: int | None,
+                     days: int | None, cfg: CheckinConfig, config: AppConfig, now: datetime):
     plan, _created = await cs.enrol_resident(session, resident, now=now, cfg=cfg, minute=minute, days=days,
                                              by_account_id=actor.account_id)
+    elder = await cs.elder_account(session, resident.id)
+    if elder is not None:
+        # The elder's "/" list gains /checkin now, not at their next /start.
+        await publish_for_account(bot, session, elder, default_locale=config.default_locale)
     return views.enrolled_reply(resident.name, cs.room_of(resident), plan.minute_of_day, plan.days,
-                                plan.starts_on.isoformat(), on_bot=await cs.on_bot(session, resident.id))
+                                plan.starts_on.isoformat(), on_bot=elder is not None)
 
 
-async def enrol_chosen(query: CallbackQuery, callback_data: EnrolCb, actor: Actor, session: AsyncSession,
-                       checkin_config: CheckinConfig, now: datetime) -> None:
+async def enrol_chosen(query: CallbackQuery, callback_data: EnrolCb, actor: Actor, session: AsyncSession, bot: Bot,
+                       checkin_config: CheckinConfig, config: AppConfig, now: datetime) -> None:
     """One of several matches picked; the button's values are checked by the service like typed ones."""
     resident = await get_resident(session, actor, callback_data.rid)
     if resident is None:
@@ -166,7 +172,7 @@ async def enrol_chosen(query: CallbackQuery, callback_data: EnrolCb, actor: Acto
     minute = None if callback_data.m == -1 else callback_data.m
     days = None if callback_data.d == 0 else callback_data.d
     try:
-        text = await _enrol_one(session, actor, resident, minute, days, checkin_config, now)
+        text = await _enrol_one(bot, session, actor, resident, minute, days, checkin_config, config, now)
     except CheckinError as err:
         await query.answer(refusal(err), show_alert=True)
         return

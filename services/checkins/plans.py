@@ -309,9 +309,9 @@ async def list_plans(session: AsyncSession, committee_id: int) -> list[PlanLine]
     return [PlanLine(plan, resident, account_id is not None) for plan, resident, account_id in rows]
 
 
-async def on_bot(session: AsyncSession, resident_id: int) -> bool:
-    """Whether the resident has a Telegram account linked (check-ins can reach them)."""
-    return await _elder_account(session, resident_id) is not None
+async def elder_account(session: AsyncSession, resident_id: int) -> Account | None:
+    """The Telegram account linked to the resident, if any (check-ins can reach them through it)."""
+    return await _elder_account(session, resident_id)
 
 
 # --- the elder's own settings ------------------------------------------------------------------
