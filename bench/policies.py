@@ -1,16 +1,18 @@
 """Policy matching over a city-sized registry: 50 policies compiled to SQL, against per-resident Python.
 
-``python -m bench policies [--quick] [--residents N] [--no-postgres] [--keep]``
+``python -m bench policies [--quick] [--residents N] [--no-postgres] [--batch-only] [--keep]``
 
 Builds the synthetic registry of ``bench segments`` (1,000,000 residents, ``--quick``: 20,000, across
 200 committees, rule and manual tags) on SQLite (a file under /tmp) and PostgreSQL
-(``BENCH_DATABASE_URL``, in a schema of its own, dropped afterwards), gives 20 % of residents
-questionnaire answers, and loads 50 policies (the ten sample rules and 40 variants over the registry,
-tags and answers) through the real loader. Each policy is then matched as ``/policy_match`` does it
-for a city-wide staff member (``services.policies.match_policy``: eligible, not eligible, unknown,
-enrolled, … in one query), timed one by one. Side by side: the Python evaluator over a 10,000-resident
-sample (rows, answers and tags loaded once, only the loop timed), scaled up to the registry's size.
-Prints a table, then one line of JSON with every figure.
+(``BENCH_DATABASE_URL``, in a schema of its own, dropped afterwards unless ``--keep``), gives 20 % of
+residents questionnaire answers, and loads 50 policies (the ten sample rules and 40 variants over the
+registry, tags and answers) through the real loader. Matched for a city-wide staff member, two ways
+side by side: all 50 at once (``services.policies.match_all``, what a report or an overview needs: one
+pass over the residents and one over the cases) — the figure against the target — and one by one as
+``/policy_match CODE`` does (``match_policy``, timed per policy; ``--batch-only`` skips it); both must
+give the same counts. Beside them: the Python evaluator over a 10,000-resident sample (rows, answers
+and tags loaded once, only the loop timed), scaled up to the registry's size. Prints a table, then one
+line of JSON with every figure.
 
 Target: PostgreSQL < 60 s for all 50 policies over 1,000,000 residents.
 """
@@ -148,7 +150,12 @@ async def build(engine: AsyncEngine, count: int, rules: list[str]) -> dict:
     return {k: round(v, 2) for k, v in timings.items()}
 
 
-async def match_all(engine: AsyncEngine, codes: list[str]) -> dict:
+def counts(m: pol.MatchResult) -> dict:
+    return {"eligible": m.eligible, "unknown": m.unknown, "not_eligible": m.not_eligible}
+
+
+async def match_each(engine: AsyncEngine, codes: list[str]) -> dict:
+    """Policy by policy, as /policy_match does (no preview): seconds, counts and memory of each."""
     out = {}
     actor = seg.city_staff()
     async with session_factory(engine)() as session:
@@ -158,20 +165,40 @@ async def match_all(engine: AsyncEngine, codes: list[str]) -> dict:
             started = time.perf_counter()
             m = await pol.match_policy(session, actor, code, today=seg.TODAY, now=seg.NOW,
                                        push_interval=PUSH_INTERVAL, fields=fields, preview=0)
-            out[code] = {"eligible": m.eligible, "unknown": m.unknown, "not_eligible": m.not_eligible,
-                         "s": round(time.perf_counter() - started, 3), "peak_rss_mb": peak_rss_mb(),
+            out[code] = {**counts(m), "s": round(time.perf_counter() - started, 3), "peak_rss_mb": peak_rss_mb(),
                          "rss_growth_mb": round(peak_rss_mb() - rss_before, 1)}
     return out
 
 
-async def run_backend(name: str, engine: AsyncEngine, count: int, rules: list[str]) -> dict:
+async def match_batch(engine: AsyncEngine) -> dict:
+    """Every policy in force at once (``match_all``), from loading the fields to the last count."""
+    rss_before = peak_rss_mb()
+    started = time.perf_counter()
+    async with session_factory(engine)() as session:
+        results = await pol.match_all(session, seg.city_staff(), today=seg.TODAY, now=seg.NOW,
+                                      push_interval=PUSH_INTERVAL)
+    return {"s": round(time.perf_counter() - started, 2), "peak_rss_mb": peak_rss_mb(),
+            "rss_growth_mb": round(peak_rss_mb() - rss_before, 1), "policies": {m.code: counts(m) for m in results}}
+
+
+async def run_backend(name: str, engine: AsyncEngine, count: int, rules: list[str], each: bool) -> dict:
     print(f"\n[{name}] building {count:,} residents, answers and 50 policies …", flush=True)
     built = await build(engine, count, rules)
-    print(f"[{name}] built in {sum(built.values()):.1f} s; matching …", flush=True)
+    print(f"[{name}] built in {sum(built.values()):.1f} s; matching all at once …", flush=True)
     codes = [f"bench_{i:02d}" for i in range(len(rules))]
-    started = time.perf_counter()
-    per_policy = await match_all(engine, codes)
-    return {"build": built, "total_s": round(time.perf_counter() - started, 2), "policies": per_policy}
+    batch = await match_batch(engine)
+    out = {"build": built, "total_s": batch["s"], "batch": batch}
+    if each:
+        print(f"[{name}] all at once in {batch['s']:.1f} s; one by one …", flush=True)
+        started = time.perf_counter()
+        out["policies"] = await match_each(engine, codes)
+        out["each_total_s"] = round(time.perf_counter() - started, 2)
+        out["same_counts"] = all(counts_of(out["policies"][c]) == batch["policies"][c] for c in codes)
+    return out
+
+
+def counts_of(row: dict) -> dict:
+    return {k: row[k] for k in ("eligible", "unknown", "not_eligible")}
 
 
 async def python_side(engine: AsyncEngine, count: int, codes: list[str]) -> dict:
@@ -217,7 +244,7 @@ async def run(args) -> dict:
     seg.remove_sqlite(sqlite_path)
     sqlite = create_engine(f"sqlite+aiosqlite:///{sqlite_path}")
     try:
-        report["backends"]["sqlite"] = await run_backend("sqlite", sqlite, count, rules)
+        report["backends"]["sqlite"] = await run_backend("sqlite", sqlite, count, rules, not args.batch_only)
         print("[python] evaluating a sample …", flush=True)
         report["python"] = await python_side(sqlite, count, codes)
     finally:
@@ -237,7 +264,8 @@ async def run(args) -> dict:
             engine = None
         if engine is not None:
             try:
-                report["backends"]["postgres"] = await run_backend("postgres", engine, count, rules)
+                report["backends"]["postgres"] = await run_backend("postgres", engine, count, rules,
+                                                                   not args.batch_only)
             finally:
                 if not args.keep:
                     async with engine.begin() as conn:
@@ -249,20 +277,29 @@ async def run(args) -> dict:
 
 def table(report: dict) -> str:
     backends = list(report["backends"])
-    head = f"{'policy':<10} {'rule':<58} " + " ".join(f"{b + ' s':>10} {b + ' n':>9}" for b in backends) + \
-        f" {'python s*':>10}"
+    each = all("policies" in report["backends"][b] for b in backends)
+    head = f"{'policy':<10} {'rule':<58} " + " ".join(f"{b + ' n':>10}" + (f" {b + ' s':>10}" if each else "")
+                                                       for b in backends) + f" {'python s*':>10}"
     lines = [f"policy matching: {report['residents']:,} residents × {report['policies']} policies "
              f"(* Python over {report['python']['sample']:,} residents, scaled ×{report['python']['scale']})", head]
     for code, rule in report["rules"].items():
         cells = []
         for b in backends:
-            p = report["backends"][b]["policies"][code]
-            cells.append(f"{p['s']:>10.3f} {p['eligible']:>9,}")
+            backend = report["backends"][b]
+            cells.append(f"{backend['batch']['policies'][code]['eligible']:>10,}"
+                         + (f" {backend['policies'][code]['s']:>10.3f}" if each else ""))
         lines.append(f"{code:<10} {rule[:58]:<58} " + " ".join(cells)
                      + f" {report['python']['policies'][code]['scaled_s']:>10.2f}")
-    totals = " ".join(f"{report['backends'][b]['total_s']:>10.2f} {'':>9}" for b in backends)
-    lines.append(f"{'total':<10} {'':<58} {totals} {report['python']['total_scaled_s']:>10.1f}")
-    lines.append(f"peak RSS {report['peak_rss_mb']} MB")
+    if each:
+        totals = " ".join(f"{'':>10} {report['backends'][b]['each_total_s']:>10.2f}" for b in backends)
+        lines.append(f"{'one by one':<69} {totals} {report['python']['total_scaled_s']:>10.1f}")
+    for b in backends:
+        backend = report["backends"][b]
+        same = "" if not each else ("; same counts as one by one" if backend["same_counts"] else
+                                    "; COUNTS DIFFER from one by one")
+        lines.append(f"{b}: all {report['policies']} policies at once {backend['total_s']:.2f} s "
+                     f"(RSS +{backend['batch']['rss_growth_mb']} MB){same}")
+    lines.append(f"python (scaled): {report['python']['total_scaled_s']:.1f} s; peak RSS {report['peak_rss_mb']} MB")
     return "\n".join(lines)
 
 
@@ -271,6 +308,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="20,000 residents instead of 1,000,000")
     parser.add_argument("--residents", type=int)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--batch-only", action="store_true", help="skip matching the policies one by one")
     parser.add_argument("--keep", action="store_true", help="keep the SQLite file and the PostgreSQL schema")
     parser.add_argument("--sqlite", default="/tmp/bench_policies.sqlite3")
     args = parser.parse_args(argv)
