@@ -42,7 +42,15 @@ def scheduled_ticks(rt: Runtime) -> list[tuple[str, Tick, dict]]:
         ("outbox_redact", outbox_redact_tick, {"trigger": "interval", "seconds": 3600}),
         ("polls", polls_tick, {"trigger": "interval", "seconds": seconds}),
         ("discussions", discussions_tick, {"trigger": "interval", "seconds": seconds}),
+        ("policies", policies_tick, {"trigger": "interval", "seconds": seconds}),
     ]
+
+
+async def policies_tick(rt: Runtime, now: datetime) -> int:
+    """The one follow-up POLICY_FOLLOWUP_AFTER after a policy push, to residents who have not applied."""
+    from services import policies
+
+    return await policies.followups_tick(rt.sessions, rt.dp["policy_config"], now)
 
 
 async def discussions_tick(rt: Runtime, now: datetime):

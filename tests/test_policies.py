@@ -402,7 +402,9 @@ async def test_match_counts_unknowns_apart_and_push_respects_the_interval(sessio
     assert await session.scalar(select(func.count(OutboxMessage.id))) == 2
     # The one follow-up after 14 days, once.
     assert await pol.send_followups(session, CFG, now=NOW + timedelta(days=13)) == 0
-    assert await pol.send_followups(session, CFG, now=NOW + timedelta(days=15)) == 2
+    assert await pol.send_followups(session, CFG, now=NOW + timedelta(days=15), limit=1) == 2  # page by page
+    await session.commit()
+    assert await pol.followups_tick(session_factory(engine), CFG, NOW + timedelta(days=16), limit=1) == 0
     assert await pol.send_followups(session, CFG, now=NOW + timedelta(days=16)) == 0
     # One resident applies; after 90 days only the other is told again.
     zhao = people_by_name["赵桂兰"]

@@ -1,20 +1,24 @@
 """Policy matching through the real dispatcher and the sandbox: a verified resident runs /benefits and is
 asked only what the registry does not know; an unverified user is checked anonymously with nothing
 stored; staff match and push, the resident says they applied, the report shows it, and a second push
-within 90 days tells nobody."""
+within 90 days tells nobody; the scheduler's ``policies`` tick sends the one follow-up, once, and none
+to whoever applied."""
 
 from __future__ import annotations
 
 import textwrap
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from bot.runtime import scheduled_ticks
 from services import policies as pol
 from services.i18n import translate
-from services.models import PolicyAnswer, PolicyCase, PolicyConsent
+from services.models import Account, OutboxMessage, PolicyAnswer, PolicyCase, PolicyConsent
+from tests.harness import running_stack
+from tests.helpers import body, make_staff, texts
 from tests.seed import household_codes, seed_registry
-from tests.test_verification import make_staff, texts
 
 CATALOGUE = """\
     sample: true
@@ -78,14 +82,18 @@ async def _setup(stack, tmp_path):
         await s.commit()
 
 
-async def _verified_zhao(stack):
-    (code,) = await household_codes(stack.sessions, "YC-5-1-102")
-    user = await stack.client.create_user("桂兰", language_code="en")
+async def _verified(stack, household: str, name: str, first_name: str):
+    (code,) = await household_codes(stack.sessions, household)
+    user = await stack.client.create_user(first_name, language_code="en")
     await user.send(f"/start inv_{code}")
     await user.press("I agree")
-    await user.press("I am 赵桂兰")
+    await user.press(f"I am {name}")
     assert "You are verified" in await texts(user)
     return user
+
+
+async def _verified_zhao(stack):
+    return await _verified(stack, "YC-5-1-102", "赵桂兰", "桂兰")
 
 
 async def _count(stack, model) -> int:
@@ -204,3 +212,49 @@ async def test_benefits_speak_chinese(stack, tmp_path):
     await user.press(translate("zh_Hans", "Show results now"))
     out = await texts(user)
     assert "助餐补贴" in out and "您 85 岁（80 或以上）" in out and "样例数据，非政策建议" in out
+
+
+class Clock:
+    """Wall-clock pace from a pinned start; ``advance`` jumps ahead (no sleeping in tests)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._start, self._t0, self._offset = start, time.monotonic(), timedelta()
+
+    def __call__(self) -> datetime:
+        return self._start + self._offset + timedelta(seconds=time.monotonic() - self._t0)
+
+    def advance(self, delta: timedelta) -> None:
+        self._offset += delta
+
+
+async def test_the_policies_tick_follows_up_once_and_not_after_applied(tmp_path):
+    clock = Clock(datetime(2026, 11, 28, 1, 0, tzinfo=UTC))
+    async with running_stack(tmp_path, clock=clock) as stack:
+        await _setup(stack, tmp_path)
+        zhao = await _verified_zhao(stack)
+        wang = await _verified(stack, "DX-3-2-201", "王秀英", "秀英")
+        staff = await make_staff(stack, lang="en")
+        await staff.send("/policy_match meal_t")
+        assert "Eligible: 2" in await texts(staff)
+        await staff.press("📣 Tell 2 residents")
+        assert "Notices queued for 2 residents" in await texts(staff)
+        for user in (zhao, wang):
+            await user.wait_for_message(lambda m: "Meal assistance" in body(m))
+        await zhao.press("✅ I have applied")
+        assert "noted that you applied" in await texts(zhao)
+        tick = {name: job for name, job, _trigger in scheduled_ticks(stack.runtime)}["policies"]
+        cfg: pol.PolicyConfig = stack.dp["policy_config"]
+        assert await tick(stack.runtime, clock()) == 0  # not yet due
+        clock.advance(cfg.followup_after + timedelta(minutes=1))
+        assert await tick(stack.runtime, clock()) == 1  # 王秀英 only: 赵桂兰 has applied
+        assert await tick(stack.runtime, clock()) == 0  # once
+        clock.advance(timedelta(days=30))
+        assert await tick(stack.runtime, clock()) == 0
+        reminder = await wang.wait_for_message(lambda m: "A gentle reminder" in body(m))
+        assert "Meal assistance" in body(reminder)
+        async with stack.session() as s:
+            wang_account = await s.scalar(select(Account.id).where(Account.telegram_id == wang.id))
+            followups = [m.account_id for m in await s.scalars(select(OutboxMessage))
+                         if m.payload and m.payload.get("message") == "policies.followup"]
+        assert followups == [wang_account]
+        assert not [m for m in await zhao.bot_messages() if "A gentle reminder" in body(m)]

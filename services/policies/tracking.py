@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from services import audit
@@ -131,30 +131,56 @@ async def push_policy(session: AsyncSession, actor: Actor, code: str, cfg: Polic
     return result
 
 
-async def send_followups(session: AsyncSession, cfg: PolicyConfig, *, now: datetime, limit: int = 1000) -> int:
-    """The one follow-up for cases notified at least ``cfg.followup_after`` ago and still only
-    notified; idempotent (a case gets one follow-up per push). Returns how many were sent."""
+async def _followup_page(session: AsyncSession, cfg: PolicyConfig, now: datetime, after: int, limit: int,
+                         views: dict[str, PolicyView | None]) -> tuple[int, int | None]:
+    """Follow-ups for the next ``limit`` due cases with ids above ``after``: (sent, last id looked at or
+    None when no due case is left)."""
     rows = (await session.execute(
         select(PolicyCase, Policy, Account)
         .join(Policy, Policy.id == PolicyCase.policy_id)
         .join(Resident, Resident.id == PolicyCase.resident_id)
         .join(Account, Account.resident_id == Resident.id)
         .where(PolicyCase.status == CaseStatus.notified, PolicyCase.followup_at.is_(None),
-               PolicyCase.notified_at <= now - cfg.followup_after, Policy.active.is_(True),
-               Resident.status == ResidentStatus.active, Account.unreachable_at.is_(None))
+               PolicyCase.notified_at <= now - cfg.followup_after, PolicyCase.id > after,
+               Policy.active.is_(True), Resident.status == ResidentStatus.active, Account.unreachable_at.is_(None))
         .order_by(PolicyCase.id).limit(limit))).all()
     sent = 0
     for case_row, policy, account in rows:
-        view = await get_policy(session, policy.code, now.date())
-        if view is None:
+        if policy.code not in views:
+            views[policy.code] = await get_policy(session, policy.code, now.date())
+        view = views[policy.code]
+        if view is None:  # no longer in force: nothing to remind of (looked at again once it is)
             continue
         case_row.followup_at = now
         case_row.updated_at = now
-        await tell(session, account, f"policy:{case_row.id}:followup:{case_row.notified_at.isoformat()}",
-                   "policies.followup", {"case": case_row.id, "policy": policy_data(view)},
-                   now=now, priority=Priority.broadcast, ref_type="policy_case", ref_id=case_row.id)
-        sent += 1
+        if await tell(session, account, f"policy:{case_row.id}:followup:{case_row.notified_at.isoformat()}",
+                      "policies.followup", {"case": case_row.id, "policy": policy_data(view)},
+                      now=now, priority=Priority.broadcast, ref_type="policy_case", ref_id=case_row.id):
+            sent += 1
     await session.flush()
+    return sent, (rows[-1][0].id if len(rows) == limit else None)
+
+
+async def send_followups(session: AsyncSession, cfg: PolicyConfig, *, now: datetime, limit: int = 1000) -> int:
+    """The one follow-up for cases notified at least ``cfg.followup_after`` ago and still only
+    notified (not applied, enrolled or declined); idempotent (a case gets one follow-up per push, and
+    the outbox key holds it to one however many workers run this). Returns how many were queued."""
+    sent, after, views = 0, 0, {}
+    while after is not None:
+        page, after = await _followup_page(session, cfg, now, after, limit, views)
+        sent += page
+    return sent
+
+
+async def followups_tick(sessions: async_sessionmaker[AsyncSession], cfg: PolicyConfig, now: datetime, *,
+                         limit: int = 1000) -> int:
+    """The scheduler's ``policies`` tick: ``send_followups``, committed every ``limit`` cases."""
+    sent, after, views = 0, 0, {}
+    while after is not None:
+        async with sessions() as session:
+            page, after = await _followup_page(session, cfg, now, after, limit, views)
+            await session.commit()
+        sent += page
     return sent
 
 
