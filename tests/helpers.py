@@ -2,13 +2,18 @@
 
 - end to end: reading what the bot sent (``texts``), joining (``consent``, ``verify``), staff
   (``make_staff``), and proving that a hostile value arrived as text (``assert_shown_as_text``);
-- services: a small world of regions, residents and staff actors (``make_world``).
+- services: a small world of regions, residents and staff actors (``make_world``);
+- the command line: ``cli(*args)`` runs ``python -m bot`` from the checkout (``ROOT``).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -22,6 +27,14 @@ from tests.seed import staff_code
 # A value that Telegram would turn into a link (and a "mention" of user 1) if it reached the HTML
 # parser unescaped; "&" and "<b>" would break the message altogether.
 HOSTILE = '<a href="tg://user?id=1">Call 110</a>'
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m bot ARGS`` in a subprocess (as a user would run ``communitybot``)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=full_env,
+                          cwd=cwd or ROOT, timeout=120)
 
 # --- end to end ---------------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,21 +15,15 @@ import pytest
 from bot.i18n_tools import compile_all, problems
 from bot.sandbox.client import SandboxClient
 from services.i18n import LOCALES, translate
+from tests.helpers import ROOT, cli
 from tests.seed import DXYC_CSV
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=full_env,
-                          cwd=cwd or ROOT, timeout=120)
 
 
 def test_help_of_every_command():
     out = cli("--help")
     assert out.returncode == 0
-    for command in ("run", "demo", "db", "regions", "registry", "invites", "staff", "i18n", "tags", "checkins"):
+    for command in ("run", "demo", "db", "regions", "registry", "invites", "staff", "i18n", "tags", "checkins",
+                    "policies", "polls"):
         assert command in out.stdout
         sub = cli(command, "--help")
         assert sub.returncode == 0, sub.stderr

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
+from tests.helpers import ROOT, cli
 from tests.seed import DXYC_CSV
-from tests.test_cli import ROOT, cli
 
 SAMPLE = ROOT / "policies" / "sample"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+from tests.helpers import cli
 from tests.seed import DXYC_CSV
-from tests.test_cli import cli
 
 CLOSES = (datetime.now() + timedelta(days=30)).strftime("%Y-%m-%d %H:%M")
 KEYS = {"id", "status", "unit", "rule", "eligible_units", "voted_units", "eligible_area", "voted_area", "options",
