@@ -7,9 +7,26 @@ time forward instead of sleeping or rewriting rows.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 Clock = Callable[[], datetime]
+
+WALL_CLOCK_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def local_time(when: datetime, tz: tzinfo) -> datetime:
+    """``when`` on the wall clock of zone ``tz``."""
+    return when.astimezone(tz)
+
+
+def parse_local_time(text: str, tz: tzinfo) -> datetime | None:
+    """``YYYY-MM-DD HH:MM`` (spaces collapsed) on the wall clock of ``tz``, as an aware instant;
+    None if the text is not one."""
+    try:
+        naive = datetime.strptime(" ".join((text or "").split()), WALL_CLOCK_FORMAT)
+    except ValueError:
+        return None
+    return naive.replace(tzinfo=tz)
 
 
 def system_clock() -> datetime:

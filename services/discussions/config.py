@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from services.clock import local_time, parse_local_time
+
 
 @dataclass(frozen=True, slots=True)
 class DiscussionConfig:
@@ -32,12 +34,8 @@ class DiscussionConfig:
             raise ValueError("reports_to_hide must be at least 1 and digest_interval not negative")
 
     def local(self, when: datetime) -> datetime:
-        return when.astimezone(self.tz)
+        return local_time(when, self.tz)
 
     def parse_local(self, text: str) -> datetime | None:
         """``YYYY-MM-DD HH:MM`` on the committees' wall clock, as an aware instant; None if not one."""
-        try:
-            naive = datetime.strptime(" ".join((text or "").split()), "%Y-%m-%d %H:%M")
-        except ValueError:
-            return None
-        return naive.replace(tzinfo=self.tz)
+        return parse_local_time(text, self.tz)

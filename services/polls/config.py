@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from services.clock import local_time, parse_local_time
+
 
 @dataclass(frozen=True, slots=True)
 class PollConfig:
@@ -19,12 +21,8 @@ class PollConfig:
     reports_dir: str = ""  # where results charts are drawn (DATA_DIR/reports); "" draws none
 
     def local(self, when: datetime) -> datetime:
-        return when.astimezone(self.tz)
+        return local_time(when, self.tz)
 
     def parse_local(self, text: str) -> datetime | None:
         """``YYYY-MM-DD HH:MM`` on the committees' wall clock, as an aware instant; None if not one."""
-        try:
-            naive = datetime.strptime(" ".join((text or "").split()), "%Y-%m-%d %H:%M")
-        except ValueError:
-            return None
-        return naive.replace(tzinfo=self.tz)
+        return parse_local_time(text, self.tz)
