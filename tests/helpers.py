@@ -11,15 +11,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 
 from services.i18n import translate
-from services.models import Account, Region, Resident, Staff, StaffRole
-from services.regions import ensure_demo_regions
+from services.models import Account, Region, Resident, ResidentStatus, Staff, StaffRole
+from services.regions import ensure_demo_regions, get_region
 from services.scope import Actor, StaffGrant, load_staff_grants
 from services.tags import ensure_default_tags
 from tests.seed import staff_code
@@ -92,6 +93,54 @@ async def make_staff(stack, name: str = "张书记", region: str = "DXYC", lang:
     await user.send(f"/start staff_{code}")
     assert "/help" in await texts(user)
     return user
+
+
+async def dxyc_member(stack, name: str, *, building: str | None = "3", household: int | None = None,
+                      staff: bool = False, lang: str = "en"):
+    """A Telegram user with an account made behind the bot's back: a verified resident of DXYC in
+    ``building`` (and ``household``), or, with ``staff``, committee staff of DXYC and no resident."""
+    user = await stack.client.create_user(name, language_code=lang)
+    now = stack.clock()
+    async with stack.session() as s:
+        await ensure_demo_regions(s)
+        dxyc = await get_region(s, "DXYC")
+        resident_id = None
+        if not staff:
+            r = Resident(committee_id=dxyc.id, household_id=household, name=name, building=building, unit="1",
+                         room="101", status=ResidentStatus.active, created_at=now, updated_at=now)
+            s.add(r)
+            await s.flush()
+            resident_id = r.id
+        account = Account(telegram_id=user.id, chat_id=user.id, first_name=name, language_code=lang,
+                          resident_id=resident_id, consent_at=now, verified_at=now if resident_id else None,
+                          created_at=now)
+        s.add(account)
+        await s.flush()
+        if staff:
+            s.add(Staff(account_id=account.id, region_id=dxyc.id, role=StaffRole.committee, created_at=now))
+        await s.commit()
+    return user
+
+
+async def answer_to(stack, user, message: dict, data: str) -> str | None:
+    """Press a button (by its callback data) under ``message``; the text of the bot's answer, if any."""
+    result = await user.callback(message["message_id"], data)
+    record = stack.sandbox.callbacks[result["callback_query_id"]]
+    return record.answer["text"] if record.answer else None
+
+
+class PacedClock:
+    """Wall-clock pace from a pinned start; ``advance`` jumps ahead (no sleeping in tests)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._start, self._t0, self._offset = start, time.monotonic(), timedelta()
+
+    def __call__(self) -> datetime:
+        return self._start + self._offset + timedelta(seconds=time.monotonic() - self._t0)
+
+    def advance(self, delta: timedelta) -> datetime:
+        self._offset += delta
+        return self()
 
 
 async def account_of(stack, user) -> Account | None:

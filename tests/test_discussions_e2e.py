@@ -6,7 +6,6 @@ resident are refused politely; forged and repeated buttons change nothing."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 from aiogram.fsm.context import FSMContext
@@ -15,58 +14,12 @@ from sqlalchemy import func, select
 
 from bot.runtime import discussions_tick
 from handlers.discussions.residents import Writing
-from services.models import Account, AuditLog, Comment, CommentReport, Resident, ResidentStatus, Staff, StaffRole, Topic
-from services.regions import ensure_demo_regions, get_region
+from services.models import Account, AuditLog, Comment, CommentReport, Topic
 from tests.harness import running_stack
-from tests.helpers import assert_shown_as_text, body
+from tests.helpers import PacedClock, answer_to, assert_shown_as_text, body, dxyc_member
 
 PINNED = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 HOSTILE = '<a href="tg://user?id=1">x</a>'
-
-
-class Clock:
-    """Wall-clock pace from a pinned start; ``advance`` jumps ahead (no sleeping in tests)."""
-
-    def __init__(self, start: datetime) -> None:
-        self._start, self._t0, self._offset = start, time.monotonic(), timedelta()
-
-    def __call__(self) -> datetime:
-        return self._start + self._offset + timedelta(seconds=time.monotonic() - self._t0)
-
-    def advance(self, delta: timedelta) -> None:
-        self._offset += delta
-
-
-async def _user(stack, name: str, building: str | None = "3", staff: bool = False, lang: str = "en"):
-    """A Telegram user with an account: a verified resident of DXYC in ``building``, or staff."""
-    user = await stack.client.create_user(name, language_code=lang)
-    now = stack.clock()
-    async with stack.session() as s:
-        await ensure_demo_regions(s)
-        dxyc = await get_region(s, "DXYC")
-        resident_id = None
-        if not staff:
-            r = Resident(committee_id=dxyc.id, name=name, building=building, unit="1", room="101",
-                         phone="+8613800138000", status=ResidentStatus.active, created_at=now, updated_at=now)
-            s.add(r)
-            await s.flush()
-            resident_id = r.id
-        account = Account(telegram_id=user.id, chat_id=user.id, first_name=name, language_code=lang,
-                          resident_id=resident_id, consent_at=now, verified_at=now if resident_id else None,
-                          created_at=now)
-        s.add(account)
-        await s.flush()
-        if staff:
-            s.add(Staff(account_id=account.id, region_id=dxyc.id, role=StaffRole.committee, created_at=now))
-        await s.commit()
-    return user
-
-
-async def _answer(stack, user, message: dict, data: str) -> str | None:
-    """Press a button (by its callback data) under ``message``; the text of the bot's answer."""
-    result = await user.callback(message["message_id"], data)
-    record = stack.sandbox.callbacks[result["callback_query_id"]]
-    return record.answer["text"] if record.answer else None
 
 
 def _button(message: dict, starts: str) -> str:
@@ -92,7 +45,7 @@ async def _open_topic(user, title: str) -> dict:
 
 async def _comment(stack, user, page: dict, text: str, reply_to: int | None = None) -> int:
     data = _button(page, f"↩ Reply #{reply_to}") if reply_to else _button(page, "💬")
-    assert await _answer(stack, user, page, data) is None
+    assert await answer_to(stack, user, page, data) is None
     assert "Send your" in body(await user.last_message()) or "请发送" in body(await user.last_message())
     await user.send(text)
     async with stack.session() as s:
@@ -100,12 +53,12 @@ async def _comment(stack, user, page: dict, text: str, reply_to: int | None = No
 
 
 async def test_a_neighbourhood_discussion_end_to_end(tmp_path):
-    clock = Clock(PINNED)
+    clock = PacedClock(PINNED)
     async with running_stack(tmp_path, clock=clock) as stack:
-        hostile = await _user(stack, HOSTILE)  # registry and Telegram name both hostile
-        b, c, d = await _user(stack, "b"), await _user(stack, "c"), await _user(stack, "d")
-        e = await _user(stack, "e", building="5")
-        staff = await _user(stack, "staff", staff=True)
+        hostile = await dxyc_member(stack, HOSTILE)  # registry and Telegram name both hostile
+        b, c, d = await dxyc_member(stack, "b"), await dxyc_member(stack, "c"), await dxyc_member(stack, "d")
+        e = await dxyc_member(stack, "e", building="5")
+        staff = await dxyc_member(stack, "staff", staff=True)
 
         # A resident proposes; staff are told and publish it; the author hears.
         await hostile.send("/topic_new")
@@ -118,8 +71,8 @@ async def test_a_neighbourhood_discussion_end_to_end(tmp_path):
         proposal = await staff.wait_for_message(lambda m: "New topic proposed" in body(m))
         assert "加装电梯 <b>3号楼</b>" in body(proposal) and "Resident of building 3" in body(proposal)
         publish = _button(proposal, "✅ Publish")
-        assert await _answer(stack, staff, proposal, publish) == "Published."
-        assert await _answer(stack, staff, proposal, publish) == "This proposal has already been decided."
+        assert await answer_to(stack, staff, proposal, publish) == "Published."
+        assert await answer_to(stack, staff, proposal, publish) == "This proposal has already been decided."
         await hostile.wait_for_message(lambda m: "is published" in body(m))
         async with stack.session() as s:
             topic_id = await s.scalar(select(Topic.id))
@@ -154,14 +107,14 @@ async def test_a_neighbourhood_discussion_end_to_end(tmp_path):
         # Three reports hide the comment; its reply elsewhere stays; repeated and own reports change nothing.
         pages = {name: await _open_topic(user, "加装电梯") for name, user in [("b", b), ("c", c), ("d", d), ("e", e)]}
         report = _button(pages["b"], f"⚠ #{bad}")
-        assert await _answer(stack, b, pages["b"], report) == "Thank you. The committee will look at it."
-        assert await _answer(stack, b, pages["b"], report) == "You have already reported this comment. Thank you."
+        assert await answer_to(stack, b, pages["b"], report) == "Thank you. The committee will look at it."
+        assert await answer_to(stack, b, pages["b"], report) == "You have already reported this comment. Thank you."
         own = await _open_topic(hostile, "加装电梯")
         assert not _has_button(own, f"⚠ #{bad}")
-        assert await _answer(stack, hostile, own, report) == "You cannot report your own comment."
-        assert await _answer(stack, c, pages["c"], report) == "Thank you. The committee will look at it."
-        assert "hidden until the committee reviews it" in await _answer(stack, d, pages["d"], report)
-        assert "not available" in await _answer(stack, e, pages["e"], report)
+        assert await answer_to(stack, hostile, own, report) == "You cannot report your own comment."
+        assert await answer_to(stack, c, pages["c"], report) == "Thank you. The committee will look at it."
+        assert "hidden until the committee reviews it" in await answer_to(stack, d, pages["d"], report)
+        assert "not available" in await answer_to(stack, e, pages["e"], report)
         async with stack.session() as s:
             assert await s.scalar(select(func.count()).select_from(CommentReport)) == 3
         await staff.wait_for_message(lambda m: f"Comment #{bad}" in body(m) and "reported 3 times" in body(m))
@@ -178,17 +131,17 @@ async def test_a_neighbourhood_discussion_end_to_end(tmp_path):
         assert "3 comments" in body(page) and "难听的话" in body(page)
 
         # Forged buttons: another topic, an id beyond 64 bits, a comment of this topic named under another.
-        assert "does not exist" in await _answer(stack, e, page, f"dt:view:{topic_id + 99}:0")
-        assert await _answer(stack, e, page, f"dc:report:{topic_id}:{2**64}") == "This button is no longer valid."
-        assert "does not exist" in await _answer(stack, e, page, f"dt:say:{2**63 - 1}:0")
+        assert "does not exist" in await answer_to(stack, e, page, f"dt:view:{topic_id + 99}:0")
+        assert await answer_to(stack, e, page, f"dc:report:{topic_id}:{2**64}") == "This button is no longer valid."
+        assert "does not exist" in await answer_to(stack, e, page, f"dt:say:{2**63 - 1}:0")
 
         # A locked topic refuses a comment being typed, politely.
-        assert await _answer(stack, b, pages["b"], _button(pages["b"], "💬 Comment")) is None
+        assert await answer_to(stack, b, pages["b"], _button(pages["b"], "💬 Comment")) is None
         await staff.send(f"/topic_lock {topic_id} 讨论结束")
         assert "is locked" in body(await staff.last_message())
         await b.send("还有一句")
         assert "This topic is locked" in body(await b.last_message())
-        assert "This topic is locked" in await _answer(stack, c, pages["c"], _button(pages["c"], "💬 Comment"))
+        assert "This topic is locked" in await answer_to(stack, c, pages["c"], _button(pages["c"], "💬 Comment"))
         await staff.send(f"/topic_unlock {topic_id}")
 
         # A muted resident is told until when, and nothing is posted.
@@ -197,7 +150,7 @@ async def test_a_neighbourhood_discussion_end_to_end(tmp_path):
         told = await hostile.wait_for_message(lambda m: "paused your writing" in body(m))
         assert "until 2026-11-29 09:" in body(told) and "人身攻击" in body(told)
         page = await _open_topic(hostile, "加装电梯")
-        refusal = await _answer(stack, hostile, page, _button(page, "💬 Comment"))
+        refusal = await answer_to(stack, hostile, page, _button(page, "💬 Comment"))
         assert "paused your writing in discussions until 2026-11-29 09:" in refusal
         async with stack.session() as s:
             assert await s.scalar(select(func.count()).select_from(Comment)) == 3
@@ -207,17 +160,17 @@ async def test_a_neighbourhood_discussion_end_to_end(tmp_path):
 
 
 async def test_the_same_comment_update_delivered_twice_posts_once(tmp_path):
-    clock = Clock(PINNED)
+    clock = PacedClock(PINNED)
     async with running_stack(tmp_path, clock=clock) as stack:
-        staff = await _user(stack, "staff", staff=True)
-        b = await _user(stack, "b")
+        staff = await dxyc_member(stack, "staff", staff=True)
+        b = await dxyc_member(stack, "b")
         await staff.send("/topic_new")
         await staff.send("垃圾分类")
         await staff.send("新规定")
         await staff.press("Whole committee")
         assert "is published" in "\n".join(body(m) for m in await staff.bot_messages())
         page = await _open_topic(b, "垃圾分类")
-        assert await _answer(stack, b, page, _button(page, "💬 Comment")) is None
+        assert await answer_to(stack, b, page, _button(page, "💬 Comment")) is None
         await b.send("好的")
         async with stack.session() as s:
             [(comment_id, key)] = (await s.execute(select(Comment.id, Comment.client_key))).all()
@@ -247,11 +200,11 @@ async def test_topics_are_paged_with_buttons_and_neighbours_read_as_building_res
     from services import discussions as ds
     from services.scope import Actor, load_staff_grants
 
-    clock = Clock(PINNED)
+    clock = PacedClock(PINNED)
     async with running_stack(tmp_path, clock=clock) as stack:
-        staff = await _user(stack, "staff", staff=True)
-        writer = await _user(stack, "王秀英", lang="zh-hans")
-        reader = await _user(stack, "李建国", lang="zh-hans")
+        staff = await dxyc_member(stack, "staff", staff=True)
+        writer = await dxyc_member(stack, "王秀英", lang="zh-hans")
+        reader = await dxyc_member(stack, "李建国", lang="zh-hans")
         cfg: ds.DiscussionConfig = stack.dp["discussion_config"]
         async with stack.session() as s:
             account = await s.scalar(select(Account).where(Account.telegram_id == staff.id))
@@ -271,7 +224,7 @@ async def test_topics_are_paged_with_buttons_and_neighbours_read_as_building_res
         assert "话题0" in body(second) and f"话题{cfg.topics_page}" not in body(second)
         assert "第 2 页，共 2 页" in body(second)
         # A forged page number is answered and changes nothing.
-        assert await _answer(stack, reader, second, "dl:99999999999999999999999") == "该页不存在。"
+        assert await answer_to(stack, reader, second, "dl:99999999999999999999999") == "该页不存在。"
         newest = f"话题{cfg.topics_page}"
         page = await _open_topic(writer, newest)
         await _comment(stack, writer, page, "我住三号楼")

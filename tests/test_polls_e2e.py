@@ -6,7 +6,6 @@ guided flow with its preview."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -14,25 +13,12 @@ from sqlalchemy import func, select
 
 from bot.poll_jobs import polls_tick
 from services import polls
-from services.models import Account, Household, Poll, PollStatus, PollVote, Resident, ResidentStatus, Staff, StaffRole
+from services.models import Household, Poll, PollStatus, PollVote
 from services.regions import ensure_demo_regions, get_region
 from tests.harness import running_stack
-from tests.helpers import body
+from tests.helpers import PacedClock, answer_to, body, dxyc_member
 
 PINNED = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
-
-
-class Clock:
-    """Wall-clock pace from a pinned start; ``advance`` jumps ahead (no sleeping in tests)."""
-
-    def __init__(self, start: datetime) -> None:
-        self._start, self._t0, self._offset = start, time.monotonic(), timedelta()
-
-    def __call__(self) -> datetime:
-        return self._start + self._offset + timedelta(seconds=time.monotonic() - self._t0)
-
-    def advance(self, delta: timedelta) -> None:
-        self._offset += delta
 
 
 async def _people(stack) -> dict[str, int]:
@@ -53,35 +39,6 @@ async def _people(stack) -> dict[str, int]:
     return ids
 
 
-async def _user(stack, name: str, household: int | None = None, building: str = "3", staff: bool = False):
-    user = await stack.client.create_user(name, language_code="en")
-    now = stack.clock()
-    async with stack.session() as s:
-        dxyc = await get_region(s, "DXYC")
-        resident_id = None
-        if household is not None:
-            r = Resident(committee_id=dxyc.id, household_id=household, name=name, building=building, unit="1",
-                         room="101", status=ResidentStatus.active, created_at=now, updated_at=now)
-            s.add(r)
-            await s.flush()
-            resident_id = r.id
-        account = Account(telegram_id=user.id, chat_id=user.id, first_name=name, language_code="en",
-                          resident_id=resident_id, consent_at=now, verified_at=now if resident_id else None,
-                          created_at=now)
-        s.add(account)
-        await s.flush()
-        if staff:
-            s.add(Staff(account_id=account.id, region_id=dxyc.id, role=StaffRole.committee, created_at=now))
-        await s.commit()
-    return user
-
-
-async def _answer(stack, user, message: dict, data: str) -> str | None:
-    result = await user.callback(message["message_id"], data)
-    record = stack.sandbox.callbacks[result["callback_query_id"]]
-    return record.answer["text"] if record.answer else None
-
-
 def _button(message: dict, text: str) -> str:
     for row in message["reply_markup"]["inline_keyboard"]:
         for b in row:
@@ -97,13 +54,14 @@ async def _votes(stack) -> list[tuple[str, list]]:
 
 
 async def test_elevator_vote_for_building_3_counted_by_the_civil_code(tmp_path):
-    clock = Clock(PINNED)
+    clock = PacedClock(PINNED)
     async with running_stack(tmp_path, clock=clock) as stack:
         hh = await _people(stack)
-        a1, a2 = await _user(stack, "a1", hh["A"]), await _user(stack, "a2", hh["A"])
-        b, c = await _user(stack, "b", hh["B"]), await _user(stack, "c", hh["C"])
-        renter, e = await _user(stack, "renter", hh["R"]), await _user(stack, "e", hh["E"], building="5")
-        staff = await _user(stack, "staff", staff=True)
+        a1, a2 = await dxyc_member(stack, "a1", household=hh["A"]), await dxyc_member(stack, "a2", household=hh["A"])
+        b, c = await dxyc_member(stack, "b", household=hh["B"]), await dxyc_member(stack, "c", household=hh["C"])
+        renter = await dxyc_member(stack, "renter", household=hh["R"])
+        e = await dxyc_member(stack, "e", household=hh["E"], building="5")
+        staff = await dxyc_member(stack, "staff", staff=True)
         cfg: polls.PollConfig = stack.dp["poll_config"]
         async with stack.session() as s:
             from tests.helpers import staff_actor
@@ -121,30 +79,30 @@ async def test_elevator_vote_for_building_3_counted_by_the_civil_code(tmp_path):
             cards[name] = await user.wait_for_message(lambda m: "3号楼加装电梯？" in body(m))
             assert f"New poll #{poll_id}" in body(cards[name]) and "Civil Code art. 278" in body(cards[name])
         # A: the first member's vote is the household's; the second is told so, nothing recorded.
-        assert await _answer(stack, a1, cards["a1"], _button(cards["a1"], "反对")) == "Vote recorded: 反对"
-        assert await _answer(stack, a2, cards["a2"], _button(cards["a2"], "同意")) == \
+        assert await answer_to(stack, a1, cards["a1"], _button(cards["a1"], "反对")) == "Vote recorded: 反对"
+        assert await answer_to(stack, a2, cards["a2"], _button(cards["a2"], "同意")) == \
             "Your household has already voted in this poll."
         # B agrees; the same press delivered again counts once.
         yes = _button(cards["b"], "同意")
-        assert await _answer(stack, b, cards["b"], yes) == "Vote recorded: 同意"
-        assert await _answer(stack, b, cards["b"], yes) == "Your vote stands: 同意"
-        assert await _answer(stack, c, cards["c"], _button(cards["c"], "同意")) == "Vote recorded: 同意"
+        assert await answer_to(stack, b, cards["b"], yes) == "Vote recorded: 同意"
+        assert await answer_to(stack, b, cards["b"], yes) == "Your vote stands: 同意"
+        assert await answer_to(stack, c, cards["c"], _button(cards["c"], "同意")) == "Vote recorded: 同意"
         # Renters and building 5 were not told, and a ballot button they forge is refused.
         for outsider in (renter, e):
             await outsider.send("/polls")
             assert "There are no open polls for you right now." in body(await outsider.last_message())
         place = await renter.last_message()
-        assert "registry does not list yours" in await _answer(stack, renter, place, yes)
+        assert "registry does not list yours" in await answer_to(stack, renter, place, yes)
         place = await e.last_message()
-        assert "you are not among them" in await _answer(stack, e, place, yes)
+        assert "you are not among them" in await answer_to(stack, e, place, yes)
         # Forged buttons: another poll, another option.
-        assert "does not exist" in await _answer(stack, c, cards["c"], f"pv:{poll_id + 1}:0:1")
-        assert await _answer(stack, c, cards["c"], f"pv:{poll_id}:9:1") == "That button is no longer valid."
+        assert "does not exist" in await answer_to(stack, c, cards["c"], f"pv:{poll_id + 1}:0:1")
+        assert await answer_to(stack, c, cards["c"], f"pv:{poll_id}:9:1") == "That button is no longer valid."
         h = {k: f"h:{v}" for k, v in hh.items()}
         assert await _votes(stack) == sorted([(h["A"], [1]), (h["B"], [0]), (h["C"], [0])])
         # After the deadline a vote is refused; the tick closes the poll and tells voters and staff.
         clock.advance(timedelta(days=7, minutes=1))
-        assert await _answer(stack, c, cards["c"], _button(cards["c"], "反对")) == "This poll is closed."
+        assert await answer_to(stack, c, cards["c"], _button(cards["c"], "反对")) == "This poll is closed."
         report = await polls_tick(stack.runtime, clock())
         assert report.closed == 1
         assert (await polls_tick(stack.runtime, clock())).closed == 0
@@ -167,11 +125,11 @@ async def test_elevator_vote_for_building_3_counted_by_the_civil_code(tmp_path):
 
 
 async def test_staff_make_a_poll_with_the_guided_flow_and_a_preview(tmp_path):
-    clock = Clock(PINNED)
+    clock = PacedClock(PINNED)
     async with running_stack(tmp_path, clock=clock) as stack:
         hh = await _people(stack)
-        resident = await _user(stack, "b", hh["B"])
-        staff = await _user(stack, "staff", staff=True)
+        resident = await dxyc_member(stack, "b", household=hh["B"])
+        staff = await dxyc_member(stack, "staff", staff=True)
         await staff.send("/poll_new")
         assert "Send the question" in body(await staff.last_message())
         await staff.send("Paint the gate <b>green</b>?")
@@ -191,6 +149,6 @@ async def test_staff_make_a_poll_with_the_guided_flow_and_a_preview(tmp_path):
         assert "is published" in body(await staff.last_message())
         await polls_tick(stack.runtime, clock())
         card = await resident.wait_for_message(lambda m: "Paint the gate" in body(m))
-        assert await _answer(stack, resident, card, _button(card, "Yes")) == "Vote recorded: Yes"
+        assert await answer_to(stack, resident, card, _button(card, "Yes")) == "Vote recorded: Yes"
         await staff.send("/polls")
         assert "Paint the gate" in body(await staff.last_message())
