@@ -171,6 +171,15 @@ class World:
     flsq_staff: Actor
 
 
+async def make_account(session, tid: int, resident: Resident | None = None, first_name: str | None = None) -> Account:
+    """An account of Telegram user ``tid`` made at ``NOW``, verified and linked to ``resident`` if given."""
+    account = Account(telegram_id=tid, chat_id=tid, first_name=first_name or f"u{tid}", created_at=NOW,
+                      resident_id=resident.id if resident else None, verified_at=NOW if resident else None)
+    session.add(account)
+    await session.flush()
+    return account
+
+
 async def make_actor(session, telegram_id: int, region: Region, role: StaffRole) -> Actor:
     account = Account(telegram_id=telegram_id, chat_id=telegram_id, first_name="staff", created_at=NOW)
     session.add(account)

@@ -34,6 +34,7 @@ from services.models import (
     TopicSubscription,
 )
 from services.scope import Actor, StaffGrant
+from tests.helpers import make_account
 
 NOW = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)
 CFG = DiscussionConfig()
@@ -44,14 +45,6 @@ class Town:
     other: Region
     staff: Actor
     people: dict[str, Actor]
-
-
-async def _account(session, tid: int, resident: Resident | None = None, first_name: str | None = None) -> Account:
-    account = Account(telegram_id=tid, chat_id=tid, first_name=first_name or f"u{tid}", created_at=NOW,
-                      resident_id=resident.id if resident else None, verified_at=NOW if resident else None)
-    session.add(account)
-    await session.flush()
-    return account
 
 
 async def make_town(session) -> Town:
@@ -71,8 +64,8 @@ async def make_town(session) -> Town:
         session.add(r)
         await session.flush()
         tid += 1
-        town.people[name] = Actor(account=await _account(session, tid, r), resident=r, locale="en")
-    staff_account = await _account(session, 999, first_name="书记")
+        town.people[name] = Actor(account=await make_account(session, tid, r), resident=r, locale="en")
+    staff_account = await make_account(session, 999, first_name="书记")
     session.add(Staff(account_id=staff_account.id, region_id=town.committee.id, role=StaffRole.committee,
                       created_at=NOW))
     town.staff = Actor(account=staff_account, locale="en", staff=[

@@ -32,6 +32,7 @@ from services.models import (
 )
 from services.polls import PollConfig, PollDraft, PollError
 from services.scope import Actor, StaffGrant
+from tests.helpers import make_account
 
 NOW = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)
 CFG = PollConfig()
@@ -46,14 +47,6 @@ class Town:
         self.staff: Actor
         self.people: dict[str, Actor] = {}
         self.households: dict[str, Household] = {}
-
-
-async def _account(session, tid: int, resident: Resident | None = None) -> Account:
-    account = Account(telegram_id=tid, chat_id=tid, first_name=f"u{tid}", created_at=NOW,
-                      resident_id=resident.id if resident else None, verified_at=NOW if resident else None)
-    session.add(account)
-    await session.flush()
-    return account
 
 
 async def make_town(session) -> Town:
@@ -80,9 +73,9 @@ async def make_town(session) -> Town:
         session.add(r)
         await session.flush()
         tid += 1
-        account = await _account(session, tid, r)
+        account = await make_account(session, tid, r)
         town.people[name] = Actor(account=account, resident=r, locale="en")
-    staff_account = await _account(session, 999)
+    staff_account = await make_account(session, 999)
     town.staff = Actor(account=staff_account, locale="en", staff=[
         StaffGrant(1, "committee", committee.id, committee.path, committee.code, committee.name)])
     await session.commit()
@@ -136,7 +129,7 @@ async def test_renters_other_buildings_and_unverified_are_refused_and_nothing_is
                                    draft(eligible='building == "3"', unit="owner", rule="civil-code-major"),
                                    now=NOW, cfg=CFG)
     await session.commit()
-    stranger = Actor(account=await _account(session, 5000), locale="en")
+    stranger = Actor(account=await make_account(session, 5000), locale="en")
     cases = [(town.people["renter"], "not_owner"), (town.people["e"], "not_eligible"), (stranger, "not_verified")]
     for actor, reason in cases:
         with pytest.raises(PollError) as err:
@@ -400,7 +393,7 @@ async def test_tally_and_verdict_equal_a_brute_force_count(engine, data, rule, q
                              created_at=NOW, updated_at=NOW)
                 session.add(r)
                 await session.flush()
-                a = await _account(session, tid, r)
+                a = await make_account(session, tid, r)
                 tid += 1
                 members[hh.id].append(Actor(account=a, resident=r, locale="en"))
         await session.commit()
