@@ -52,6 +52,14 @@ async def cli_session(settings) -> AsyncIterator:
         await engine.dispose()
 
 
+def region_admin(region):
+    """The actor a CLI command acts as: the administrator of ``region`` (its whole subtree)."""
+    from services.models import StaffRole
+    from services.scope import Actor, StaffGrant
+
+    return Actor(staff=[StaffGrant(0, StaffRole.admin, region.id, region.path, region.code, region.name)])
+
+
 async def cmd_run(args: argparse.Namespace) -> int:
     from bot.app import open_runtime, run_polling
     from bot.runtime import add_background_jobs

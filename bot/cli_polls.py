@@ -7,15 +7,7 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from bot.cli import cli_session
-
-
-def _admin_actor(region):
-    from services.models import StaffRole
-    from services.scope import Actor, StaffGrant
-
-    # The command line acts with the authority of that region's administrator.
-    return Actor(staff=[StaffGrant(0, StaffRole.admin, region.id, region.path, region.code, region.name)])
+from bot.cli import cli_session, region_admin
 
 
 def _refusal(err) -> str:
@@ -53,7 +45,7 @@ async def cmd_polls(args: argparse.Namespace) -> int:
                                         eligible=args.eligible, unit=args.unit, rule=args.rule, quorum=args.quorum,
                                         secret=args.secret, allow_change=not args.no_change,
                                         opens_at=times.get("opens"), closes_at=times.get("closes"))
-                poll = await polls.create_poll(session, _admin_actor(region), region, draft, now=now, cfg=cfg)
+                poll = await polls.create_poll(session, region_admin(region), region, draft, now=now, cfg=cfg)
                 await session.commit()
                 print(poll.id)
                 return 0

@@ -7,13 +7,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.cli import cli_session, print_rejected
+from bot.cli import cli_session, print_rejected, region_admin
 
 
 async def cmd_tags(args: argparse.Namespace) -> int:
-    from services.models import StaffRole
     from services.regions import get_region
-    from services.scope import Actor, StaffGrant
     from services.tags import bulk_tag_csv, ensure_default_tags, recompute_rule_tags
 
     now = datetime.now(UTC)
@@ -32,9 +30,7 @@ async def cmd_tags(args: argparse.Namespace) -> int:
         if not args.file or not Path(args.file).exists():
             print("error: tags bulk needs an existing CSV FILE", file=sys.stderr)
             return 2
-        # The command line acts with the authority of that region's administrator.
-        actor = Actor(staff=[StaffGrant(0, StaffRole.admin, region.id, region.path, region.code, region.name)])
-        result = await bulk_tag_csv(session, actor, Path(args.file).read_text(encoding="utf-8-sig"), now)
+        result = await bulk_tag_csv(session, region_admin(region), Path(args.file).read_text(encoding="utf-8-sig"), now)
         await session.commit()
         print_rejected(result.errors)
         print(f"tagged {result.tagged}, already tagged {result.already}, rejected {len(result.errors)}")
