@@ -57,6 +57,7 @@ async def my_data(session: AsyncSession, actor: Actor) -> dict[str, Any]:
             "first_name": account.first_name,
             "last_name": account.last_name,
             "username": account.username,
+            "phone": account.phone,  # shared as your Telegram contact while verifying (encrypted at rest)
             "language": account.locale or account.language_code,
             "consent_at": _iso(account.consent_at),
             "verification_method": account.verification_method,
@@ -149,7 +150,8 @@ async def forget(session: AsyncSession, actor: Actor, now: datetime) -> None:
 
     Failed verification attempts of the lock window stay, without the account: they hold the time,
     the method, the registry entry tried and a keyed hash of the phone number, and keep the lock on
-    that entry and number (else /forget and a new account would reset it). The rest goes."""
+    that entry and number (else /forget and a new account would reset it). The rest goes, the
+    phone the account shared with it (the account's row)."""
     account = actor.account
     if account is None:
         raise NoAccount

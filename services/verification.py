@@ -188,13 +188,18 @@ async def _link(session, account: Account, resident: Resident, method: str, now:
 async def match_contact(session: AsyncSession, account: Account, *, contact_user_id: int | None,
                         phone: str, now: datetime) -> Resident:
     """Step 1: the shared contact must be the sender's own mobile number and match exactly one
-    resident whose entry is not locked by failed knowledge checks (from any account)."""
+    resident whose entry is not locked by failed knowledge checks (from any account). The sender's own
+    valid mobile number is kept on the account (encrypted), matched or not: it is what staff call."""
     await ensure_not_locked(session, account, now)
     if contact_user_id != account.telegram_id:
         raise await _fail(session, account, "contact", "not_own_contact", now)
     normalized = normalize_phone(phone, international=True)
     if normalized is not None and not is_mobile(normalized):
         normalized = None  # a Telegram account's own number is a mobile; a landline cannot be shared
+    if normalized is not None:
+        # The account's own number (checked above: not a forwarded contact), kept encrypted so staff
+        # can reach a resident verified some other way whose registry entry has no phone.
+        account.phone = normalized
     rows = [] if normalized is None else (await session.scalars(
         select(Resident).where(Resident.phone_index == normalized,
                                Resident.status.in_([ResidentStatus.active, ResidentStatus.withdrawn]))

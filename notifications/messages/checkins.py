@@ -195,7 +195,8 @@ def alert_text(data: Mapping[str, Any], *, view: bool = False) -> Markup:
     headline = t(HEADLINES.get(data["reason"], HEADLINES["no_answer"]), name=bold(data["name"]))
     return render_template(
         "checkins/alert.html", headline=headline,
-        committee=data["committee"], room=data["room"], phone=data.get("phone"), last=last,
+        committee=data["committee"], room=data["room"], phone=data.get("phone"),
+        phone_shared=data.get("phone_source") == "telegram", last=last,
         contacts=data.get("contacts") or [], level=level_line(int(data["level"]), int(data["levels"])),
         family=bool(data.get("family")) and not view, name=data["name"], view=view,
         since=when(data.get("opened_at")), acknowledged_by=data.get("acknowledged_by"),

@@ -104,6 +104,7 @@ class AlertCard:
     room: str
     committee: str
     phone: str | None
+    phone_source: str | None  # "registry", or "telegram": the number the elder's account shared
     last_answer: str | None  # "ok" / "help"
     last_answer_at: str | None  # local ISO time
     contacts: list[str]
@@ -129,12 +130,16 @@ async def alert_card(session: AsyncSession, cfg: CheckinConfig, alert: Alert) ->
     if resident.emergency_contact_phone:
         contacts.append(resident.emergency_contact_phone)
     ack = await session.get(Account, alert.acknowledged_by_account_id) if alert.acknowledged_by_account_id else None
+    phone, phone_source = resident.phone, "registry"
+    if not phone:
+        # No number in the registry (e.g. verified by staff review): the one the elder's account
+        # shared as its own Telegram contact while verifying, if any.
+        phone = await session.scalar(select(Account.phone).where(Account.resident_id == resident.id))
+        phone_source = "telegram"
     return AlertCard(
         alert_id=alert.id, reason=alert.reason.value, status=alert.status.value, level=int(alert.level),
         levels=ALERT_LEVELS, name=resident.name, room=room_of(resident), committee=committee.name,
-        # The registry's number: an account keeps none of its own (a contact shared while verifying is
-        # matched, not stored), so a resident created by review shows no phone until the registry has one.
-        phone=resident.phone, last_answer=last[0] if last else None,
+        phone=phone, phone_source=phone_source if phone else None, last_answer=last[0] if last else None,
         last_answer_at=local_iso(last[1], cfg.tz) if last else None, contacts=contacts,
         opened_at=local_iso(alert.opened_at, cfg.tz), acknowledged_by=account_name(ack) if ack else None)
 

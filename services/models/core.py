@@ -142,7 +142,7 @@ class Resident(Base):
 
 
 class Account(Base):
-    """A Telegram user as the bot knows them."""
+    """A Telegram user as the bot knows them (``phone``: encrypted at rest, never compared in SQL)."""
 
     __tablename__ = "accounts"
 
@@ -158,6 +158,9 @@ class Account(Base):
         ForeignKey("residents.id", ondelete="SET NULL"), unique=True)
     verification_method: Mapped[str | None] = mapped_column(String(16))  # contact / invite / review
     verified_at: Mapped[datetime | None]
+    # The account's own number, shared as its Telegram contact while verifying: encrypted like the
+    # registry's, so staff can reach a resident whose registry entry has none (alerts fall back to it).
+    phone: Mapped[str | None] = mapped_column(EncryptedPhone)
     consent_at: Mapped[datetime | None]
     unreachable_at: Mapped[datetime | None]  # blocked the bot (403 from Telegram)
     created_at: Mapped[datetime]
