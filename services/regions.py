@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.i18n import _
 from services.models import LEVEL_ORDER, Region, RegionLevel
+from services.scope import Actor
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,19 @@ async def ensure_demo_regions(session: AsyncSession) -> None:
 
 async def get_region(session: AsyncSession, code: str) -> Region | None:
     return await session.scalar(select(Region).where(Region.code == code))
+
+
+async def committee_of_staff(session: AsyncSession, actor: Actor, code: str | None = None) -> Region | None:
+    """The committee a staff member acts for: the committee coded ``code`` if within their scope, else
+    (no or blank code) the first committee they are staff of; None if there is no such committee."""
+    if code and code.strip():
+        region = await get_region(session, code.strip())
+        if region is None or region.level != RegionLevel.committee or not actor.covers_path(region.path):
+            return None
+        return region
+    ids = [g.region_id for g in actor.staff]
+    return await session.scalar(select(Region).where(Region.id.in_(ids), Region.level == RegionLevel.committee)
+                                .order_by(Region.id).limit(1))
 
 
 async def committee_compounds(session: AsyncSession, committee: Region) -> dict[str, Region]:

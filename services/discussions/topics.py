@@ -25,7 +25,6 @@ from services.models import (
     DiscussionMute,
     DiscussionSetting,
     Region,
-    RegionLevel,
     Resident,
     Topic,
     TopicStatus,
@@ -33,6 +32,7 @@ from services.models import (
 )
 from services.notify import committee_staff, tell
 from services.outbox import Priority
+from services.regions import committee_of_staff
 from services.scope import Actor, committee_ids_in_scope
 from services.sql import rowcount
 
@@ -94,16 +94,9 @@ async def staff_committee(session: AsyncSession, actor: Actor, code: str | None 
     """The committee a staff member acts for: ``code`` within their scope, else their own."""
     if not actor.staff:
         raise DiscussionError("not_staff")
-    if code and code.strip():
-        region = await session.scalar(select(Region).where(Region.code == code.strip()[:32]))
-        if region is None or region.level != RegionLevel.committee or not actor.covers_path(region.path):
-            raise DiscussionError("not_committee", code=code.strip()[:32])
-        return region
-    ids = [g.region_id for g in actor.staff]
-    region = await session.scalar(select(Region).where(Region.id.in_(ids), Region.level == RegionLevel.committee)
-                                  .order_by(Region.id).limit(1))
+    region = await committee_of_staff(session, actor, code)
     if region is None:
-        raise DiscussionError("not_committee", code="")
+        raise DiscussionError("not_committee", code=(code or "").strip()[:32])
     return region
 
 

@@ -35,6 +35,7 @@ from services.models import (
 from services.polls.common import PollError
 from services.polls.config import PollConfig
 from services.polls.rules import parse_fraction, parse_rule
+from services.regions import committee_of_staff
 from services.scope import Actor
 from services.sql import rowcount
 
@@ -126,16 +127,9 @@ async def staff_committee(session: AsyncSession, actor: Actor, code: str | None 
     committee (``not_staff`` / ``not_committee``)."""
     if not actor.staff:
         raise PollError("not_staff")
-    if code:
-        region = await session.scalar(select(Region).where(Region.code == code.strip()))
-        if region is None or region.level != RegionLevel.committee or not actor.covers_path(region.path):
-            raise PollError("not_committee", code=code.strip()[:32])
-        return region
-    ids = [g.region_id for g in actor.staff]
-    region = await session.scalar(select(Region).where(Region.id.in_(ids), Region.level == RegionLevel.committee)
-                                  .order_by(Region.id).limit(1))
+    region = await committee_of_staff(session, actor, code)
     if region is None:
-        raise PollError("not_committee", code="")
+        raise PollError("not_committee", code=(code or "").strip()[:32])
     return region
 
 
