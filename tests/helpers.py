@@ -104,6 +104,7 @@ async def dxyc_member(stack, name: str, *, building: str | None = "3", household
     async with stack.session() as s:
         await ensure_demo_regions(s)
         dxyc = await get_region(s, "DXYC")
+        assert dxyc is not None
         resident_id = None
         if not staff:
             r = Resident(committee_id=dxyc.id, household_id=household, name=name, building=building, unit="1",
