@@ -14,7 +14,6 @@ import contextlib
 import os
 import signal
 import sys
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from services.models import (
 )
 from services.regions import get_region
 from tests.harness import running_stack
+from tests.helpers import PacedClock
 from tests.seed import seed_registry
 
 WORKER = Path(__file__).with_name("checkin_worker.py")
@@ -50,20 +50,6 @@ PINNED = datetime(2026, 11, 28, 1, 59, tzinfo=UTC)  # 09:59 in Shanghai, Saturda
 TODAY = date(2026, 11, 28)
 # A value Telegram would turn into a link if it reached the HTML parser unescaped.
 HOSTILE = '<a href="tg://user?id=1">Call 110</a> & <b>'
-
-
-class RunningClock:
-    """Time that runs at the wall clock's pace from a pinned start; :meth:`advance` jumps ahead."""
-
-    def __init__(self, start: datetime) -> None:
-        self._start, self._t0, self._offset = start, time.monotonic(), timedelta()
-
-    def __call__(self) -> datetime:
-        return self._start + self._offset + timedelta(seconds=time.monotonic() - self._t0)
-
-    def advance(self, delta: timedelta) -> datetime:
-        self._offset += delta
-        return self()
 
 
 def text_of(m) -> str:
@@ -146,7 +132,7 @@ class World:
 @pytest.fixture
 async def world(tmp_path):
     """Seeded registry, an elder (赵桂兰, lives alone), duty staff and street staff, on a pinned clock."""
-    async with running_stack(tmp_path, clock=RunningClock(PINNED)) as stack:
+    async with running_stack(tmp_path, clock=PacedClock(PINNED)) as stack:
         await seed_registry(stack.sessions, now=PINNED - timedelta(days=3))
         w = World(stack)
         w.elder = await w.user("桂兰", resident="赵桂兰")
