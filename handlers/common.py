@@ -131,7 +131,7 @@ def _menu() -> tuple[MenuItem, ...]:
             m, actor=d["actor"], session=d["session"], checkin_config=d["checkin_config"])),
         MenuItem("enrol", N_("➕ Enrol in check-ins"), STAFF, lambda m, d: checkins.enrol(
             m, command=CommandObject(prefix="/", command="checkin_enrol"), actor=d["actor"], session=d["session"],
-            checkin_config=d["checkin_config"], now=d["now"])),
+            bot=d["bot"], checkin_config=d["checkin_config"], config=d["config"], now=d["now"])),
         MenuItem("benefits", N_("🎁 Benefits for me"), ALL, lambda m, d: policies.benefits.start(
             m, actor=d["actor"], session=d["session"], state=d["state"], now=d["now"], config=d["config"])),
         MenuItem("topics", N_("🗣 Discussions"), ALL, lambda m, d: discussions.residents.list_command(
