@@ -15,7 +15,7 @@ policy instead (bench policies, 1M residents × 50 policies on PostgreSQL: 59–
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -78,6 +78,11 @@ class SqlFields:
         return query
 
 
+def _constant_sql(column: Any) -> Callable[[Any], Any]:
+    """A field's SQL that is the same column whatever the context (an answer's outer-joined value)."""
+    return lambda _ctx: column
+
+
 def sql_fields(declared: Iterable[QuestionField]) -> SqlFields:
     aliases, specs = {}, []
     for f in declared:
@@ -85,7 +90,7 @@ def sql_fields(declared: Iterable[QuestionField]) -> SqlFields:
         column = getattr(alias, _VALUE_COLUMN[f.type])
         aliases[f.name] = alias
         base = f.spec()
-        specs.append(FieldSpec(base.name, base.type, sql=lambda _ctx, c=column: c, choices=base.choices))
+        specs.append(FieldSpec(base.name, base.type, sql=_constant_sql(column), choices=base.choices))
     return SqlFields(policy_registry(specs), aliases)
 
 

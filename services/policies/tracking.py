@@ -149,7 +149,7 @@ async def _followup_page(session: AsyncSession, cfg: PolicyConfig, now: datetime
         if policy.code not in views:
             views[policy.code] = await get_policy(session, policy.code, now.date())
         view = views[policy.code]
-        if view is None:  # no longer in force: nothing to remind of (looked at again once it is)
+        if view is None or case_row.notified_at is None:  # no longer in force: nothing to remind of
             continue
         case_row.followup_at = now
         case_row.updated_at = now
@@ -165,7 +165,9 @@ async def send_followups(session: AsyncSession, cfg: PolicyConfig, *, now: datet
     """The one follow-up for cases notified at least ``cfg.followup_after`` ago and still only
     notified (not applied, enrolled or declined); idempotent (a case gets one follow-up per push, and
     the outbox key holds it to one however many workers run this). Returns how many were queued."""
-    sent, after, views = 0, 0, {}
+    sent = 0
+    views: dict[str, PolicyView | None] = {}
+    after: int | None = 0
     while after is not None:
         page, after = await _followup_page(session, cfg, now, after, limit, views)
         sent += page
@@ -175,7 +177,9 @@ async def send_followups(session: AsyncSession, cfg: PolicyConfig, *, now: datet
 async def followups_tick(sessions: async_sessionmaker[AsyncSession], cfg: PolicyConfig, now: datetime, *,
                          limit: int = 1000) -> int:
     """The scheduler's ``policies`` tick: ``send_followups``, committed every ``limit`` cases."""
-    sent, after, views = 0, 0, {}
+    sent = 0
+    views: dict[str, PolicyView | None] = {}
+    after: int | None = 0
     while after is not None:
         async with sessions() as session:
             page, after = await _followup_page(session, cfg, now, after, limit, views)
@@ -200,31 +204,33 @@ async def _case(session: AsyncSession, policy_id: int, resident_id: int) -> Poli
                                                          PolicyCase.resident_id == resident_id))
 
 
-async def resident_case(session: AsyncSession, actor: Actor, *, policy_id: int | None = None,
-                        case_id: int | None = None) -> tuple[Policy, PolicyCase | None]:
-    """The policy and the actor's own case, from a button's ids; ``CaseError`` when they are not theirs."""
-    if not actor.is_verified:
+async def _resident_case(session: AsyncSession, actor: Actor, *, policy_id: int | None = None,
+                         case_id: int | None = None) -> tuple[Policy, PolicyCase | None, Resident]:
+    """The policy, the actor's own case (if any) and resident, from a button's ids; ``CaseError``
+    when they are not theirs."""
+    resident = actor.verified_resident
+    if resident is None:
         raise CaseError(_("Only verified residents can keep track of applications. Send /start to verify."))
     if case_id is not None:
         case_row = await session.get(PolicyCase, case_id)
-        if case_row is None or case_row.resident_id != actor.resident.id:
+        if case_row is None or case_row.resident_id != resident.id:
             raise CaseError(_("This programme is no longer offered."))
-        return await _policy_row(session, case_row.policy_id), case_row
+        return await _policy_row(session, case_row.policy_id), case_row, resident
     policy = await _policy_row(session, policy_id or 0)
-    return policy, await _case(session, policy.id, actor.resident.id)
+    return policy, await _case(session, policy.id, resident.id), resident
 
 
 async def mark_applied(session: AsyncSession, actor: Actor, *, now: datetime, policy_id: int | None = None,
                        case_id: int | None = None) -> tuple[Policy, bool]:
     """The resident says they applied; staff see it in the report. Idempotent (False: already so);
     refused once enrolled."""
-    policy, case_row = await resident_case(session, actor, policy_id=policy_id, case_id=case_id)
+    policy, case_row, resident = await _resident_case(session, actor, policy_id=policy_id, case_id=case_id)
     if case_row is not None and case_row.status == CaseStatus.enrolled:
         raise CaseError(_("You are already enrolled in this programme."))
     if case_row is not None and case_row.status == CaseStatus.applied:
         return policy, False
     if case_row is None:
-        case_row = PolicyCase(policy_id=policy.id, resident_id=actor.resident.id, status=CaseStatus.applied)
+        case_row = PolicyCase(policy_id=policy.id, resident_id=resident.id, status=CaseStatus.applied)
         session.add(case_row)
     case_row.status = CaseStatus.applied
     case_row.applied_at = now
@@ -238,7 +244,9 @@ async def mark_not_interested(session: AsyncSession, actor: Actor, *, now: datet
                               case_id: int) -> tuple[Policy, bool]:
     """The resident does not want it: declined, and never pushed again. Idempotent; refused once
     applied or enrolled (staff record the outcome then)."""
-    policy, case_row = await resident_case(session, actor, case_id=case_id)
+    policy, case_row, _resident = await _resident_case(session, actor, case_id=case_id)
+    if case_row is None:  # found by its id or refused; never None here
+        raise CaseError(_("This programme is no longer offered."))
     if case_row.status in (CaseStatus.applied, CaseStatus.enrolled):
         raise CaseError(_("You have already applied; the committee records the outcome."))
     if case_row.status == CaseStatus.declined:
