@@ -1,8 +1,8 @@
-"""Telling people things outside their own update: rendered in their language, sent via the outbox."""
+"""Telling people things outside their own update: what to render (message name + data) goes into the
+outbox; the sender renders it in the recipient's language (``notifications.render``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,21 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.accounts import account_locale
-from services.i18n import use_locale
 from services.models import Account, Region, Staff, StaffRole
-from services.outbox import Priority, enqueue, make_payload, message_payload
-
-Render = Callable[[], tuple[str, Sequence[Sequence[dict[str, str]]] | None]]
-
-
-async def notify(session: AsyncSession, account: Account, key: str, render: Render, *, now: datetime,
-                 priority: int = Priority.reply, ref_type: str | None = None, ref_id: int | None = None) -> bool:
-    """Enqueue one message for ``account``, rendered in its language, in the caller's transaction."""
-    with use_locale(account_locale(account)):
-        text, buttons = render()
-    return await enqueue(session, key=key, chat_id=account.chat_id, account_id=account.id,
-                         payload=make_payload(text, buttons=buttons), priority=priority, now=now,
-                         ref_type=ref_type, ref_id=ref_id)
+from services.outbox import Priority, enqueue, message_payload
 
 
 async def tell(session: AsyncSession, account: Account, key: str, message: str, data: dict[str, Any], *,
