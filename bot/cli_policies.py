@@ -8,15 +8,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.cli import cli_session, print_rejected
-
-
-def _staff_actor(region):
-    from services.models import StaffRole
-    from services.scope import Actor, StaffGrant
-
-    # The command line acts with the authority of that region's administrator.
-    return Actor(staff=[StaffGrant(0, StaffRole.admin, region.id, region.path, region.code, region.name)])
+from bot.cli import cli_session, print_rejected, region_admin
 
 
 async def cmd_policies(args: argparse.Namespace) -> int:
@@ -67,7 +59,7 @@ async def cmd_policies(args: argparse.Namespace) -> int:
         if region is None:
             print(f"error: no region with code {args.committee!r}", file=sys.stderr)
             return 2
-        actor = _staff_actor(region)
+        actor = region_admin(region)
         try:
             if args.action == "match":
                 match = await pol.match_policy(session, actor, args.code, today=today, now=now,

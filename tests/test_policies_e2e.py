@@ -7,7 +7,6 @@ to whoever applied."""
 from __future__ import annotations
 
 import textwrap
-import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -17,7 +16,7 @@ from services import policies as pol
 from services.i18n import translate
 from services.models import Account, OutboxMessage, PolicyAnswer, PolicyCase, PolicyConsent
 from tests.harness import running_stack
-from tests.helpers import body, make_staff, texts
+from tests.helpers import PacedClock, body, make_staff, texts
 from tests.seed import household_codes, seed_registry
 
 CATALOGUE = """\
@@ -214,21 +213,8 @@ async def test_benefits_speak_chinese(stack, tmp_path):
     assert "助餐补贴" in out and "您 85 岁（80 或以上）" in out and "样例数据，非政策建议" in out
 
 
-class Clock:
-    """Wall-clock pace from a pinned start; ``advance`` jumps ahead (no sleeping in tests)."""
-
-    def __init__(self, start: datetime) -> None:
-        self._start, self._t0, self._offset = start, time.monotonic(), timedelta()
-
-    def __call__(self) -> datetime:
-        return self._start + self._offset + timedelta(seconds=time.monotonic() - self._t0)
-
-    def advance(self, delta: timedelta) -> None:
-        self._offset += delta
-
-
 async def test_the_policies_tick_follows_up_once_and_not_after_applied(tmp_path):
-    clock = Clock(datetime(2026, 11, 28, 1, 0, tzinfo=UTC))
+    clock = PacedClock(datetime(2026, 11, 28, 1, 0, tzinfo=UTC))
     async with running_stack(tmp_path, clock=clock) as stack:
         await _setup(stack, tmp_path)
         zhao = await _verified_zhao(stack)
