@@ -7,6 +7,7 @@ residents of their own area, as the registry stands now.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import Column, ColumnElement, and_, func, or_, select
@@ -14,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import visitors
 
 from services import audit
-from services.expressions import Expr, as_tree, compile_sql, parse
+from services.expressions import Expr, ExpressionError, as_tree, compile_sql, parse, tags_used
 from services.i18n import _
 from services.ids import is_db_id
 from services.models import SEGMENT_INDEX_COLUMNS, Region, Resident, ResidentStatus, Segment
 from services.scope import Actor, resident_scope, wide_scope
-from services.tags import NotInScope
+from services.tags import NotInScope, list_tags
 
 MAX_NAME = 100
 _INDEXED = frozenset(SEGMENT_INDEX_COLUMNS) | {"id"}
@@ -56,6 +57,37 @@ async def preview_segment(session: AsyncSession, actor: Actor, expression: str |
         select(Resident).where(segment_filter(actor, expression, today))
         .order_by(Resident.building, Resident.unit, Resident.room, Resident.name, Resident.id)
         .limit(limit).offset(offset)))
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCount:
+    """What an expression editor shows while staff type: the count, or where and why it fails.
+
+    ``position`` is the 1-based column (in characters, as :class:`ExpressionError` gives it) of the
+    mistake; ``error`` its translated sentence. ``unknown_tags``: codes of ``has_tag()`` that are no
+    tag of the actor's area (the expression is valid, they simply match nobody)."""
+
+    count: int | None
+    position: int | None = None
+    error: str | None = None
+    unknown_tags: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+async def live_count(session: AsyncSession, actor: Actor, expression: str, today: date) -> LiveCount:
+    """Parse and count ``expression`` as typed, in the actor's scope (exactly :func:`count_segment`);
+    a mistake is returned with its position instead of raised. Reads only."""
+    try:
+        tree = parse(expression)
+        count = await count_segment(session, actor, tree, today)
+    except ExpressionError as err:
+        return LiveCount(None, err.position, err.message)
+    codes = tags_used(tree)
+    known = {tag.code for tag in await list_tags(session, actor)} if codes else set()
+    return LiveCount(count, unknown_tags=tuple(sorted(codes - known)))
 
 
 def _visible_regions(actor: Actor):
