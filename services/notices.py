@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import String, and_, case, exists, func, or_, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +39,8 @@ from services.tags import list_tags
 
 REF = "notice"
 REMINDER_REF = "notice_reminder"
+MAX_TAGS = 5  # tags of one audience ("any of"), joined by commas in ``audience_ref``
+MAX_AUDIENCE_REF = 100  # Notice.audience_ref
 
 
 class NoticeError(ValueError):
@@ -62,11 +64,18 @@ class Audience:
 
 
 async def audience(session: AsyncSession, actor: Actor, kind: str, ref: str | None) -> Audience:
-    """Resolve an audience choice to the expression it stands for (scoped; unknown refs refused)."""
+    """Resolve an audience choice to the expression it stands for (scoped; unknown refs refused).
+
+    ``kind`` ``tag``: ``ref`` is a tag code of the actor's area, or up to ``MAX_TAGS`` of them joined
+    by commas (residents with any of them)."""
     if kind == "committee":
         return Audience(kind, None, None)
-    if kind == "tag" and ref and ref.replace("_", "").isalnum():
-        return Audience(kind, ref, f'has_tag("{ref}")')
+    if kind == "tag" and ref and len(ref) <= MAX_AUDIENCE_REF:
+        codes = ref.split(",")
+        known = {tag.code for tag in await list_tags(session, actor)}
+        if len(codes) <= MAX_TAGS and len(set(codes)) == len(codes) and all(c in known for c in codes):
+            # Codes match tags.CODE_RE (word characters and "-"): none can end the quotes or hold a comma.
+            return Audience(kind, ref, " or ".join(f'has_tag("{c}")' for c in codes))
     if kind == "segment" and (segment_id := parse_db_id(ref)) is not None:
         segment = await get_segment(session, actor, segment_id)
         if segment is not None:
@@ -286,6 +295,50 @@ async def report(session: AsyncSession, actor: Actor, notice_id: int) -> NoticeR
     return NoticeReport(notice, notice.recipients, counts[OutboxStatus.sent],
                         counts[OutboxStatus.pending] + counts[OutboxStatus.sending], counts[OutboxStatus.failed],
                         counts[OutboxStatus.unreachable], received)
+
+
+@dataclass(frozen=True, slots=True)
+class Unconfirmed:
+    """A recipient of a released notice who has not pressed Received, and where their message is:
+    ``delivery`` is the outbox status (``pending``, ``sending``, ``sent``, ``failed``,
+    ``unreachable``, ``cancelled``), or ``none`` when it has no outbox row."""
+
+    account_id: int
+    resident_id: int | None
+    name: str
+    building: str | None
+    unit: str | None
+    room: str | None
+    phone: str | None
+    delivery: str
+
+
+DELIVERY_ORDER = ("failed", "unreachable", "pending", "sending", "sent", "cancelled", "none")
+
+
+async def unconfirmed_recipients(session: AsyncSession, actor: Actor, notice_id: int, *, limit: int = 50,
+                                 offset: int = 0) -> list[Unconfirmed]:
+    """Who has not received a notice in the actor's scope (``NoticeError`` otherwise): its recipients
+    without "Received", those whose message did not arrive first (failed, blocked, waiting), then by
+    building, unit, room and name; stable pages by ``offset``. Reads only."""
+    notice = await get_notice(session, actor, notice_id)
+    delivery = (select(type_coerce(OutboxMessage.status, String))
+                .where(OutboxMessage.ref_type == REF, OutboxMessage.ref_id == notice.id,
+                       OutboxMessage.account_id == Account.id)
+                .correlate(Account).limit(1).scalar_subquery())
+    rank = case({status: i for i, status in enumerate(DELIVERY_ORDER)}, value=func.coalesce(delivery, "none"),
+                else_=len(DELIVERY_ORDER))
+    rows = await session.execute(
+        select(Account.id, Resident.id, func.coalesce(Resident.name, Account.first_name), Resident.building,
+               Resident.unit, Resident.room, Resident.phone, delivery)
+        .select_from(NoticeRecipient).join(Account, Account.id == NoticeRecipient.account_id)
+        .outerjoin(Resident, and_(Resident.id == Account.resident_id, resident_scope(actor)))
+        .where(NoticeRecipient.notice_id == notice.id, NoticeRecipient.received_at.is_(None))
+        .order_by(rank, Resident.building, Resident.unit, Resident.room, Resident.name, Account.id)
+        .limit(limit).offset(offset))
+    return [Unconfirmed(account_id, resident_id, name or "", building, unit, room, phone,
+                        status or "none")
+            for account_id, resident_id, name, building, unit, room, phone, status in rows.all()]
 
 
 async def mark_received(session: AsyncSession, actor: Actor, notice_id: int, now: datetime) -> bool:
