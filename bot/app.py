@@ -52,10 +52,15 @@ def build_bot(settings: Settings, token: str | None = None) -> Bot:
 
 
 def build_storage(settings: Settings) -> BaseStorage:
+    """Conversation state: in memory (one process), or in Redis shared by every worker. In Redis the
+    key carries the bot id (two bots on one Redis never read each other's state) and both the state
+    and its data expire FSM_TTL after the last step, so abandoned conversations do not pile up."""
     if settings.redis_url:
+        from aiogram.fsm.storage.base import DefaultKeyBuilder
         from aiogram.fsm.storage.redis import RedisStorage
 
-        return RedisStorage.from_url(settings.redis_url)
+        return RedisStorage.from_url(settings.redis_url, key_builder=DefaultKeyBuilder(with_bot_id=True),
+                                     state_ttl=settings.fsm_ttl, data_ttl=settings.fsm_ttl)
     return MemoryStorage()
 
 

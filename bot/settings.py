@@ -10,7 +10,7 @@ import stat
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, field_validator
@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     data_key: str | None = None  # encrypts phone numbers at rest; else DATA_DIR/data_key (see README)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line (bot.logs)
+    fsm_ttl: Duration = timedelta(days=1)  # with REDIS_URL: an abandoned conversation's state expires
 
     outbox_rate: float = Field(default=25.0, gt=0)
     outbox_per_chat_rate: float = Field(default=1.0, gt=0)

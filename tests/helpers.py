@@ -221,3 +221,30 @@ async def make_world(session) -> World:
     )
     await session.commit()
     return world
+
+
+# --- Redis (TEST_REDIS_URL; REQUIRE_REDIS=1 in CI) -------------------------------------------------
+
+
+async def fresh_redis():
+    """A client on TEST_REDIS_URL's database, emptied; skip without Redis (fail when REQUIRE_REDIS=1).
+    The caller closes it (``await client.aclose()``)."""
+    import pytest
+    from redis.asyncio import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    url = os.environ.get("TEST_REDIS_URL")
+    required = os.environ.get("REQUIRE_REDIS") == "1"
+    if not url:
+        if required:
+            pytest.fail("REQUIRE_REDIS=1 but TEST_REDIS_URL is not set")
+        pytest.skip("Redis not configured (set TEST_REDIS_URL)")
+    client = Redis.from_url(url)
+    try:
+        await client.flushdb()
+    except (OSError, RedisConnectionError) as exc:
+        await client.aclose()
+        if required:
+            pytest.fail(f"Redis required but unreachable: {exc}")
+        pytest.skip(f"Redis unreachable: {exc}")
+    return client

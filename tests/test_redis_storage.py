@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from aiogram.fsm.storage.base import StorageKey
+from aiogram.fsm.storage.base import DefaultKeyBuilder, StorageKey
 from aiogram.fsm.storage.redis import RedisStorage
 
 from tests.harness import running_stack
@@ -25,7 +25,7 @@ def redis_url() -> str:
 
 async def test_verification_state_is_kept_in_redis(tmp_path):
     url = redis_url()
-    probe = RedisStorage.from_url(url)
+    probe = RedisStorage.from_url(url, key_builder=DefaultKeyBuilder(with_bot_id=True))  # as build_storage
     try:
         await probe.redis.flushdb()
     except OSError as exc:
