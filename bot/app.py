@@ -24,11 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 import handlers
 from bot.checkin_jobs import checkin_config
 from bot.db import create_engine, session_factory
+from bot.metrics import Metrics
 from bot.middlewares import ActorMiddleware, DbSessionMiddleware
 from bot.settings import Settings
 from handlers.commands import commands_for
 from services.clock import Clock, system_clock
 from services.config import AppConfig, OutboxConfig
+from services.console_auth import ConsoleConfig
 from services.discussions import DiscussionConfig
 from services.i18n import LOCALES, use_locale
 from services.i18n import _ as gettext
@@ -91,6 +93,13 @@ def discussion_config(settings: Settings) -> DiscussionConfig:
                             reports_to_hide=settings.discussion_reports_to_hide)
 
 
+def console_config(settings: Settings) -> ConsoleConfig:
+    """Where staff reach the console (PUBLIC_URL, else this host's WEB_HOST:WEB_PORT) and how long a
+    session lasts without a request."""
+    public = settings.public_url or f"http://{settings.web_host}:{settings.web_port}"
+    return ConsoleConfig(public_url=public, session_idle=settings.console_session_idle)
+
+
 def build_dispatcher(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
@@ -104,7 +113,11 @@ def build_dispatcher(
                     config=app_config(settings), clock=clock,
                     checkin_config=checkin_config(settings),  # check-ins: one typed config per process
                     policy_config=policy_config(settings), poll_config=poll_config(settings),
-                    discussion_config=discussion_config(settings))
+                    discussion_config=discussion_config(settings),
+                    console_config=console_config(settings))
+    # First of ours, so that it times the session and the commit too (bot.metrics, /metrics).
+    dp["metrics"] = metrics = Metrics()
+    dp.update.outer_middleware(metrics.middleware())
     dp.update.outer_middleware(DbSessionMiddleware(sessions))
     dp.update.outer_middleware(ActorMiddleware(settings.default_locale, clock))
     dp.include_routers(*extra_routers, *handlers.routers())

@@ -17,6 +17,7 @@ from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _UNIT_SECONDS = {None: 1, "s": 1, "ms": 0.001, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
@@ -55,6 +56,10 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
     public_url: str | None = None
+    # Telegram echoes it in X-Telegram-Bot-Api-Secret-Token on every webhook request (bot.web).
+    webhook_secret: str | None = None
+    health_sender_lag: Duration = timedelta(minutes=5)  # /healthz: an alert, prompt or reply waiting longer
+    health_tick_age: Duration = timedelta(minutes=5)  # /healthz: no tick finished for longer (≥ 3 TICK_INTERVAL)
     secret_key: str | None = None
     data_key: str | None = None  # encrypts phone numbers at rest; else DATA_DIR/data_key (see README)
     log_level: str = "INFO"
@@ -76,6 +81,7 @@ class Settings(BaseSettings):
     poll_reminder_before: Duration = timedelta(hours=24)  # one reminder to units that have not voted
     discussion_digest_interval: Duration = timedelta(minutes=30)  # at most one digest per topic and subscriber
     discussion_reports_to_hide: int = Field(default=3, ge=1, le=100)  # distinct reports that hide a comment
+    console_session_idle: Duration = timedelta(hours=8)  # a console session ends after this long without a request
 
     _data_keys: object = PrivateAttr(default=None)
 
@@ -92,6 +98,13 @@ class Settings(BaseSettings):
         if value and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be an http(s) URL such as http://127.0.0.1:8081")
         return value.rstrip("/") if value else None
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_shape(cls, value: str | None) -> str | None:
+        if value and not WEBHOOK_SECRET_RE.fullmatch(value):
+            raise ValueError("must be 1-256 characters A-Z, a-z, 0-9, _ or - (Telegram's secret_token)")
+        return value or None
 
     @field_validator("timezone")
     @classmethod
@@ -164,6 +177,12 @@ class Settings(BaseSettings):
         if not self.data_key:
             self.data_key = self._key_file("data_key")
         return self.data_key
+
+    def ensure_webhook_secret(self) -> str:
+        """The webhook's secret token: from WEBHOOK_SECRET, else generated once into DATA_DIR/webhook_secret."""
+        if not self.webhook_secret:
+            self.webhook_secret = self._key_file("webhook_secret")
+        return self.webhook_secret
 
     def data_keys(self):
         """The :class:`services.identity.DataKeys` of this deployment (made once per settings)."""
