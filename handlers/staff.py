@@ -22,7 +22,6 @@ from services.config import AppConfig
 from services.i18n import _
 from services.identity import mask_phone
 from services.models import ResidentStatus
-from services.notify import tell
 from services.registry import confirm_resident, export_registry_xlsx
 from services.residents import committees_in_scope, find_household, find_residents, get_resident
 from services.scope import Actor
@@ -90,11 +89,8 @@ async def decide(query: CallbackQuery, callback_data: ReviewCb, actor: Actor, se
     if query.message:
         await query.message.edit_text(t("{request}\n— {decision}", request=request_line(req), decision=done),
                                       reply_markup=None)
-    if account is not None:
-        await tell(session, account, f"vreq:{req.id}:decision", "verification.decision", {"approved": approve},
-                   now=now)
-        if approve:  # their "/" list now shows what a verified resident may use
-            await publish_for_account(query.bot, session, account, default_locale=config.default_locale)
+    if account is not None and approve:  # their "/" list now shows what a verified resident may use
+        await publish_for_account(query.bot, session, account, default_locale=config.default_locale)
 
 
 async def invite(message: Message, command: CommandObject, actor: Actor, session: AsyncSession,

@@ -18,7 +18,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
@@ -39,6 +39,7 @@ from services.models import (
     VerificationAttempt,
     VerificationRequest,
 )
+from services.notify import tell
 from services.scope import Actor, committee_ids_in_scope
 
 MAX_FAILURES = 5
@@ -366,14 +367,24 @@ def _requests_in_scope(actor: Actor):
     return VerificationRequest.committee_id.in_(sub)
 
 
-async def pending_requests(session: AsyncSession, actor: Actor, limit: int = 20) -> list[VerificationRequest]:
-    """Pending requests of the staff member's region and below, oldest first."""
+async def pending_requests(session: AsyncSession, actor: Actor, limit: int = 20,
+                           offset: int = 0) -> list[VerificationRequest]:
+    """Pending requests of the staff member's region and below, oldest first (pages by ``offset``)."""
     cond = _requests_in_scope(actor)
     if cond is None:
         return []
     return list((await session.scalars(
         select(VerificationRequest).where(cond, VerificationRequest.status == RequestStatus.pending)
-        .order_by(VerificationRequest.created_at, VerificationRequest.id).limit(limit))).all())
+        .order_by(VerificationRequest.created_at, VerificationRequest.id).limit(limit).offset(offset))).all())
+
+
+async def count_pending_requests(session: AsyncSession, actor: Actor) -> int:
+    """How many requests wait in the staff member's region and below (0 for non-staff)."""
+    cond = _requests_in_scope(actor)
+    if cond is None:
+        return 0
+    return await session.scalar(select(func.count()).select_from(VerificationRequest).where(
+        cond, VerificationRequest.status == RequestStatus.pending)) or 0
 
 
 async def get_request(session: AsyncSession, actor: Actor, request_id: int) -> VerificationRequest:
@@ -387,8 +398,9 @@ async def get_request(session: AsyncSession, actor: Actor, request_id: int) -> V
 
 async def decide_request(session: AsyncSession, actor: Actor, request_id: int, *, approve: bool,
                          now: datetime) -> tuple[VerificationRequest, Account | None]:
-    """Approve or reject a request within scope; returns it and the account to tell. Idempotent refusal
-    of a request already decided."""
+    """Approve or reject a request within scope, and tell its account the decision (outbox, once per
+    request); returns the request and that account. A request already decided is refused
+    (``already_decided``) and nothing changes; one outside the scope is ``NotFoundInScope``."""
     req = await get_request(session, actor, request_id)
     if req.status != RequestStatus.pending:
         raise VerificationError("already_decided", status=req.status.value)
@@ -414,6 +426,9 @@ async def decide_request(session: AsyncSession, actor: Actor, request_id: int, *
                  target_type="verification_request", target_id=req.id, region_id=req.committee_id,
                  outcome=req.status.value)
     await session.flush()
+    if account is not None:
+        await tell(session, account, f"vreq:{req.id}:decision", "verification.decision", {"approved": approve},
+                   now=now)
     return req, account
 
 
