@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import text
 
 from bot.app import Runtime
-from bot.metrics import Metrics, gauge
+from bot.metrics import Metrics, gauge, metrics_of
 from services.operations import OutboxFigures, outbox_figures, unresolved_alerts
 from services.outbox import Priority
 
@@ -50,7 +50,7 @@ class Health:
 
     @property
     def metrics(self) -> Metrics:
-        return self.rt.dp["metrics"]
+        return metrics_of(self.rt.dp)
 
     async def close(self) -> None:
         if self._own_redis and self._redis is not None:

@@ -124,6 +124,17 @@ class Metrics:
         return text + generate_latest(snapshot)
 
 
+def metrics_of(dp: Any) -> Metrics:
+    """The dispatcher's metrics; a dispatcher not made by ``build_dispatcher`` gets its own on first use
+    (and a runtime without one counts into a throwaway set)."""
+    if dp is None:
+        return Metrics()
+    found = dp.get("metrics")
+    if found is None:
+        dp["metrics"] = found = Metrics()
+    return found
+
+
 def gauge(name: str, documentation: str, label: str, values: dict[str, float]) -> GaugeMetricFamily:
     """A gauge family with one sample per ``values`` item (label ``label``)."""
     family = GaugeMetricFamily(name, documentation, labels=[label])

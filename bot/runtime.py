@@ -2,6 +2,12 @@
 
 APScheduler only says *when* to look; every tick reads its work from the database and is
 idempotent, so every worker process may run every job (ARCHITECTURE.md "One clock").
+
+Interval ticks claim their work row by row. A job that must happen once per period (the nightly
+rule tags) claims the period itself in ``job_runs`` inside its own transaction (``services.jobs``):
+every worker fires it, one does the work. Every job also fires once when the scheduler starts, so a
+night missed while every worker was down is made up by the first one back (the record says whether
+that night is done); a run that is late because the loop was busy still runs (no misfire limit).
 """
 
 from __future__ import annotations
@@ -9,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import text
 
 from bot.app import Runtime, outbox_config
 from bot.checkin_jobs import checkin_tick, config_of, register_sender_listeners
-from notifications.sender import OutboxSender
+from bot.metrics import metrics_of
+from notifications.sender import OutboxSender, default_worker_id
 
 log = logging.getLogger("bot.runtime")
 Tick = Callable[[Runtime, datetime], Awaitable[object]]
@@ -29,7 +37,26 @@ def build_sender(rt: Runtime, **overrides) -> OutboxSender:
                           per_chat_rate=overrides.pop("per_chat_rate", cfg.per_chat_rate),
                           clock=overrides.pop("clock", rt.clock), **overrides)
     register_sender_listeners(sender, config_of(rt))
+    sender.counters = metrics_of(rt.dp).sender_counters(sender.counters)  # 429s and outcomes on /metrics
     return sender
+
+
+@dataclass(frozen=True)
+class Daily:
+    """A once-a-day job at a local wall-clock time; its period is the local date of the latest such
+    time at or before ``now`` (a run at 02:00 still belongs to yesterday's 03:10)."""
+
+    hour: int
+    minute: int = 0
+
+    def trigger(self) -> dict:
+        return {"trigger": "cron", "hour": self.hour, "minute": self.minute}
+
+    def period(self, now: datetime, tz: tzinfo) -> str:
+        return (now.astimezone(tz) - timedelta(hours=self.hour, minutes=self.minute)).date().isoformat()
+
+
+RULE_TAGS_AT = Daily(3, 10)
 
 
 def scheduled_ticks(rt: Runtime) -> list[tuple[str, Tick, dict]]:
@@ -38,7 +65,7 @@ def scheduled_ticks(rt: Runtime) -> list[tuple[str, Tick, dict]]:
     return [
         ("notices", notices_tick, {"trigger": "interval", "seconds": seconds}),
         ("checkins", checkin_tick, {"trigger": "interval", "seconds": seconds}),
-        ("rule_tags", rule_tags_tick, {"trigger": "cron", "hour": 3, "minute": 10}),
+        ("rule_tags", nightly_rule_tags, RULE_TAGS_AT.trigger()),
         ("outbox_redact", outbox_redact_tick, {"trigger": "interval", "seconds": 3600}),
         ("polls", polls_tick, {"trigger": "interval", "seconds": seconds}),
         ("discussions", discussions_tick, {"trigger": "interval", "seconds": seconds}),
@@ -85,23 +112,38 @@ async def outbox_redact_tick(rt: Runtime, now: datetime) -> int:
         return done
 
 
-async def rule_tags_tick(rt: Runtime, now: datetime) -> None:
-    """Nightly: ages change, so "aged 80+" and friends are recomputed for everyone."""
+async def nightly_rule_tags(rt: Runtime, now: datetime) -> bool:
+    """The scheduler's nightly rule tags: once per night across all workers (True if this one ran)."""
+    return await rule_tags_tick(rt, now, period=RULE_TAGS_AT.period(now, rt.settings.tz))
+
+
+async def rule_tags_tick(rt: Runtime, now: datetime, *, period: str | None = None) -> bool:
+    """Nightly: ages change, so "aged 80+" and friends are recomputed for everyone. With ``period``,
+    only if no worker has done that period yet (claimed in the same transaction as the work)."""
+    from services import jobs
     from services.tags import recompute_rule_tags
 
     async with rt.sessions() as session:
+        if period is not None and not await jobs.claim_run(session, "rule_tags", period,
+                                                           worker=default_worker_id(), now=now):
+            await session.rollback()
+            return False
         await recompute_rule_tags(session, now)
+        if period is not None:
+            await jobs.finish_run(session, "rule_tags", period, now=rt.clock())
         await session.commit()
         if session.bind.dialect.name == "sqlite":
             # Planner statistics that follow the registry (PostgreSQL's autovacuum keeps its own): the
             # segment plans measured in bench segments assume them.
             await session.execute(text("ANALYZE"))
             await session.commit()
+    return True
 
 
 async def _run_tick(rt: Runtime, name: str, tick: Tick) -> None:
     try:
-        await tick(rt, rt.clock())
+        with metrics_of(rt.dp).tick(name):  # duration, failures, last run (/metrics, /healthz)
+            await tick(rt, rt.clock())
     except Exception:
         log.exception("tick %s failed; the next one carries on", name)
 
@@ -109,10 +151,12 @@ async def _run_tick(rt: Runtime, name: str, tick: Tick) -> None:
 async def scheduler_job(rt: Runtime, stop: asyncio.Event) -> None:
     scheduler = AsyncIOScheduler(timezone=rt.settings.timezone)
     for name, tick, trigger in scheduled_ticks(rt):
-        first = {"next_run_time": datetime.now(UTC)} if trigger["trigger"] == "interval" else {}
+        # Every job also runs at start: interval ticks catch up at once, and a once-per-period job
+        # makes up a period missed while no worker ran (its record says whether it is done).
         scheduler.add_job(_run_tick, args=(rt, name, tick), id=name, name=name, max_instances=1, coalesce=True,
-                          misfire_grace_time=None, **first, **trigger)
+                          misfire_grace_time=None, next_run_time=datetime.now(UTC), **trigger)
     scheduler.start()
+    metrics_of(rt.dp).scheduler_started()
     try:
         await stop.wait()
     finally:
