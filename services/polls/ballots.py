@@ -187,6 +187,17 @@ async def get_poll(session: AsyncSession, poll_id: object) -> Poll | None:
     return await session.get(Poll, poll_id)
 
 
+async def staff_poll(session: AsyncSession, actor: Actor, poll_id: object) -> Poll:
+    """A poll of a committee the staff member covers; ``no_poll`` for anything else (missing, forged,
+    another committee's), so a foreign id learns nothing."""
+    poll = await get_poll(session, poll_id) if actor.staff else None
+    if poll is not None:
+        region = await session.get(Region, poll.committee_id)
+        if region is not None and actor.covers_path(region.path):
+            return poll
+    raise PollError("no_poll")
+
+
 def poll_phase(poll: Poll, now: datetime) -> str:
     """``scheduled``, ``open`` or ``closed`` at ``now`` (a poll past its deadline is closed even
     before the tick has counted it)."""
@@ -343,14 +354,45 @@ async def my_open_polls(session: AsyncSession, actor: Actor, *, now: datetime, c
     return out
 
 
-async def committee_polls(session: AsyncSession, actor: Actor, *, limit: int = 20) -> list[Poll]:
-    """Staff: the latest polls of the committees in their scope."""
+async def committee_polls(session: AsyncSession, actor: Actor, *, limit: int = 20, offset: int = 0) -> list[Poll]:
+    """Staff: the latest polls of the committees in their scope (pages by ``offset``)."""
     if not actor.staff:
         return []
     from services.scope import committee_ids_in_scope
 
     return list(await session.scalars(select(Poll).where(Poll.committee_id.in_(committee_ids_in_scope(actor)))
-                                      .order_by(Poll.id.desc()).limit(limit)))
+                                      .order_by(Poll.id.desc()).limit(limit).offset(offset)))
+
+
+@dataclass(frozen=True, slots=True)
+class BallotRow:
+    """One open ballot as staff see it: the unit, who cast it and what it chose (option indexes)."""
+
+    unit_key: str
+    resident_id: int | None
+    name: str | None
+    building: str | None
+    unit: str | None
+    room: str | None
+    choices: tuple[int, ...]
+    area: Decimal | None
+    updated_at: datetime
+
+
+async def poll_ballots(session: AsyncSession, actor: Actor, poll_id: object, *, limit: int = 10_000) -> list[BallotRow]:
+    """Staff covering the poll: its open ballots by building, unit, room and name. A secret ballot has
+    none to show (``secret``: only *that* a unit voted is kept); ``no_poll`` outside the scope."""
+    poll = await staff_poll(session, actor, poll_id)
+    if poll.secret:
+        raise PollError("secret")
+    rows = await session.execute(
+        select(PollVote.unit_key, Resident.id, Resident.name, Resident.building, Resident.unit, Resident.room,
+               PollVote.choices, PollVote.area, PollVote.updated_at)
+        .outerjoin(Resident, Resident.id == PollVote.resident_id).where(PollVote.poll_id == poll.id)
+        .order_by(Resident.building, Resident.unit, Resident.room, Resident.name, PollVote.id).limit(limit))
+    return [BallotRow(key, rid, name, building, unit, room, tuple(c for c in choices if isinstance(c, int)), area,
+                      updated)
+            for key, rid, name, building, unit, room, choices, area, updated in rows.all()]
 
 
 def as_fraction(value: Decimal | None) -> Fraction:

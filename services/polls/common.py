@@ -12,9 +12,9 @@ class PollError(Exception):
 
     Reasons of a vote: ``no_poll``, ``not_verified``, ``not_eligible`` (``eligible`` = the expression),
     ``not_owner``, ``no_household``, ``not_open``, ``closed``, ``bad_option``, ``household_voted``,
-    ``final``, ``too_many`` (``limit``). Of a new poll: ``bad_question``, ``bad_options``,
-    ``bad_option_text``, ``bad_multiple``, ``bad_rule``, ``bad_fraction``, ``bad_expression``
-    (``error``), ``bad_times``, ``bad_combination`` (``what``), ``not_committee``, ``not_staff``.
+    ``final``, ``too_many`` (``limit``); of a ballot list: ``secret``. Of a new poll: ``bad_question``,
+    ``bad_options``, ``bad_option_text``, ``bad_multiple``, ``bad_rule``, ``bad_fraction``,
+    ``bad_expression`` (``error``), ``bad_times``, ``bad_combination`` (``what``), ``not_committee``, ``not_staff``.
     """
 
     def __init__(self, reason: str, **info: Any) -> None:
