@@ -163,20 +163,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The parsed command line, with the settings it runs under (``args.settings``; not for
+    ``i18n``). A bad setting stops here (SystemExit 2, one line on stderr), before anything else."""
     args = build_parser().parse_args(argv)
-    from bot.logs import configure_logging
-
     if args.command != "i18n":
         args.settings = _settings()  # first, so that a bad value is the only thing printed
-        from services.i18n import set_locale
+    return args
 
-        set_locale(args.settings.default_locale)
-    configure_logging(args.verbose)
+
+async def execute(args: argparse.Namespace) -> int:
+    """Run a parsed command in the running event loop, in the deployment's default language; its
+    exit code."""
     if args.command == "regions" and args.action == "import" and not args.file:
         print("regions import: FILE is required", file=sys.stderr)
         return 2
+    if args.command == "i18n":
+        return await args.func(args) or 0
+    from services.i18n import use_locale
+
+    with use_locale(args.settings.default_locale):
+        return await args.func(args) or 0
+
+
+async def run_async(argv: list[str] | None = None) -> int:
+    """The command line inside a running event loop (callable again and again in one process, as
+    the tests do); ``main`` is this plus the process's logging and event loop. Errors of the
+    command line itself raise SystemExit as argparse does."""
+    return await execute(parse(argv))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``communitybot`` console script: logging, one event loop, the exit code."""
+    args = parse(argv)
+    from bot.logs import configure_logging
+
+    configure_logging(args.verbose)
     try:
-        return asyncio.run(args.func(args)) or 0
+        return asyncio.run(execute(args))
     except KeyboardInterrupt:
         return 130

@@ -3,13 +3,14 @@
 - end to end: reading what the bot sent (``texts``), joining (``consent``, ``verify``), staff
   (``make_staff``), and proving that a hostile value arrived as text (``assert_shown_as_text``);
 - services: a small world of regions, residents and staff actors (``make_world``);
-- the command line: ``cli(*args)`` runs ``python -m bot`` from the checkout (``ROOT``).
+- the command line: ``await cli(*args)`` runs ``communitybot ARGS`` in this process and event loop.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -31,11 +32,42 @@ HOSTILE = '<a href="tg://user?id=1">Call 110</a>'
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """``python -m bot ARGS`` in a subprocess (as a user would run ``communitybot``)."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=full_env,
-                          cwd=cwd or ROOT, timeout=120)
+@dataclass
+class CliResult:
+    """What a command line run left: its exit code and what it printed (as a process would)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def cli(*args: str, env: dict[str, str] | None = None) -> CliResult:
+    """``communitybot ARGS`` in this process and event loop (``bot.cli.run_async``, what the console
+    script runs after setting up logging), with ``env`` set while it runs; SystemExit becomes the
+    exit code the interpreter would give. The console script itself: tests/test_cli.py."""
+    from bot.cli import run_async
+
+    saved = {name: os.environ.get(name) for name in env or {}}
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code: int = await run_async(list(args))
+            except SystemExit as exc:  # what the interpreter makes of it (argparse, --help, a bad setting)
+                if exc.code is None or isinstance(exc.code, int):
+                    code = exc.code or 0
+                else:
+                    print(exc.code, file=sys.stderr)
+                    code = 1
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return CliResult(code, out.getvalue(), err.getvalue())
+
 
 # --- end to end ---------------------------------------------------------------------------------
 

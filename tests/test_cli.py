@@ -1,5 +1,6 @@
-"""The command line as a newcomer uses it: --help, bad settings, db upgrade, registry import, and the
-README's demo command brought up for real and chatted with through its sandbox."""
+"""The command line as a newcomer uses it: --help, bad settings, db upgrade, registry import (in this
+process, through bot.cli.run_async), and the README's demo command, the installed console script,
+brought up for real as its own process and chatted with through its sandbox."""
 
 from __future__ import annotations
 
@@ -19,59 +20,59 @@ from tests.helpers import ROOT, cli
 from tests.seed import DXYC_CSV
 
 
-def test_help_of_every_command():
-    out = cli("--help")
+async def test_help_of_every_command():
+    out = await cli("--help")
     assert out.returncode == 0
     for command in ("run", "demo", "db", "regions", "registry", "invites", "staff", "i18n", "tags", "checkins",
                     "policies", "polls"):
         assert command in out.stdout
-        sub = cli(command, "--help")
+        sub = await cli(command, "--help")
         assert sub.returncode == 0, sub.stderr
         assert "usage: communitybot " + command in sub.stdout
 
 
-def test_bad_setting_stops_with_one_line_naming_it(tmp_path):
-    out = cli("db", "current", env={"TIMEZONE": "Mars/Olympus", "DATA_DIR": str(tmp_path)})
+async def test_bad_setting_stops_with_one_line_naming_it(tmp_path):
+    out = await cli("db", "current", env={"TIMEZONE": "Mars/Olympus", "DATA_DIR": str(tmp_path)})
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("configuration error: TIMEZONE:")
-    out = cli("db", "current", env={"DATABASE_URL": "mysql://x", "DATA_DIR": str(tmp_path)})
+    out = await cli("db", "current", env={"DATABASE_URL": "mysql://x", "DATA_DIR": str(tmp_path)})
     assert out.returncode == 2 and "DATABASE_URL" in out.stderr
-    out = cli("run", env={"BOT_TOKEN": "", "DATA_DIR": str(tmp_path), "TELEGRAM_API_BASE": ""})
+    out = await cli("run", env={"BOT_TOKEN": "", "DATA_DIR": str(tmp_path), "TELEGRAM_API_BASE": ""})
     assert out.returncode != 0 and "BOT_TOKEN" in out.stderr
 
 
-def test_db_upgrade_regions_and_registry_import(tmp_path):
+async def test_db_upgrade_regions_and_registry_import(tmp_path):
     env = {"DATA_DIR": str(tmp_path), "DATABASE_URL": "", "SECRET_KEY": "cli-test-key"}
-    out = cli("db", "upgrade", env=env)
+    out = await cli("db", "upgrade", env=env)
     assert out.returncode == 0, out.stderr
     assert "database at revision" in out.stdout
-    assert cli("regions", "demo", env=env).returncode == 0
+    assert (await cli("regions", "demo", env=env)).returncode == 0
     regions = tmp_path / "regions.csv"
     regions.write_text("code,name,level,parent_code\n310105,长宁区,district,310000\nX,坏,planet,310000\n",
                        encoding="utf-8")
-    out = cli("regions", "import", str(regions), env={**env, "DEFAULT_LOCALE": "en"})
+    out = await cli("regions", "import", str(regions), env={**env, "DEFAULT_LOCALE": "en"})
     assert out.returncode == 0 and "regions: 1 created, 0 updated, 1 rejected" in out.stdout
     assert "unknown level 'planet'" in out.stdout
     csv = tmp_path / "registry.csv"
     csv.write_text("\ufeff" + DXYC_CSV + "没有身份证,13800000000,123,丁香苑,1,1,1,X,否\n", encoding="utf-8")
-    out = cli("registry", "import", "--committee", "DXYC", str(csv), env={**env, "DEFAULT_LOCALE": "en"})
+    out = await cli("registry", "import", "--committee", "DXYC", str(csv), env={**env, "DEFAULT_LOCALE": "en"})
     assert out.returncode == 0, out.stderr
     assert "imported 5" in out.stdout and "rejected 1" in out.stdout and "line 7" in out.stdout
-    out = cli("registry", "import", "--committee", "NOPE", str(csv), env=env)
+    out = await cli("registry", "import", "--committee", "NOPE", str(csv), env=env)
     assert out.returncode == 2 and "no committee" in out.stderr
-    out = cli("invites", "create", "--committee", "DXYC", "--household", "DX-3-2-201", "--count", "2", env=env)
+    out = await cli("invites", "create", "--committee", "DXYC", "--household", "DX-3-2-201", "--count", "2", env=env)
     assert out.returncode == 0 and out.stdout.count("start=inv_") == 2
-    out = cli("staff", "invite", "--region", "DXYC", "--role", "committee", env=env)
+    out = await cli("staff", "invite", "--region", "DXYC", "--role", "committee", env=env)
     assert out.returncode == 0 and "start=staff_" in out.stdout
     tags_csv = tmp_path / "tags.csv"
     tags_csv.write_text("name,room,tag\n王秀英,3-2-201,volunteer\n李建国,3-2-201,party_member\n"
                         "无此人,9-9-999,volunteer\n王秀英,3-2-201,no_such_tag\n", encoding="utf-8")
-    out = cli("tags", "bulk", "--region", "DXYC", str(tags_csv), env={**env, "DEFAULT_LOCALE": "en"})
+    out = await cli("tags", "bulk", "--region", "DXYC", str(tags_csv), env={**env, "DEFAULT_LOCALE": "en"})
     assert out.returncode == 0, out.stderr
     assert "tagged 2, already tagged 0, rejected 2" in out.stdout
     assert "line 4: No such resident in your area." in out.stdout and "line 5:" in out.stdout
-    out = cli("tags", "recompute", env=env)
+    out = await cli("tags", "recompute", env=env)
     assert out.returncode == 0 and "aged_70" in out.stdout
 
 
@@ -95,8 +96,12 @@ def test_catalogues_are_complete_and_compile(tmp_path, monkeypatch):
 
 
 async def test_demo_command_serves_the_web_chat_and_the_bot(tmp_path):
+    """The README's command as typed: the installed console script (the one CLI test in a process of
+    its own: script, logging, event loop, SIGINT), then a chat through the demo's sandbox."""
+    script = Path(sys.executable).with_name("communitybot")
+    assert script.exists(), f"{script}: the console script that `pip install -e .` installs"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "demo", "--port", "0", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        str(script), "demo", "--port", "0", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT, env={**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": ""})
     try:
         url = None

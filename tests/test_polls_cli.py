@@ -14,31 +14,31 @@ KEYS = {"id", "status", "unit", "rule", "eligible_units", "voted_units", "eligib
         "quorum_met", "passed"}
 
 
-def test_polls_create_results_close(tmp_path):
+async def test_polls_create_results_close(tmp_path):
     env = {"DATA_DIR": str(tmp_path), "DATABASE_URL": "", "SECRET_KEY": "cli-test-key", "DEFAULT_LOCALE": "en"}
-    assert cli("regions", "demo", env=env).returncode == 0
+    assert (await cli("regions", "demo", env=env)).returncode == 0
     registry = tmp_path / "dxyc.csv"
     registry.write_text(DXYC_CSV, encoding="utf-8")
-    assert cli("registry", "import", "--committee", "DXYC", str(registry), env=env).returncode == 0
-    out = cli("polls", "create", "--committee", "DXYC", "--question", "Paint the gate green?", "--option", "Yes",
-              "--option", "No", "--unit", "household", "--eligible", 'building == "3"', "--quorum", "1/2",
-              "--closes", CLOSES, env=env)
+    assert (await cli("registry", "import", "--committee", "DXYC", str(registry), env=env)).returncode == 0
+    out = await cli("polls", "create", "--committee", "DXYC", "--question", "Paint the gate green?", "--option", "Yes",
+                    "--option", "No", "--unit", "household", "--eligible", 'building == "3"', "--quorum", "1/2",
+                    "--closes", CLOSES, env=env)
     assert out.returncode == 0, out.stderr
     poll_id = int(out.stdout.strip())
-    out = cli("polls", "results", str(poll_id), "--json", env=env)
+    out = await cli("polls", "results", str(poll_id), "--json", env=env)
     data = json.loads(out.stdout)
     assert set(data) >= KEYS
     # Building 3 of DXYC: one household (DX-3-2-201, two residents).
     assert (data["id"], data["status"], data["unit"], data["eligible_units"], data["voted_units"]) == \
         (poll_id, "open", "household", 1, 0)
     assert [o["text"] for o in data["options"]] == ["Yes", "No"] and data["quorum_met"] is False
-    bad = cli("polls", "create", "--committee", "DXYC", "--question", "Lift?", "--option", "Yes", "--option", "No",
-              "--rule", "civil-code-major", "--closes", CLOSES, env=env)
+    bad = await cli("polls", "create", "--committee", "DXYC", "--question", "Lift?", "--option", "Yes", "--option",
+                    "No", "--rule", "civil-code-major", "--closes", CLOSES, env=env)
     assert bad.returncode == 2 and "owner unit" in bad.stderr
-    bad = cli("polls", "create", "--committee", "DXYC", "--question", "Lift?", "--option", "Yes", "--option", "No",
-              "--closes", "tomorrow", env=env)
+    bad = await cli("polls", "create", "--committee", "DXYC", "--question", "Lift?", "--option", "Yes", "--option",
+                    "No", "--closes", "tomorrow", env=env)
     assert bad.returncode == 2 and "YYYY-MM-DD HH:MM" in bad.stderr
-    assert cli("polls", "close", str(poll_id), env=env).returncode == 0
-    assert json.loads(cli("polls", "results", str(poll_id), "--json", env=env).stdout)["status"] == "closed"
-    again = cli("polls", "close", str(poll_id), env=env)
+    assert (await cli("polls", "close", str(poll_id), env=env)).returncode == 0
+    assert json.loads((await cli("polls", "results", str(poll_id), "--json", env=env)).stdout)["status"] == "closed"
+    again = await cli("polls", "close", str(poll_id), env=env)
     assert again.returncode == 2 and "closed" in again.stderr
