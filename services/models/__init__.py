@@ -43,6 +43,7 @@ from services.models.discussions import (  # noqa: F401
     TopicStatus,
     TopicSubscription,
 )
+from services.models.jobs import JobRun  # noqa: F401
 from services.models.notices import Notice, NoticeRecipient, NoticeStatus  # noqa: F401
 from services.models.outbox import FINAL_STATUSES, OutboxMessage, OutboxStatus  # noqa: F401
 from services.models.policies import (  # noqa: F401
