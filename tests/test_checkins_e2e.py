@@ -1,6 +1,6 @@
 """Daily check-ins end to end: the real dispatcher over the sandbox, the real outbox sender, and the
 production tick (``bot.checkin_jobs.checkin_tick``) driven by moving the bot's one clock; and a real
-bot process (the production scheduler) killed with SIGKILL and restarted.
+worker process (the production scheduler, on the test's clock) killed with SIGKILL and replaced.
 
 The clock of the bot under test starts at a pinned instant (09:59 in Shanghai on a Saturday) and
 runs at the wall clock's pace; tests jump it forward instead of sleeping, and no test depends on
@@ -10,7 +10,6 @@ the time of day it runs at.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -40,6 +39,7 @@ from services.models import (
     StaffRole,
 )
 from services.regions import get_region
+from tests.checkin_worker import worker_settings, working
 from tests.harness import running_stack
 from tests.helpers import PacedClock
 from tests.seed import seed_registry
@@ -626,73 +626,66 @@ async def wait_sent(sessions, key_suffix: str, timeout: float = 5.0) -> None:  #
         await asyncio.sleep(0.05)
 
 
-async def _spawn(args: list[str], env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    """Start a worker (imported, waiting for "go" on stdin); its log goes to ``log``."""
+async def _spawn(args: list[str], log: Path) -> asyncio.subprocess.Process:
+    """Start a worker process (imported, waiting for the time on stdin); its log goes to ``log``."""
     with log.open("ab") as err:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(WORKER), *args, "--wait-for-go", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=err, env=env)
+            sys.executable, str(WORKER), *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=err, env={**os.environ, "PYTHONPATH": str(ROOT)})
     line = await asyncio.wait_for(proc.stdout.readline(), 60)
     assert line.strip() == b"ready"
     return proc
 
 
-async def _go(proc: asyncio.subprocess.Process) -> None:
-    proc.stdin.write(b"go\n")
+async def _tell_time(proc: asyncio.subprocess.Process, now: datetime) -> None:
+    """The worker's clock reads ``now`` (the first time: and it starts its background work)."""
+    proc.stdin.write(now.isoformat().encode() + b"\n")
     await proc.stdin.drain()
 
 
-async def test_restart_after_sigkill_loses_no_round_and_alerts_on_time(stack, tmp_path):
-    """Real processes on the wall clock: what is checked is order and effects (one prompt, one
-    reminder, one alert, the alert not before it was due and after the restart), not lateness."""
-    await seed_registry(stack.sessions)
-    w = World(stack)
-    elder = await w.user("桂兰", resident="赵桂兰")
-    duty = await w.user("Zhang", staff=("DXYC", StaffRole.committee), on_duty=True)
-    escalate = timedelta(seconds=10)
+async def test_restart_after_sigkill_loses_no_round_and_alerts_on_time(world, tmp_path):
+    """A real worker process on the production scheduler prompts and reminds, and is killed with
+    SIGKILL; a replacement (the same production path, started afresh in this process) raises the
+    one alert once it is due. Every clock is the test's, moved, not waited for; nothing is lost,
+    nothing doubled, and it all comes in order."""
+    w = world
+    cfg = w.cfg  # the settings' defaults, which the workers run with too
     async with w.sessions() as s:
         zhao = await s.scalar(select(Resident).where(Resident.name == "赵桂兰"))
-        plan = CheckinPlan(resident_id=zhao.id, committee_id=zhao.committee_id, minute_of_day=0,
-                           starts_on=date(2000, 1, 1), active=True, created_at=w.now(), updated_at=w.now())
-        s.add(plan)  # due at once, whatever the time of day (minute 0 has always passed)
+        s.add(CheckinPlan(resident_id=zhao.id, committee_id=zhao.committee_id, minute_of_day=10 * 60,
+                          starts_on=TODAY, active=True, created_at=w.now(), updated_at=w.now()))
         await s.commit()
-    args = ["--db", stack.settings.db_url, "--api", stack.base_url, "--data-dir", str(tmp_path),
-            "--tick", "1s", "--reminder", "3s", "--escalate", f"{escalate.total_seconds():.0f}s"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    # Both imported up front (that takes seconds); the second starts only after the first is killed.
-    first, second = await asyncio.gather(_spawn(args, env, tmp_path / "worker-1.log"),
-                                         _spawn(args, env, tmp_path / "worker-2.log"))
+    settings = worker_settings(w.stack.settings.db_url, w.stack.base_url, tmp_path, tick="0.5s")
+    first = await _spawn(["--db", settings.database_url, "--api", w.stack.base_url, "--data-dir", str(tmp_path),
+                          "--tick", "0.5s"], tmp_path / "worker.log")
     try:
-        await _go(first)
-        await elder.wait_for_message(has("How are you today?"), timeout=15)
-        await elder.wait_for_message(has("Reminder"), timeout=15)
+        await _tell_time(first, w.clock.advance(timedelta(minutes=1)))  # 10:00 in Shanghai: the round is due
+        await w.elder.wait_for_message(has("How are you today?"), timeout=15)
+        await _tell_time(first, w.clock.advance(cfg.reminder_after))
+        await w.elder.wait_for_message(has("Reminder"), timeout=15)
         # Kill once the reminder is recorded as sent: killing between Telegram's "ok" and that mark
         # would re-send it (the outbox's documented in-flight window), which is not what this tests.
         await wait_sent(w.sessions, ":remind")
         first.send_signal(signal.SIGKILL)
         await first.wait()
-        killed_at = datetime.now(UTC)
-        rnd = await w.round()
-        assert rnd.status == RoundStatus.reminded and await w.alert() is None
-        await _go(second)
-        await duty.wait_for_message(has("has not answered"), timeout=30)
-        alert = await w.alert()
-        assert alert.round_id == rnd.id and alert.opened_at >= rnd.opened_at + escalate
-        assert alert.opened_at >= killed_at  # raised by the second process
-        # nothing lost, nothing doubled, in order
-        texts = [text_of(m) for m in await elder.bot_messages()]
-        asked = [i for i, t in enumerate(texts) if "How are you today?" in t]
-        reminded = [i for i, t in enumerate(texts) if "Reminder" in t]
-        assert len(asked) == 1 and len(reminded) == 1 and asked[0] < reminded[0]
-        assert sum("has not answered" in text_of(m) for m in await duty.bot_messages()) == 1
-        assert await w.count(CheckinRound) == 1
     finally:
-        for proc in (first, second):
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-        for proc in (first, second):
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+    killed_at = w.now()
+    rnd = await w.round()
+    assert rnd.status == RoundStatus.reminded and await w.alert() is None
+    assert killed_at < rnd.opened_at + cfg.escalate_after  # not due while the first one lived
+    w.clock.advance(cfg.escalate_after - cfg.reminder_after)
+    async with working(settings, w.clock):
+        await w.duty.wait_for_message(has("has not answered"), timeout=30)
+    alert = await w.alert()
+    assert alert.round_id == rnd.id and alert.opened_at >= rnd.opened_at + cfg.escalate_after
+    assert alert.opened_at > killed_at
+    # nothing lost, nothing doubled, in order
+    texts = [text_of(m) for m in await w.elder.bot_messages()]
+    asked = [i for i, t in enumerate(texts) if "How are you today?" in t]
+    reminded = [i for i, t in enumerate(texts) if "Reminder" in t]
+    assert len(asked) == 1 and len(reminded) == 1 and asked[0] < reminded[0]
+    assert sum("has not answered" in text_of(m) for m in await w.duty.bot_messages()) == 1
+    assert await w.count(CheckinRound) == 1
