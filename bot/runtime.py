@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -31,10 +32,21 @@ Tick = Callable[[Runtime, datetime], Awaitable[object]]
 
 
 def build_sender(rt: Runtime, **overrides) -> OutboxSender:
-    """The process's sender, with every feature's delivery listeners registered."""
+    """The process's sender, with every feature's delivery listeners registered. With REDIS_URL every
+    worker's sender books its sends on one schedule in Redis (OUTBOX_RATE overall, whatever the
+    number of workers); without it each process takes OUTBOX_RATE / OUTBOX_SENDERS."""
     cfg = outbox_config(rt.settings)
-    sender = OutboxSender(rt.bot, rt.sessions, rate=overrides.pop("rate", cfg.rate_per_sender),
-                          per_chat_rate=overrides.pop("per_chat_rate", cfg.per_chat_rate),
+    rate = overrides.pop("rate", None)
+    per_chat_rate = overrides.pop("per_chat_rate", cfg.per_chat_rate)
+    if rt.settings.redis_url and "shared_rate" not in overrides:
+        from notifications.ratelimit import RedisRate
+
+        rate = rate or cfg.rate
+        overrides["shared_rate"] = RedisRate.from_url(rt.settings.redis_url, bot_id=rt.bot.id, rate=rate,
+                                                      per_chat_rate=per_chat_rate)
+        # Each worker claims about its share of a quarter second, so priorities are re-read as often.
+        overrides.setdefault("batch", max(1, math.ceil(rate / cfg.senders / 4)))
+    sender = OutboxSender(rt.bot, rt.sessions, rate=rate or cfg.rate_per_sender, per_chat_rate=per_chat_rate,
                           clock=overrides.pop("clock", rt.clock), **overrides)
     register_sender_listeners(sender, config_of(rt))
     sender.counters = metrics_of(rt.dp).sender_counters(sender.counters)  # 429s and outcomes on /metrics

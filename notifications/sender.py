@@ -16,8 +16,15 @@ re-sent without duplicates.
 
 Limits
 ------
-The token bucket and the per-chat spacing are per process: with N sender processes on one bot
-token, give each ``rate / N``. Chats are also spaced across processes as far as the database
+With ``shared_rate`` (a :class:`notifications.ratelimit.RedisRate`, when REDIS_URL is set) every
+sender of the bot token books its slots on one schedule in Redis: together they send at ``rate``
+overall and ``per_chat_rate`` per chat, however many workers run. A slot is kept only if the sender
+wakes within one slot interval of it (otherwise it books again), so the sends follow the booked
+spacing even when the event loop was busy; a chat that another worker just wrote to goes back to the
+outbox until the chat is free. A 429 pauses every worker (``RedisRate.pause``).
+
+Without it the token bucket and the per-chat spacing are per process: with N sender processes on
+one bot token, give each ``rate / N``. Chats are also spaced across processes as far as the database
 shows it (a claim takes at most one row per chat), but two processes may each send to one chat
 within the same second.
 """
@@ -33,6 +40,7 @@ import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from aiogram import Bot
@@ -46,6 +54,7 @@ from aiogram.exceptions import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from notifications.ratelimit import RedisRate
 from notifications.render import resolve_payload, send_payload
 from services import outbox
 from services.clock import Clock, system_clock
@@ -82,6 +91,7 @@ class OutboxSender:
         poll_interval: float = 0.25,
         reclaim_every: float = 5.0,
         clock: Clock = system_clock,
+        shared_rate: RedisRate | None = None,
     ) -> None:
         if rate <= 0 or per_chat_rate <= 0:
             raise ValueError("rates must be positive")
@@ -90,6 +100,8 @@ class OutboxSender:
         self.session_factory = session_factory
         self.rate = rate
         self.per_chat_rate = per_chat_rate
+        # The bot's schedule shared with the other workers (the sender closes it when it stops).
+        self.shared_rate = shared_rate
         self.worker_id = worker_id or default_worker_id()
         self.batch = batch or max(1, math.ceil(rate / 4))
         self.lease = lease
@@ -152,8 +164,10 @@ class OutboxSender:
 
     async def run(self, stop_event: asyncio.Event) -> None:
         """Send until ``stop_event`` is set; then finish what is in flight and hand back the rest."""
-        log.info("outbox sender %s: %.1f msg/s, %.2f msg/s per chat, batch %d",
-                 self.worker_id, self.rate, self.per_chat_rate, self.batch)
+        log.info("outbox sender %s: %.1f msg/s, %.2f msg/s per chat (%s), batch %d", self.worker_id,
+                 self.shared_rate.rate if self.shared_rate else self.rate,
+                 self.shared_rate.per_chat_rate if self.shared_rate else self.per_chat_rate,
+                 "shared by the workers in Redis" if self.shared_rate else "this process", self.batch)
         try:
             while not stop_event.is_set():
                 try:
@@ -212,11 +226,13 @@ class OutboxSender:
     async def _send_next(self, stop_event: asyncio.Event | None, now: datetime | None = None) -> None:
         await self._slots.acquire()
         try:
-            await self._take_token(stop_event)
+            # False: no row to send now (the shared schedule gave a busy chat's row back).
+            ready = await self._take_token(stop_event) if self.shared_rate is None else \
+                await self._take_shared_slot(stop_event)
         except BaseException:
             self._slots.release()
             raise
-        if (stop_event is not None and stop_event.is_set()) or not self._queue:
+        if (stop_event is not None and stop_event.is_set()) or not self._queue or not ready:
             # Stopping, or a flood wait handed the queue back while we waited for the token.
             self._slots.release()
             return
@@ -228,7 +244,7 @@ class OutboxSender:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _take_token(self, stop_event: asyncio.Event | None) -> None:
+    async def _take_token(self, stop_event: asyncio.Event | None) -> bool:
         loop = asyncio.get_running_loop()
         while True:
             t = loop.time()
@@ -247,9 +263,45 @@ class OutboxSender:
                     # that catching-up from ever becoming a burst over the rate.
                     self._next_at = max(self._next_at, t - self._interval / 2) + self._interval
                     self._recent.append(t)
-                    return
+                    return True
             if stop_event is not None and stop_event.is_set():
-                return
+                return False
+
+    async def _take_shared_slot(self, stop_event: asyncio.Event | None) -> bool:
+        """Book a slot on the shared schedule for the row at the head of the queue and wait for it.
+        True: send the head row now. False: stopping, the queue was handed back, the limiter did not
+        answer, or a busy chat's row went back to the outbox (the caller then takes the next one)."""
+        assert self.shared_rate is not None
+        loop = asyncio.get_running_loop()
+        while self._queue and not (stop_event is not None and stop_event.is_set()):
+            t = loop.time()
+            if self._paused_until > t:
+                await self._sleep(self._paused_until - t, stop_event)
+                continue
+            row = self._queue[0]
+            try:
+                slot = await self.shared_rate.reserve(row.chat_id)
+            except Exception as err:
+                log.error("outbox sender %s: the shared rate (Redis) did not answer (%s); nothing is sent "
+                          "until it does", self.worker_id, type(err).__name__)
+                await self._sleep(2.0, stop_event)
+                return False
+            if slot.chat_busy:
+                # Another worker wrote to this chat a moment ago: back to the outbox until it is free.
+                self._queue.popleft()
+                not_before = self.clock() + timedelta(seconds=slot.wait)
+                await self._write(partial(outbox.release, message_ids=[row.id], not_before=not_before))
+                return False
+            if not slot.granted:
+                await self._sleep(slot.wait, stop_event)
+                continue
+            due = t + slot.wait
+            if slot.wait > 0:
+                await self._sleep(slot.wait, stop_event)
+            if loop.time() - due > self.shared_rate.interval:
+                continue  # woke too late for this slot: sending now could crowd the next ones
+            return bool(self._queue) and self._queue[0] is row
+        return False
 
     @staticmethod
     async def _sleep(seconds: float, stop_event: asyncio.Event | None) -> None:
@@ -265,6 +317,11 @@ class OutboxSender:
 
     async def _shutdown(self) -> None:
         await self._wait_in_flight()
+        if self.shared_rate is not None:
+            try:
+                await self.shared_rate.close()
+            except Exception:
+                log.warning("outbox sender %s: could not close the shared rate's connection", self.worker_id)
         if self._queue:
             ids = [row.id for row in self._queue]
             self._queue.clear()
@@ -299,6 +356,11 @@ class OutboxSender:
             # Flood control is per bot: everything waits, and this row goes again (not a failure).
             self.counters["flood_waits"] += 1
             self._pause(err.retry_after)
+            if self.shared_rate is not None:
+                try:
+                    await self.shared_rate.pause(err.retry_after)  # every worker waits, not only this one
+                except Exception:
+                    log.warning("outbox: could not tell the other workers to pause (shared rate unreachable)")
             log.warning("outbox: flood control, pausing %ss", err.retry_after)
             # Hand back the rows waiting here too: the pause may outlast their lease, and after it
             # the next claim re-reads the priorities anyway.
