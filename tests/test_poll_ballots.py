@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from services import polls
+from services.expressions import ExpressionError
 from services.polls import PollConfig, PollDraft, PollError
 from services.scope import Actor
 from tests.helpers import NOW, make_account, make_world
@@ -58,3 +59,17 @@ async def test_a_secret_ballot_has_no_list_of_who_chose_what(session):
     with pytest.raises(PollError) as err:
         await polls.poll_ballots(session, world.dxyc_staff, poll.id)
     assert err.value.reason == "secret"
+
+
+async def test_a_drafts_eligible_units_are_counted_as_its_tally_will_and_mistakes_keep_their_column(session):
+    world = await make_world(session)
+    dxyc, today = world.regions["DXYC"], NOW.date()
+    assert await polls.eligible_units(session, world.dxyc_staff, dxyc, None, "resident", today) == 5
+    assert await polls.eligible_units(session, world.dxyc_staff, dxyc, 'building == "3"', "resident", today) == 2
+    assert await polls.eligible_units(session, world.dxyc_staff, dxyc, None, "household", today) == 0
+    with pytest.raises(ExpressionError) as mistake:
+        await polls.eligible_units(session, world.dxyc_staff, dxyc, "building ==", "resident", today)
+    assert mistake.value.position == 12
+    for actor, unit in ((world.flsq_staff, "resident"), (world.dxyc_staff, "tenant")):
+        with pytest.raises(PollError):
+            await polls.eligible_units(session, actor, dxyc, None, unit, today)

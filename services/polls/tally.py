@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
 from services.accounts import account_locale
+from services.expressions import parse
 from services.models import (
     Account,
     Household,
@@ -26,6 +27,8 @@ from services.models import (
     PollUnit,
     PollVote,
     PollVoter,
+    Region,
+    RegionLevel,
     Resident,
 )
 from services.notify import committee_staff
@@ -90,6 +93,24 @@ async def eligible_counts(session: AsyncSession, poll: Poll, today: date) -> tup
     units, area = (await session.execute(
         select(func.count(Household.id), func.sum(Household.floor_area)).where(Household.id.in_(households)))).one()
     return units or 0, as_fraction(area)
+
+
+async def eligible_units(session: AsyncSession, actor: Actor, committee: Region, eligible: str | None, unit: str,
+                         today: date) -> int:
+    """How many units a poll of ``committee`` for ``eligible`` (None: everyone) and ``unit`` would count
+    as eligible now, exactly as its tally will (the form's live figure). ``ExpressionError`` for a
+    mistake (with its column); ``not_committee`` outside the staff member's scope. Reads only."""
+    if not actor.staff or not actor.covers_path(committee.path) or committee.level != RegionLevel.committee:
+        raise PollError("not_committee", code=committee.code)
+    try:
+        kind = PollUnit(unit)
+    except ValueError:
+        raise PollError("bad_combination", what="unit") from None
+    if eligible is not None and eligible.strip():
+        parse(eligible)  # the mistake with its column, before the database is asked
+    draft = Poll(committee_id=committee.id, eligible=(eligible or "").strip() or None, unit=kind)
+    units, _area = await eligible_counts(session, draft, today)
+    return units
 
 
 async def ballot_counts(session: AsyncSession, poll: Poll) -> tuple[list[OptionCount], int, Fraction]:
