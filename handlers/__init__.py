@@ -10,6 +10,7 @@ def routers() -> list[Router]:
     from handlers import (
         checkins,
         common,
+        console,
         discussions,
         errors,
         fallback,
@@ -25,4 +26,4 @@ def routers() -> list[Router]:
     # checkins before verification: it claims /start fam_<code> (family invites), verification the rest.
     return [errors.router(), checkins.router(), verification.router(), common.router(), privacy.router(),
             staff.router(), tags.router(), notices.router(), policies.router(), polls.router(),
-            discussions.router(), fallback.router()]
+            discussions.router(), console.router(), fallback.router()]

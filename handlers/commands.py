@@ -84,6 +84,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("mute", N_("Mute a comment's author: /mute ID 24h [reason]"), STAFF),
     Command("unmute", N_("Lift a mute: /unmute COMMENT_ID"), STAFF),
     Command("topics_direct", N_("Residents publish topics directly: on / off"), STAFF),
+    Command("console", N_("Sign in to the staff web console"), STAFF),
 )
 
 

@@ -1,4 +1,5 @@
-"""Files made from report data: the weekly check-in chart (PNG) and sheet (XLSX).
+"""Files made from report data: the weekly check-in chart (PNG) and sheet (XLSX), and any list as a
+sheet (``table_sheet``, the console's exports).
 
 Services count (``services.checkins.WeeklyReport``); this module draws and writes, in the current
 locale. Both builders are plain functions of the data, cheap enough to run in a worker thread
@@ -8,7 +9,9 @@ locale. Both builders are plain functions of the data, cheap enough to run in a 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from notifications.messages.checkins import report_title
 from services.checkins import WeeklyReport
@@ -77,3 +80,28 @@ def write_weekly_files(folder: Path, stem: str, report: WeeklyReport) -> tuple[s
     png.write_bytes(weekly_chart(report))
     xlsx.write_bytes(weekly_sheet(report))
     return str(png), str(xlsx)
+
+
+def table_sheet(title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]], *, sheet: str = "list") -> bytes:
+    """Any list as an XLSX sheet: a title row, a bold header row, then the rows as given (the caller
+    has put them in words, in the current locale). Written in openpyxl's write-only mode, so a list of
+    tens of thousands of rows costs little memory; run it in a worker thread for big lists."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(sheet[:31])
+    ws.append([title])
+    bold = Font(bold=True)
+    header = []
+    for text in headers:
+        cell = WriteOnlyCell(ws, value=text)
+        cell.font = bold
+        header.append(cell)
+    ws.append(header)
+    for row in rows:
+        ws.append(list(row))
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

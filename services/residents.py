@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date, datetime
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services import audit
 from services.ids import is_db_id
-from services.models import Household, Region, Resident, ResidentStatus
+from services.models import Account, Household, Region, Resident, ResidentStatus
 from services.scope import Actor, committee_ids_in_scope, resident_scope
 
 _ROOM_DASH = re.compile(r"^(\w+?)\s*[-－/]\s*(?:(\w+?)\s*[-－/]\s*)?(\w+)$")
@@ -106,3 +108,230 @@ async def committees_in_scope(session: AsyncSession, actor: Actor) -> list[Regio
     return list((await session.scalars(select(Region).where(Region.id.in_(scope),
                                                             Region.level == RegionLevel.committee)
                                        .order_by(Region.name))).all())
+
+
+# --- lists and cards for the staff console ------------------------------------------------------
+
+MAX_PER_PAGE = 200
+MAX_EXPORT = 50_000
+
+
+class ResidentListError(ValueError):
+    """A filter of the residents list names a tag or segment that is not available (translated);
+    ``field`` says which (``tag`` or ``segment``)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentFilter:
+    """What the residents list is narrowed to; every part optional (``status`` None: any status)."""
+
+    query: str = ""  # a name (contains) or a room (3-201, 3号楼201)
+    tag: str | None = None  # a tag code: residents with it (active ones)
+    segment_id: int | None = None  # a saved segment in scope: its residents (active ones)
+    committee_id: int | None = None  # one committee of the scope
+    status: ResidentStatus | None = ResidentStatus.active
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentRow:
+    id: int
+    name: str
+    committee: str
+    building: str | None
+    unit: str | None
+    room: str | None
+    birth_date: date | None
+    gender: str | None
+    status: ResidentStatus
+    verified: bool  # an account in the bot is linked to this resident
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentPage:
+    rows: list[ResidentRow]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+async def _list_conditions(session: AsyncSession, actor: Actor, flt: ResidentFilter, today: date) -> list:
+    # Function-level: services.segments and services.tags import this module.
+    from services.expressions import HasTag
+    from services.i18n import _
+    from services.segments import get_segment, segment_filter
+    from services.tags import CODE_RE
+
+    conds: list = []
+    if flt.tag is not None or flt.segment_id is not None:
+        if flt.tag is not None:
+            if not CODE_RE.match(flt.tag):
+                raise ResidentListError(_("Unknown tag \"{code}\".").format(code=flt.tag[:64]), "tag")
+            conds.append(segment_filter(actor, HasTag(flt.tag), today))
+        if flt.segment_id is not None:
+            segment = await get_segment(session, actor, flt.segment_id)
+            if segment is None:
+                raise ResidentListError(_("This segment does not exist or is outside your area."), "segment")
+            conds.append(segment_filter(actor, segment.expression, today))
+    else:
+        conds.append(resident_scope(actor))
+        if flt.status is not None:
+            conds.append(Resident.status == flt.status)
+    if flt.committee_id is not None:
+        conds.append(Resident.committee_id == flt.committee_id)
+    query = flt.query.strip()[:50]
+    if query:
+        room = parse_room(query)
+        conds.append(room_filter(room) if room is not None else Resident.name.contains(query, autoescape=True))
+    return conds
+
+
+def _row_select(conds: list):
+    verified = select(Account.id).where(Account.resident_id == Resident.id,
+                                        Account.verified_at.is_not(None)).exists()
+    return (select(Resident.id, Resident.name, Region.name, Resident.building, Resident.unit, Resident.room,
+                   Resident.birth_date, Resident.gender, Resident.status, verified)
+            .join(Region, Region.id == Resident.committee_id).where(*conds)
+            .order_by(Region.name, Resident.building, Resident.unit, Resident.room, Resident.name, Resident.id))
+
+
+async def list_residents(session: AsyncSession, actor: Actor, flt: ResidentFilter, *, today: date, page: int = 1,
+                         per_page: int = 50) -> ResidentPage:
+    """One page of the residents in the actor's scope matching ``flt`` (a tag or segment selects
+    active residents, as everywhere), by committee, building, unit, room and name, with the total.
+    Raises ``ResidentListError`` for a tag code that cannot exist or a segment not in scope."""
+    per_page = min(max(per_page, 1), MAX_PER_PAGE)
+    conds = await _list_conditions(session, actor, flt, today)
+    total = await session.scalar(select(func.count()).select_from(Resident).where(*conds)) or 0
+    page = min(max(page, 1), max(1, -(-total // per_page)))
+    rows = await session.execute(_row_select(conds).limit(per_page).offset((page - 1) * per_page))
+    return ResidentPage([ResidentRow(*row) for row in rows.all()], total, page, per_page)
+
+
+async def export_residents(session: AsyncSession, actor: Actor, flt: ResidentFilter, *, today: date,
+                           now: datetime, limit: int = MAX_EXPORT) -> list[ResidentRow]:
+    """Every resident of the list (up to ``limit``) for a file; audited (``resident.export``, with the
+    filter and the number of rows, never the rows)."""
+    conds = await _list_conditions(session, actor, flt, today)
+    rows = [ResidentRow(*row) for row in (await session.execute(_row_select(conds).limit(limit))).all()]
+    audit.record(session, "resident.export", now=now, actor_account_id=actor.account_id,
+                 region_id=_home_region(actor), detail={
+                     "rows": len(rows), "query": flt.query[:50] or None, "tag": flt.tag,
+                     "segment": flt.segment_id, "committee": flt.committee_id,
+                     "status": flt.status.value if flt.status else None})
+    await session.flush()
+    return rows
+
+
+def _home_region(actor: Actor) -> int | None:
+    """The widest region of a staff member: where an action that spans their scope is filed."""
+    grants = sorted(actor.staff, key=lambda g: len(g.region_path))
+    return grants[0].region_id if grants else None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitteeCount:
+    committee_id: int
+    name: str
+    residents: int  # active
+    verified: int  # of whom linked to an account in the bot
+
+
+async def resident_counts(session: AsyncSession, actor: Actor) -> list[CommitteeCount]:
+    """Active residents and verified ones, per committee of the actor's scope (by name); empty for
+    anyone but staff."""
+    if not actor.is_staff:
+        return []
+    linked = func.count(Account.id)
+    rows = await session.execute(
+        select(Resident.committee_id, Region.name, func.count(Resident.id), linked)
+        .join(Region, Region.id == Resident.committee_id)
+        .outerjoin(Account, and_(Account.resident_id == Resident.id, Account.verified_at.is_not(None)))
+        .where(resident_scope(actor), Resident.status == ResidentStatus.active)
+        .group_by(Resident.committee_id, Region.name).order_by(Region.name))
+    return [CommitteeCount(*row) for row in rows.all()]
+
+
+AGE_BANDS = ((0, 17), (18, 59), (60, 69), (70, 79), (80, 89), (90, None))
+
+
+async def age_bands(session: AsyncSession, actor: Actor, today: date) -> list[tuple[tuple[int, int | None], int]]:
+    """Active residents in the actor's scope per age band (``AGE_BANDS``; no birth date: not counted)."""
+    if not actor.is_staff:
+        return [(band, 0) for band in AGE_BANDS]
+
+    def born_after(years: int) -> date:
+        try:
+            return today.replace(year=today.year - years)
+        except ValueError:  # 29 February
+            return today.replace(year=today.year - years, day=28)
+
+    cases = []
+    for lo, hi in AGE_BANDS:
+        cond = Resident.birth_date <= born_after(lo)
+        if hi is not None:
+            cond = and_(cond, Resident.birth_date > born_after(hi + 1))
+        cases.append(func.count(case((cond, 1))))
+    counts = (await session.execute(select(*cases).where(resident_scope(actor),
+                                                         Resident.status == ResidentStatus.active))).one()
+    return list(zip(AGE_BANDS, counts, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """How the resident's account in the bot was verified (None fields: not in the bot)."""
+
+    method: str | None
+    verified_at: datetime | None
+    unreachable_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentCard:
+    """Everything the console's resident page shows (plain data; the phone stays encrypted-at-rest
+    text the caller masks)."""
+
+    resident: Resident
+    committee: Region
+    household: Household | None
+    members: list[Resident]  # the household's other residents (scope: the same committee)
+    tags: list  # services.tags.TagOnResident
+    verification: Verification | None
+    history: list  # services.audit.AuditEntry, newest first (this view included)
+
+
+async def resident_card(session: AsyncSession, actor: Actor, resident_id: int, *, now: datetime,
+                        history_limit: int = 30) -> ResidentCard | None:
+    """A resident in the actor's staff scope with household, tags, verification and who viewed or
+    changed them; None when not found or out of scope. The view itself is audited (``resident.view``)."""
+    from services.tags import resident_tags  # services.tags imports this module
+
+    if not actor.is_staff:
+        return None
+    resident = await get_resident(session, actor, resident_id)
+    if resident is None:
+        return None
+    audit.record(session, "resident.view", now=now, actor_account_id=actor.account_id, target_type="resident",
+                 target_id=resident.id, region_id=resident.committee_id)
+    await session.flush()
+    committee = await session.get_one(Region, resident.committee_id)
+    household = members = None
+    if resident.household_id is not None:
+        household = await session.get(Household, resident.household_id)
+        members = list(await session.scalars(
+            select(Resident).where(Resident.household_id == resident.household_id, Resident.id != resident.id,
+                                   Resident.committee_id == resident.committee_id)
+            .order_by(Resident.name, Resident.id)))
+    account = await session.scalar(select(Account).where(Account.resident_id == resident.id))
+    verification = None if account is None else Verification(account.verification_method, account.verified_at,
+                                                             account.unreachable_at)
+    history = await audit.resident_history(session, actor, resident.id, limit=history_limit)
+    return ResidentCard(resident, committee, household, members or [],
+                        await resident_tags(session, actor, resident.id), verification, history)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, exists, insert, literal, null, or_, select, true, update
+from sqlalchemy import delete, exists, func, insert, literal, null, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
@@ -252,6 +252,36 @@ async def resident_tag_codes(session: AsyncSession, actor: Actor, resident_id: i
     rows = await session.scalars(select(Tag.code).join(ResidentTag, ResidentTag.tag_id == Tag.id)
                                  .where(ResidentTag.resident_id == resident.id).order_by(Tag.code))
     return list(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class TagOnResident:
+    """A tag a resident has, how it came (set by staff, or by its rule) and when."""
+
+    tag: Tag
+    source: TagKind
+    set_at: datetime
+    set_by_account_id: int | None
+
+
+async def resident_tags(session: AsyncSession, actor: Actor, resident_id: int) -> list[TagOnResident]:
+    """The tags on a resident in the actor's scope, by category and code (``NotInScope`` otherwise)."""
+    resident, _path = await _resident_in_scope(session, actor, resident_id)
+    rows = await session.execute(select(Tag, ResidentTag.source, ResidentTag.set_at, ResidentTag.set_by_account_id)
+                                 .join(ResidentTag, ResidentTag.tag_id == Tag.id)
+                                 .where(ResidentTag.resident_id == resident.id).order_by(Tag.category, Tag.code))
+    return [TagOnResident(*row) for row in rows.all()]
+
+
+async def tag_usage(session: AsyncSession, actor: Actor) -> dict[str, int]:
+    """How many active residents in the actor's scope carry each tag code (codes nobody has: absent)."""
+    if not actor.is_staff:
+        return {}
+    rows = await session.execute(
+        select(Tag.code, func.count(func.distinct(ResidentTag.resident_id)))
+        .join(ResidentTag, ResidentTag.tag_id == Tag.id).join(Resident, Resident.id == ResidentTag.resident_id)
+        .where(resident_scope(actor), Resident.status == ResidentStatus.active).group_by(Tag.code))
+    return {code: n for code, n in rows.all()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -280,3 +280,86 @@ async def fresh_redis():
             pytest.fail(f"Redis required but unreachable: {exc}")
         pytest.skip(f"Redis unreachable: {exc}")
     return client
+
+
+# --- the staff console ---------------------------------------------------------------------------
+
+CONSOLE_BOT_TOKEN = "42:console-tests"  # the Mini App's initData is signed with it
+
+
+@dataclass
+class ConsoleApp:
+    """The console on a web app of its own over a test database (aiohttp's TestServer/TestClient)."""
+
+    client: object  # aiohttp.test_utils.TestClient
+    rt: object  # bot.app.Runtime
+    clock: object  # services.clock.ManualClock
+
+    @property
+    def sessions(self):
+        return self.rt.sessions
+
+
+@contextlib.asynccontextmanager
+async def console_app(engine, tmp_path, *, clock=None, server_options: dict | None = None, **settings):
+    """The console of a bot whose runtime uses ``engine`` and a ManualClock at ``NOW`` (or ``clock``);
+    the bot itself is never called. ``settings`` override (``public_url``, ``console_session_idle``)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot import console
+    from bot.app import Runtime, build_bot, build_dispatcher
+    from bot.db import session_factory
+    from bot.settings import Settings
+    from bot.web import RUNTIME_KEY
+    from services.clock import ManualClock
+
+    clock = clock or ManualClock(NOW)
+    options = {"bot_token": CONSOLE_BOT_TOKEN, "data_dir": tmp_path, "secret_key": "test-secret-key",
+               "public_url": "http://127.0.0.1:8080", **settings}
+    s = Settings(_env_file=None, **options)
+    sessions = session_factory(engine)
+    bot = build_bot(s)
+    rt = Runtime(s, engine, sessions, bot, build_dispatcher(s, sessions, clock=clock), clock)
+    app = web.Application()
+    app[RUNTIME_KEY] = rt
+    console.setup(app)
+    try:
+        async with TestClient(TestServer(app, **(server_options or {}))) as client:
+            yield ConsoleApp(client, rt, clock)
+    finally:
+        await bot.session.close()
+
+
+async def console_link(app: ConsoleApp, account_id: int) -> str:
+    """A fresh one-time sign-in link of a staff account, as /console makes it (the token is after #t=)."""
+    from services import console_auth
+    from services.accounts import resolve_actor
+
+    async with app.sessions() as s:
+        account = await s.get(Account, account_id)
+        actor = await resolve_actor(s, account, language_code=account.language_code, default_locale="zh_Hans")
+        link = await console_auth.issue_link(s, actor, now=app.clock(), cfg=app.rt.dp["console_config"])
+        await s.commit()
+    return link.url
+
+
+def link_token(url: str) -> str:
+    return url.split("#t=", 1)[1]
+
+
+async def console_login(app: ConsoleApp, account_id: int):
+    """Sign a staff account in (a new link, posted as the sign-in page's script posts it); the response."""
+    response = await app.client.post("/console/login", data={"token": link_token(await console_link(app, account_id))},
+                                     allow_redirects=False)
+    assert response.status == 303, await response.text()
+    return response
+
+
+def csrf_of(html: str) -> str:
+    """The session's CSRF token as a page carries it (``<meta name="csrf-token">``)."""
+    import re
+
+    match = re.search(r'<meta name="csrf-token" content="([^"]*)">', html)
+    assert match and match.group(1), "no CSRF token on the page"
+    return match.group(1)

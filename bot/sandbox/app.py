@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from bot.sandbox import api, control
+from bot.sandbox import api, control, webapp
 from bot.sandbox.keys import PAGES_KEY, SANDBOX_KEY
 from bot.sandbox.pages import Pages, Translations
 from bot.sandbox.state import Sandbox
@@ -34,4 +34,5 @@ def create_sandbox_app(
     app.on_shutdown.append(release_waiters)
     api.add_routes(app)
     control.add_routes(app)
+    webapp.add_routes(app)  # Mini Apps: the menu button's Web App with signed initData
     return app

@@ -23,7 +23,16 @@ from services.checkins.alerts import (
     resolve,
     set_duty,
 )
-from services.checkins.board import Board, BoardLine, CommitteeBoard, HistoryStep, board, open_alerts, round_history
+from services.checkins.board import (
+    Board,
+    BoardLine,
+    CommitteeBoard,
+    HistoryStep,
+    board,
+    count_open_alerts,
+    open_alerts,
+    round_history,
+)
 from services.checkins.common import REF_ALERT, REF_PLAN, REF_REPORT, REF_ROUND, CheckinError, room_of
 from services.checkins.config import CheckinConfig
 from services.checkins.family import (
@@ -102,6 +111,7 @@ __all__ = [
     "check_days",
     "check_minute",
     "claim_weekly_reports",
+    "count_open_alerts",
     "create_family_invite",
     "duty_staff",
     "elder_account",

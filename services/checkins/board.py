@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.checkins.alerts import AlertCard, alert_card, alert_in_reach
@@ -121,6 +121,15 @@ async def open_alerts(session: AsyncSession, actor: Actor, *, cfg: CheckinConfig
         select(Alert).where(Alert.status != AlertStatus.resolved, Alert.committee_id.in_(scope))
         .order_by(Alert.opened_at, Alert.id).limit(limit))).all()
     return [await alert_card(session, cfg, alert) for alert in alerts]
+
+
+async def count_open_alerts(session: AsyncSession, actor: Actor) -> int:
+    """How many alerts are open or acknowledged (not resolved) in the actor's staff scope (0 for others)."""
+    scope = committee_ids_in_scope(actor)
+    if scope is None or not actor.is_staff:
+        return 0
+    return await session.scalar(select(func.count()).select_from(Alert).where(
+        Alert.status != AlertStatus.resolved, Alert.committee_id.in_(scope))) or 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,8 @@
+"""The console's pages, one module each: ``routes`` (an aiohttp ``RouteTableDef``, paths below
+/console) and ``NAV`` (its menu entries, ``core.NavItem``). A new page is added to ``PAGES``."""
+
+from __future__ import annotations
+
+from bot.console.pages import audit, dashboard, residents, tags
+
+PAGES = (dashboard, residents, tags, audit)
