@@ -61,12 +61,36 @@ def region_admin(region):
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
+    import os
+
     from bot.app import open_runtime, run_polling
     from bot.runtime import add_background_jobs
 
+    if args.workers < 1:
+        print("run: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if not args.webhook:
+        if args.workers > 1 or args.no_set_webhook:
+            print("run: --workers and --no-set-webhook need --webhook (Telegram allows one long-polling "
+                  "consumer per bot)", file=sys.stderr)
+            return 2
+        async with open_runtime(args.settings) as rt:
+            add_background_jobs(rt)
+            await run_polling(rt)
+        return 0
+    if args.workers > 1:
+        from bot.workers import supervise
+
+        return await supervise(args.settings, args.workers, verbose=args.verbose,
+                               set_webhook=not args.no_set_webhook)
+    from bot.web import run_webhook
+
+    def ready(address: str) -> None:
+        print(f"webhook worker pid {os.getpid()} serving {address}", flush=True)
+
     async with open_runtime(args.settings) as rt:
         add_background_jobs(rt)
-        await run_polling(rt)
+        await run_webhook(rt, call_set_webhook=not args.no_set_webhook, ready=ready)
     return 0
 
 
@@ -123,9 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run the bot (long polling) against Telegram or TELEGRAM_API_BASE",
-                       description="Run the bot with long polling. Needs BOT_TOKEN; set TELEGRAM_API_BASE "
-                                   "for a local Bot API server. Upgrades the database first.")
+    p = sub.add_parser("run", help="run the bot (long polling, or webhook workers) against Telegram",
+                       description="Run the bot with long polling, or with --webhook serve Telegram's webhook "
+                                   "on WEB_HOST:WEB_PORT (PUBLIC_URL/webhook, secret WEBHOOK_SECRET). Needs "
+                                   "BOT_TOKEN; set TELEGRAM_API_BASE for a local Bot API server. Upgrades the "
+                                   "database first. README: \"Running for a district\".")
+    p.add_argument("--webhook", action="store_true",
+                   help="receive updates by webhook (calls setWebhook with PUBLIC_URL) instead of polling")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="with --webhook: N worker processes on one port (SO_REUSEPORT), restarted if they die")
+    p.add_argument("--no-set-webhook", action="store_true",
+                   help="with --webhook: serve, but leave setWebhook to another instance")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="sandbox + bot in one process, with a seeded demo committee",
@@ -198,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     from bot.logs import configure_logging
 
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, getattr(getattr(args, "settings", None), "log_format", "text"))  # LOG_FORMAT
     try:
         return asyncio.run(execute(args))
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from datetime import datetime
 
 from aiohttp import web
@@ -11,6 +12,7 @@ from bot.app import open_runtime, run_polling
 from bot.runtime import add_background_jobs
 from bot.sandbox import Sandbox, create_sandbox_app
 from bot.settings import Settings
+from bot.web import add_bot_routes
 from services import i18n
 
 log = logging.getLogger("bot.demo")
@@ -49,25 +51,38 @@ async def demo_hints(rt, now: datetime) -> list[str]:
 
 
 async def run_demo(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """The sandbox and the bot's own routes (/healthz, /metrics, /console) on one port."""
     # Users are kept with the demo's data: a restarted demo never gives a new visitor the Telegram
     # id (and so the account and verified resident) of an earlier one.
     sandbox = Sandbox(data_dir=settings.data_dir)
     app = create_sandbox_app(sandbox, translate=i18n.translations(i18n.DEFAULT_LOCALE),
                              translations_for=_page_translations)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0][1] if runner.addresses else port
+    # The socket first: the bot must know the sandbox's port (with --port 0, the one the system
+    # picks) before its runtime opens, and the bot's routes must be on the app before it starts.
+    sock = socket.create_server((host, port), reuse_port=False)
+    bound = sock.getsockname()[1]
     settings.telegram_api_base = f"http://127.0.0.1:{bound}"
+    runner: web.AppRunner | None = None
     try:
         async with open_runtime(settings, token=DEMO_TOKEN) as rt:
+            add_bot_routes(app, rt)
+            runner = web.AppRunner(app, handle_signals=False)
+            await runner.setup()
+            await web.SockSite(runner, sock).start()
             hints = await demo_hints(rt, rt.clock())
             add_background_jobs(rt)
             shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             print(f"\nCommunity Cloud demo is running: open http://{shown}:{bound}/ in your browser", flush=True)
+            print(f"  health: http://{shown}:{bound}/healthz   metrics: http://{shown}:{bound}/metrics", flush=True)
             for hint in hints:
                 print(f"  {hint}", flush=True)
-            await run_polling(rt)
+            try:
+                await run_polling(rt)
+            finally:
+                # Before the runtime closes: the routes use its engine.
+                await runner.cleanup()
+                runner = None
     finally:
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
+        sock.close()

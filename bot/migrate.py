@@ -8,11 +8,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.models.tags import PG_ONLY
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK_KEY = 0x636F6D6D  # any fixed number: the advisory lock every upgrade of this schema takes
 
 
 def compared(obj, name, type_, reflected, compare_to) -> bool:
@@ -41,6 +43,9 @@ async def _run(engine: AsyncEngine, fn, *args, settings=None) -> None:
         fn(cfg, *args)
 
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Workers started together upgrade one after the other; the later ones find the head.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         await conn.run_sync(_sync)
 
 

@@ -282,6 +282,151 @@ async def fresh_redis():
     return client
 
 
+# --- webhook workers (run --webhook [--workers N]) ------------------------------------------------
+
+
+@contextlib.contextmanager
+def reserved_port(host: str = "127.0.0.1"):
+    """A free port, held for the block by a bound, not listening SO_REUSEPORT socket: webhook workers
+    (which bind with SO_REUSEPORT) can take it, nobody else can, and no connection goes to it."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, 0))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def fresh_pg_database(suffix: str):
+    """A new, empty PostgreSQL database next to TEST_DATABASE_URL's (``<name>_<suffix>``), for processes
+    that migrate a database of their own with Alembic; dropped afterwards. Skips without PostgreSQL.
+    Yields its URL (postgresql+asyncpg://…)."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from bot.db import create_engine
+    from tests.conftest import pg_url
+
+    url = make_url(pg_url())
+    name = f"{url.database}_{suffix}"
+    admin = create_engine(url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT", pool_size=1)
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@dataclass
+class WebhookWorkers:
+    """``communitybot run --webhook --workers N`` running as a real process tree (see webhook_workers)."""
+
+    process: object  # asyncio.subprocess.Process of the supervisor
+    url: str  # http://127.0.0.1:PORT: /webhook, /healthz, /metrics of whichever worker the kernel picks
+    pids: dict  # worker index -> pid (a worker started again after it died gets its new pid here)
+    lines: list  # what the supervisor and the workers printed (stdout), so far
+    log_file: Path  # their logs (stderr)
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    async def wait_for_line(self, needle: str, *, after: int = 0, seconds: float = 60) -> str:
+        """The first printed line from index ``after`` on that contains ``needle``."""
+        import asyncio
+
+        async with asyncio.timeout(seconds):
+            while True:
+                for line in self.lines[after:]:
+                    if needle in line:
+                        return line
+                if self.process.returncode is not None:
+                    raise AssertionError(f"workers exited ({self.process.returncode}):\n{self.log()[-4000:]}")
+                await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def webhook_workers(api_base: str, data_dir: Path, *, database_url: str, workers: int = 2,
+                          redis_url: str | None = None, env: dict[str, str] | None = None, start_seconds: float = 120):
+    """Start ``communitybot run --webhook --workers N`` (as ``python -m bot``) against the Bot API at
+    ``api_base`` (a sandbox of the test), on a reserved port of 127.0.0.1, and wait until every worker
+    serves (the first one has called setWebhook by then). The workers upgrade ``database_url`` with
+    Alembic (give them a database of their own: fresh_pg_database). On leaving: SIGTERM, and the
+    process must stop by itself. ``env`` adds or overrides settings (TICK_INTERVAL=1s, …)."""
+    import asyncio
+    import re
+    import signal
+
+    from tests.conftest import TEST_DATA_KEY
+
+    with reserved_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        full_env = {
+            **os.environ, "BOT_TOKEN": "42:sandbox", "TELEGRAM_API_BASE": api_base, "DATA_DIR": str(data_dir),
+            "DATABASE_URL": database_url, "REDIS_URL": redis_url or "", "WEB_HOST": "127.0.0.1",
+            "WEB_PORT": str(port), "PUBLIC_URL": url, "SECRET_KEY": "test-secret-key", "DATA_KEY": TEST_DATA_KEY,
+            **(env or {}),
+        }
+        full_env.pop(  # the supervisor makes the workers' shared metrics folder itself
+            "PROMETHEUS_MULTIPROC_DIR", None)
+        log_file = data_dir / "workers.log"
+        with log_file.open("wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "run", "--webhook", "--workers", str(workers), cwd=ROOT, env=full_env,
+                stdout=asyncio.subprocess.PIPE, stderr=log)
+        running = WebhookWorkers(process, url, {}, [], log_file)
+
+        async def read() -> None:
+            assert process.stdout is not None
+            while line := (await process.stdout.readline()).decode(errors="replace"):
+                running.lines.append(line.rstrip("\n"))
+                if m := re.match(r"worker (\d+) started, pid (\d+)", line):
+                    running.pids[int(m[1])] = int(m[2])
+
+        reader = asyncio.create_task(read())
+        try:
+            async with asyncio.timeout(start_seconds):
+                while sum("serving http://" in line for line in running.lines) < workers:
+                    if process.returncode is not None:
+                        raise AssertionError(f"workers exited ({process.returncode}):\n{running.log()[-4000:]}")
+                    await asyncio.sleep(0.05)
+            yield running
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 90)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+            await asyncio.wait_for(reader, 10)
+
+
+async def bot_reply(user, predicate=None, *, seconds: float = 30.0) -> dict:
+    """The first bot message since ``user``'s last action that ``predicate`` accepts, waiting for it.
+    For bots that acknowledge an update before handling it (webhook workers): nothing here relies on
+    the update's confirmation, and a reply that came before the action returned still counts."""
+    import asyncio
+
+    async with asyncio.timeout(seconds):
+        while True:
+            found = await user.bot_messages_since_last_action()
+            for message in found:
+                if predicate is None or predicate(message):
+                    return message
+            chat = await user.messages()
+            newest = chat[-1]["message_id"] if chat else 0
+            await user.client.request("GET", f"/sandbox/api/users/{user.id}/wait_message",
+                                      params={"after": str(newest), "timeout": "5"})
+
+
 # --- the staff console ---------------------------------------------------------------------------
 
 CONSOLE_BOT_TOKEN = "42:console-tests"  # the Mini App's initData is signed with it

@@ -16,7 +16,7 @@ import pytest
 from bot.i18n_tools import compile_all, problems
 from bot.sandbox.client import SandboxClient
 from services.i18n import LOCALES, translate
-from tests.helpers import ROOT, cli
+from tests.helpers import ROOT, bot_reply, cli
 from tests.seed import DXYC_CSV
 
 
@@ -116,16 +116,22 @@ async def test_demo_command_serves_the_web_chat_and_the_bot(tmp_path):
             assert page == []
             user = await client.create_user("新邻居")
             await user.send("/start")
-            # the demo handles updates as tasks, so wait for the answers rather than for confirmation
-            welcome = (await user.wait_for_message(timeout=30))["text"]
+            # the demo handles updates as tasks: wait for the answers (bot_reply), not for confirmation
+            welcome = (await bot_reply(user))["text"]
             assert welcome == translate("zh_Hans", "Welcome to Community Cloud, {name}!\n"
                                         "I connect residents with their neighbourhood committee: notices from the "
                                         "committee, and daily check-ins for elderly neighbours who live alone.\n"
                                         "Send /help to see what I can do.").format(name="新邻居")
             await user.send("/lang en")
-            await user.wait_for_message(lambda m: "Language set to English." in m["text"], timeout=30)
+            await bot_reply(user, lambda m: "Language set to English." in m["text"])
             await user.send("/help")
-            await user.wait_for_message(lambda m: "/help — What I can do" in m["text"], timeout=30)
+            await bot_reply(user, lambda m: "/help — What I can do" in m["text"])
+            # The bot's own routes are on the sandbox's port: health and metrics (and the console).
+            async with client.session.get(url.rstrip("/") + "/healthz") as resp:
+                health = await resp.json()
+            assert health["checks"]["database"]["ok"] and "sender" in health["checks"], health
+            async with client.session.get(url.rstrip("/") + "/metrics") as resp:
+                assert resp.status == 200 and 'communitybot_update_seconds_count{type="message"}' in await resp.text()
     finally:
         proc.send_signal(signal.SIGINT)
         try:

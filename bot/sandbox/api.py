@@ -247,10 +247,16 @@ def _get_chat(sb: Sandbox, p: Params) -> Result:
 
 
 def _set_webhook(sb: Sandbox, p: Params) -> Result:
-    url = p.str("url")
-    if not url:
-        raise SandboxApiError(400, "Bad Request: bad webhook: an HTTPS URL must be provided for webhook")
-    return sb.set_webhook(url)
+    if p.raw("url") is None:
+        raise SandboxApiError(400, "Bad Request: parameter \"url\" is required")
+    allowed = p.json("allowed_updates")
+    return sb.set_webhook(
+        p.str("url"),
+        secret_token=p.str("secret_token"),
+        max_connections=p.int("max_connections"),
+        allowed_updates=allowed if isinstance(allowed, list) else None,
+        drop_pending_updates=p.bool("drop_pending_updates"),
+    )
 
 
 def _delete_webhook(sb: Sandbox, p: Params) -> Result:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from bot.sandbox import api, control, webapp
+from bot.sandbox import api, control, webapp, webhook
 from bot.sandbox.keys import PAGES_KEY, SANDBOX_KEY
 from bot.sandbox.pages import Pages, Translations
 from bot.sandbox.state import Sandbox
@@ -35,4 +35,5 @@ def create_sandbox_app(
     api.add_routes(app)
     control.add_routes(app)
     webapp.add_routes(app)  # Mini Apps: the menu button's Web App with signed initData
+    webhook.setup(app)  # delivers updates by POST while a webhook is set
     return app

@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import re
 import secrets
 import struct
 import time
@@ -51,6 +52,11 @@ MAX_RAW_DELIVERIES = 3
 
 # Methods that Telegram throttles as "sending a message" and that the sandbox rate-limits.
 SEND_METHODS = frozenset({"sendmessage", "sendphoto", "senddocument"})
+
+# setWebhook's max_connections: Telegram's default and range.
+WEBHOOK_DEFAULT_CONNECTIONS = 40
+WEBHOOK_MAX_CONNECTIONS = 100
+WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
@@ -175,6 +181,20 @@ class QueuedUpdate:
     payload: dict[str, Any]
     raw: bool  # came from raw_update, so aiogram may be unable to parse it
     deliveries: int = 0
+    # Webhook delivery (bot/sandbox/webhook.py): a POST under way, failed POSTs, when to try again.
+    in_flight: bool = False
+    webhook_attempts: int = 0
+    retry_at: float = 0.0
+
+
+@dataclass
+class Webhook:
+    """What setWebhook said: where to POST updates and with which secret header."""
+
+    url: str
+    secret_token: str | None = None
+    max_connections: int = WEBHOOK_DEFAULT_CONNECTIONS
+    allowed_updates: list[str] | None = None
 
 
 @dataclass
@@ -284,8 +304,13 @@ class Sandbox:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         data_dir: Path | str | None = None,
+        webhook_retry_base: float = 0.1,
+        webhook_retry_max: float = 5.0,
+        webhook_max_attempts: int = 50,
     ) -> None:
-        """``data_dir``: keep the users (and the next user id) in a file there across restarts."""
+        """``data_dir``: keep the users (and the next user id) in a file there across restarts.
+        ``webhook_*``: a failed webhook POST is tried again after base, 2 × base, … at most max seconds,
+        and the update dropped after that many attempts (Telegram "gives up after a reasonable number")."""
         self._wall_clock = wall_clock
         self._users_path = Path(data_dir) / USERS_FILE if data_dir is not None else None
         self.bot_user = types.User(
@@ -305,7 +330,12 @@ class Sandbox:
         self.callbacks: dict[str, CallbackRecord] = {}
         self.limiter = RateLimiter(clock, rate_limit_global, rate_limit_per_chat)
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        self.webhook_url = ""
+        self.webhook: Webhook | None = None
+        self.webhook_retry_base = webhook_retry_base
+        self.webhook_retry_max = webhook_retry_max
+        self.webhook_max_attempts = webhook_max_attempts
+        self.webhook_last_error: tuple[int, str] | None = None  # (unix time, message)
+        self.webhook_deliveries = 0  # POSTs answered 2xx
         self.default_menu_button: dict[str, Any] | None = None
         self.bot_texts: dict[str, dict[str, str]] = {}
         self.calls_by_method: dict[str, int] = {}
@@ -348,6 +378,10 @@ class Sandbox:
                 await asyncio.wait_for(tick.wait(), remaining)
             except TimeoutError:
                 return predicate()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def close(self) -> None:
         """Release every long poll and wait so that the server can shut down promptly."""
@@ -500,7 +534,7 @@ class Sandbox:
 
     async def get_updates(self, offset: int | None, limit: int, seconds: float) -> list[dict[str, Any]]:
         """getUpdates: confirm everything below ``offset``, then long-poll up to ``seconds``."""
-        if self.webhook_url:
+        if self.webhook is not None:
             raise SandboxApiError(
                 409,
                 "Conflict: can't use getUpdates method while webhook is active; "
@@ -510,7 +544,10 @@ class Sandbox:
             self.confirm(offset)
         batch = self._deliver(limit)
         if not batch and seconds > 0:
-            await self.wait_until(lambda: bool(self._updates), seconds)
+            await self.wait_until(lambda: bool(self._updates) or self.webhook is not None, seconds)
+            if self.webhook is not None:
+                # A long poll waiting when the webhook is set ends at once, as at Telegram.
+                raise SandboxApiError(409, "Conflict: terminated by setWebhook request")
             batch = self._deliver(limit)
         return batch
 
@@ -1022,22 +1059,115 @@ class Sandbox:
     def get_bot_text(self, kind: str, language_code: str | None) -> str:
         return self.bot_texts.get(kind, {}).get(language_code or "", "")
 
-    def set_webhook(self, url: str | None) -> bool:
-        self.webhook_url = url or ""
+    # ------------------------------------------------------------------ webhook
+
+    @property
+    def webhook_url(self) -> str:
+        return self.webhook.url if self.webhook is not None else ""
+
+    def set_webhook(
+        self,
+        url: str | None,
+        *,
+        secret_token: str | None = None,
+        max_connections: int | None = None,
+        allowed_updates: list[str] | None = None,
+        drop_pending_updates: bool = False,
+    ) -> bool:
+        """setWebhook: updates are POSTed to ``url`` from now on (bot/sandbox/webhook.py). An empty
+        ``url`` removes the webhook. Unlike Telegram, plain http:// is accepted: the bot is local."""
+        if not url:
+            return self.delete_webhook(drop_pending_updates)
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise SandboxApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+        if secret_token is not None and not WEBHOOK_SECRET_RE.fullmatch(secret_token):
+            raise SandboxApiError(400, "Bad Request: secret token contains unallowed characters")
+        connections = WEBHOOK_DEFAULT_CONNECTIONS if max_connections is None else max_connections
+        self.webhook = Webhook(url, secret_token or None, min(max(connections, 1), WEBHOOK_MAX_CONNECTIONS),
+                               allowed_updates)
+        self.webhook_last_error = None
+        if drop_pending_updates:
+            self._drop_pending()
+        self._changed()
         return True
 
     def delete_webhook(self, drop_pending_updates: bool) -> bool:
-        self.webhook_url = ""
-        if drop_pending_updates and self._updates:
-            self.confirm(self._updates[-1].update_id + 1)
+        self.webhook = None
+        if drop_pending_updates:
+            self._drop_pending()
+        self._changed()
         return True
 
+    def _drop_pending(self) -> None:
+        if self._updates:
+            self.confirm(self._updates[-1].update_id + 1)
+
     def webhook_info(self) -> types.WebhookInfo:
+        hook = self.webhook
+        error_date, error = self.webhook_last_error or (None, None)
         return types.WebhookInfo(
             url=self.webhook_url,
             has_custom_certificate=False,
             pending_update_count=self.pending_update_count(),
+            last_error_date=error_date,
+            last_error_message=error,
+            max_connections=hook.max_connections if hook else None,
+            allowed_updates=hook.allowed_updates if hook else None,
         )
+
+    def webhook_due(self, now: float) -> list[QueuedUpdate]:
+        """The updates to POST now: the oldest first, at most max_connections in flight; with one
+        connection strictly in order (the next waits until the one before was answered 2xx)."""
+        hook = self.webhook
+        if hook is None or self._closing:
+            return []
+        in_flight = sum(1 for q in self._updates if q.in_flight)
+        if hook.max_connections == 1:
+            head = self._updates[0] if self._updates else None
+            return [head] if head is not None and not head.in_flight and head.retry_at <= now else []
+        due: list[QueuedUpdate] = []
+        for queued in self._updates:
+            if in_flight + len(due) >= hook.max_connections:
+                break
+            if not queued.in_flight and queued.retry_at <= now:
+                due.append(queued)
+        return due
+
+    def next_webhook_retry(self) -> float | None:
+        """When the earliest failed update may be tried again (monotonic), if one waits."""
+        waiting = [q.retry_at for q in self._updates if not q.in_flight and q.webhook_attempts]
+        return min(waiting) if waiting else None
+
+    def webhook_delivered(self, queued: QueuedUpdate) -> None:
+        """The bot answered 2xx: the update is delivered, as confirmed as getUpdates would make it."""
+        queued.in_flight = False
+        self.webhook_deliveries += 1
+        self._settle(queued)
+
+    def webhook_failed(self, queued: QueuedUpdate, error: str, now: float) -> None:
+        """The POST failed or was answered otherwise than 2xx: try again later, or give up."""
+        queued.in_flight = False
+        queued.webhook_attempts += 1
+        self.webhook_last_error = (self.now(), error)
+        if queued.webhook_attempts >= self.webhook_max_attempts:
+            self.dropped_update_ids.add(queued.update_id)
+            self._settle(queued)
+            return
+        delay = min(self.webhook_retry_max, self.webhook_retry_base * 2 ** (queued.webhook_attempts - 1))
+        queued.retry_at = now + delay
+        self._changed()
+
+    def _settle(self, queued: QueuedUpdate) -> None:
+        """Take a delivered (or dropped) update out of the queue. Every update before the first one
+        still queued is then confirmed; one settled ahead of others counts once they are settled."""
+        index = next((i for i, q in enumerate(self._updates) if q is queued), None)
+        if index is None:
+            return
+        del self._updates[index]
+        following = self._updates[0].update_id if self._updates else self._next_update_id
+        if index == 0 and following > queued.update_id:
+            self.confirm(following)
+        self._changed()
 
     def record_call(self, method: str) -> None:
         self.calls_by_method[method] = self.calls_by_method.get(method, 0) + 1
@@ -1062,6 +1192,7 @@ class Sandbox:
             "dropped_raw_updates": len(self.dropped_update_ids),
             "users": len(self.users),
             "webhook_url": self.webhook_url,
+            "webhook_deliveries": self.webhook_deliveries,
         }
 
     # ------------------------------------------------------------------ user actions
