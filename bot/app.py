@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 import handlers
 from bot.checkin_jobs import checkin_config
 from bot.db import create_engine, session_factory
+from bot.logs import UpdateLogContext
 from bot.metrics import Metrics
 from bot.middlewares import ActorMiddleware, DbSessionMiddleware
 from bot.settings import Settings
@@ -117,6 +118,7 @@ def build_dispatcher(
                     console_config=console_config(settings))
     # First of ours, so that it times the session and the commit too (bot.metrics, /metrics).
     dp["metrics"] = metrics = Metrics()
+    dp.update.outer_middleware(UpdateLogContext())  # outermost: every log record of the update has its id
     dp.update.outer_middleware(metrics.middleware())
     dp.update.outer_middleware(DbSessionMiddleware(sessions))
     dp.update.outer_middleware(ActorMiddleware(settings.default_locale, clock))
