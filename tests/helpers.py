@@ -446,17 +446,28 @@ class ConsoleApp:
 
 
 @contextlib.asynccontextmanager
-async def console_app(engine, tmp_path, *, clock=None, server_options: dict | None = None, **settings):
-    """The console of a bot whose runtime uses ``engine`` and a ManualClock at ``NOW`` (or ``clock``);
-    the bot itself is never called. ``settings`` override (``public_url``, ``console_session_idle``)."""
+async def console_client(rt, **server_options):
+    """An aiohttp TestClient of a web app with nothing but the console of runtime ``rt``."""
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
     from bot import console
+    from bot.web import RUNTIME_KEY
+
+    app = web.Application()
+    app[RUNTIME_KEY] = rt
+    console.setup(app)
+    async with TestClient(TestServer(app, **server_options)) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def console_app(engine, tmp_path, *, clock=None, server_options: dict | None = None, **settings):
+    """The console of a bot whose runtime uses ``engine`` and a ManualClock at ``NOW`` (or ``clock``);
+    the bot itself is never called. ``settings`` override (``public_url``, ``console_session_idle``)."""
     from bot.app import Runtime, build_bot, build_dispatcher
     from bot.db import session_factory
     from bot.settings import Settings
-    from bot.web import RUNTIME_KEY
     from services.clock import ManualClock
 
     clock = clock or ManualClock(NOW)
@@ -466,11 +477,8 @@ async def console_app(engine, tmp_path, *, clock=None, server_options: dict | No
     sessions = session_factory(engine)
     bot = build_bot(s)
     rt = Runtime(s, engine, sessions, bot, build_dispatcher(s, sessions, clock=clock), clock)
-    app = web.Application()
-    app[RUNTIME_KEY] = rt
-    console.setup(app)
     try:
-        async with TestClient(TestServer(app, **(server_options or {}))) as client:
+        async with console_client(rt, **(server_options or {})) as client:
             yield ConsoleApp(client, rt, clock)
     finally:
         await bot.session.close()
