@@ -62,6 +62,7 @@ async def run_demo(settings: Settings, *, host: str = "127.0.0.1", port: int = 8
     sock = socket.create_server((host, port), reuse_port=False)
     bound = sock.getsockname()[1]
     settings.telegram_api_base = f"http://127.0.0.1:{bound}"
+    settings.public_url = settings.public_url or settings.telegram_api_base  # /console links: this sandbox
     runner: web.AppRunner | None = None
     try:
         async with open_runtime(settings, token=DEMO_TOKEN) as rt:
