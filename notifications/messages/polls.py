@@ -143,6 +143,7 @@ REFUSALS = {
     "bad_fraction": N_("A fraction is written like 2/3, 0.5 or 50%, more than 0 and at most 1."),
     "bad_times": N_("The closing time must be after the opening time, in the future, within a year."),
     "not_staff": N_("Only staff can do this."),
+    "secret": N_("A secret ballot keeps no list of who chose what."),
 }
 COMBINATIONS = {
     "civil_owner": N_("The Civil Code rules count owners: use the owner unit."),

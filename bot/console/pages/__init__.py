@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from bot.console.pages import audit, dashboard, residents, tags
+from bot.console.pages import audit, dashboard, polls, residents, segments, tags, topics, verification
 
-PAGES = (dashboard, residents, tags, audit)
+PAGES = (dashboard, residents, tags, audit, segments, polls, topics, verification)
