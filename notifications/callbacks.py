@@ -92,6 +92,36 @@ class ContactCb(CallbackData, prefix="cic"):
     id: DbId
 
 
+class HelperCb(CallbackData, prefix="ch"):
+    """A helper answers for one elder on their list: round ``r``; ``a`` is ok (seen / spoke — all
+    well), noreach (could not reach) or help (needs help)."""
+
+    r: DbId
+    a: str
+
+
+class HelperPickCb(CallbackData, prefix="chp"):
+    """Staff choose who answers for elder ``rid`` (a resident id): account ``acc``, then the mode
+    ``m``: "" (ask which), p (proxy), s (self, then helper); or ``m`` link (invite by link, then lp /
+    ls) or alone (the elder answers alone again)."""
+
+    rid: DbId
+    acc: DbId = 0
+    m: str = ""
+
+
+class HandoverCb(CallbackData, prefix="cho"):
+    """A hand-over, step by step: ``a`` is h (helper ``h``'s elders of committee ``c``), d (for ``d``
+    days), s (to substitute ``s``; 0: the committee's on-duty staff), or end (hand-over ``e`` is over)."""
+
+    a: str
+    h: DbId = 0
+    c: DbId = 0
+    d: int = 0
+    s: DbId = 0
+    e: DbId = 0
+
+
 # --- policy matching (政策找人) ------------------------------------------------------------------
 
 

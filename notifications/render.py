@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiogram import Bot
-from aiogram.types import FSInputFile, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import Chat, FSInputFile, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
@@ -163,5 +165,26 @@ async def send_payload(
         return await bot.send_document(
             chat_id, _input_file(payload["document"]), caption=text or None, parse_mode=parse_mode,
             reply_markup=markup, request_timeout=request_timeout)
+    if payload.get("edit_message_id"):
+        return await _edit_text(bot, chat_id, int(payload["edit_message_id"]), text, parse_mode, markup,
+                                request_timeout)
     return await bot.send_message(
         chat_id, text, parse_mode=parse_mode, reply_markup=markup, request_timeout=request_timeout)
+
+
+async def _edit_text(bot: Bot, chat_id: int, message_id: int, text: str, parse_mode: str | None,
+                     markup: InlineKeyboardMarkup | None, request_timeout: int | None) -> Message:
+    """Edit a text message the bot sent (an outbox payload with ``edit_message_id``). An edit that
+    changes nothing (two updates racing to the same state) is done, not an error."""
+    try:
+        edited = await bot.edit_message_text(text=text, chat_id=chat_id, message_id=message_id, parse_mode=parse_mode,
+                                             reply_markup=markup, request_timeout=request_timeout)
+    except TelegramBadRequest as err:
+        if "message is not modified" not in err.message:
+            raise
+        edited = True
+    if isinstance(edited, Message):
+        return edited
+    # Telegram answers an edit of a chat message with the message; without one (not modified), the
+    # outbox records the id of the message that was to be edited.
+    return Message(message_id=message_id, date=datetime.now(UTC), chat=Chat(id=chat_id, type="private"))

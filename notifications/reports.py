@@ -33,6 +33,12 @@ def weekly_sheet(report: WeeklyReport) -> bytes:
     ws.append([_("Total"), report.rounds, sum(d.ok for d in report.days), sum(d.help for d in report.days),
                sum(d.alerted for d in report.days), round(report.rate * 100, 1) if report.rate is not None else None])
     ws.column_dimensions["A"].width = 14
+    if report.helpers:  # who answered for elders who cannot answer themselves, and how often late
+        hs = wb.create_sheet("helpers")
+        hs.append([_("Helper"), _("Asked"), _("Answered"), _("Late"), _("No answer")])
+        for h in report.helpers:
+            hs.append([h.name or _("the committee's staff on duty"), h.asked, h.answered, h.late, h.silent])
+        hs.column_dimensions["A"].width = 24
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

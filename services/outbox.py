@@ -11,7 +11,8 @@ built here without aiogram::
 
 or, from services (which never hold markup), what to render when it is sent::
 
-    {"message": "checkins.alert", "data": {…plain JSON…}, "locale": "zh_Hans", "photo"/"document": …}
+    {"message": "checkins.alert", "data": {…plain JSON…}, "locale": "zh_Hans", "photo"/"document": …,
+     "edit_message_id": 123}                              # optional: edit that message in place
 
 rendered by ``notifications.render.render_message`` in the recipient's language.
 """
@@ -102,13 +103,19 @@ def message_payload(
     locale: str,
     photo: dict[str, str] | None = None,
     document: dict[str, str] | None = None,
+    edit_message_id: int | None = None,
 ) -> dict[str, Any]:
-    """A payload saying what to render (``message`` + plain-JSON ``data``) in ``locale`` when sent."""
+    """A payload saying what to render (``message`` + plain-JSON ``data``) in ``locale`` when sent.
+
+    With ``edit_message_id`` (the Telegram id of a text message the bot sent to the same chat) the
+    message is edited in place to the new text and buttons instead of sent anew."""
     payload: dict[str, Any] = {"message": message, "data": data, "locale": locale}
     if photo is not None:
         payload["photo"] = dict(photo)
     if document is not None:
         payload["document"] = dict(document)
+    if edit_message_id is not None:
+        payload["edit_message_id"] = edit_message_id
     validate_payload(payload)
     return payload
 
@@ -122,6 +129,10 @@ def validate_payload(payload: dict[str, Any]) -> None:
             raise ValueError("a message payload needs a name and a data dict")
         if not isinstance(payload.get("locale"), str):
             raise ValueError("a message payload needs the recipient's locale")
+        edit = payload.get("edit_message_id")
+        if edit is not None and (not isinstance(edit, int) or isinstance(edit, bool) or edit < 1
+                                 or payload.get("photo") or payload.get("document")):
+            raise ValueError("edit_message_id must be the id of a text message")
         return
     text = payload.get("text")
     if not isinstance(text, str):

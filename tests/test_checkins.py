@@ -47,6 +47,7 @@ from tests.seed import seed_registry
 T0 = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai, Saturday 2026-11-28
 SECRET = "test-secret-key"
 CFG = cs.CheckinConfig(secret_key=SECRET)
+TODAY = date(2026, 11, 28)
 
 
 def at(minutes: float) -> datetime:
@@ -754,3 +755,405 @@ async def test_cli_enrols_a_segment_and_lists_plans(sqlite_engine, tmp_path, mon
     assert await cmd_checkins(parse("checkins", "enrol", "--committee", "DXYC", "--segment", "age >>= 3")) == 2
     # not a resident of that committee
     assert await cmd_checkins(parse("checkins", "enrol", "--committee", "FLSQ", "--resident", str(w.zhao))) == 2
+
+
+# --- helpers who answer for elders (proxy check-in) ------------------------------------------------
+
+@dataclass
+class Helpers:
+    w: World
+    helper: int  # account ids: 李师傅 (resident 李建国, verified), who answers for 孙一 and 孙二 …
+    other: int  # … and 秀英 (王秀英's account, verified), a second helper of the committee
+    sun1: int  # resident ids: 孙一 (09:00) and 孙二 (10:00), not on Telegram
+    sun2: int
+
+
+async def helper_world(engine) -> Helpers:
+    """The world, plus two elders without Telegram whose check-in 李师傅 answers (proxy), 孙一 at
+    09:00 and 孙二 at 10:00, and 秀英 verified (a possible substitute once she helps someone)."""
+    w = await make_world(engine, enrol=False)
+    async with w.sessions() as s:
+        li = await s.scalar(select(Resident).where(Resident.name == "李建国"))
+        helper = _account(s, 6001, "李师傅", resident_id=li.id, lang="en")
+        helper.verified_at = T0 - timedelta(days=3)
+        other = await s.get(Account, w.neighbour)
+        other.verified_at = T0 - timedelta(days=3)
+        await s.flush()
+        staff = await actor_of(s, w.duty)
+        suns = []
+        for name, minute in (("孙一", 540), ("孙二", 600)):
+            r = await s.scalar(select(Resident).where(Resident.name == name))
+            await cs.enrol_resident(s, r, now=T0 - timedelta(days=1), cfg=CFG, minute=minute)
+            await cs.assign_helper(s, staff, r, helper.id, "proxy", now=T0 - timedelta(days=1), cfg=CFG)
+            suns.append(r.id)
+        await s.commit()
+        return Helpers(w, helper.id, other.id, *suns)
+
+
+async def helper_actor(h: Helpers, account_id: int):
+    async with h.w.sessions() as s:
+        return await actor_of(s, account_id)
+
+
+async def helper_press(h: Helpers, account_id: int, round_id: int, answer: str, minutes: float,
+                       message_id: int | None = None) -> cs.HelperAnswerResult:
+    async with h.w.sessions() as s:
+        result = await cs.helper_answer(s, await actor_of(s, account_id), round_id, answer, now=at(minutes), cfg=CFG,
+                                        message_id=message_id)
+        await s.commit()
+        return result
+
+
+async def rounds_by_resident(w: World, day: date = TODAY) -> dict[int, CheckinRound]:
+    """The rounds of one local date, by resident."""
+    async with w.sessions() as s:
+        return {r.resident_id: r for r in await s.scalars(select(CheckinRound).where(CheckinRound.local_date == day))}
+
+
+async def test_a_proxy_helper_gets_one_list_for_two_elders_and_answers_for_each(engine):
+    h = await helper_world(engine)
+    w = h.w
+    report = await tick(w, 0)  # 09:00: 孙一's time; 孙二's (10:00) opens with it, on the same list
+    assert (report.opened, report.helpers_asked) == (1, 2)
+    (listed,) = await messages(w, "hl:%")
+    assert listed.account_id == h.helper and listed.ref_type == "checkin_list"
+    assert listed.payload["message"] == "checkins.helper_list" and listed.payload["locale"] == "en"
+    text = visible(listed)
+    assert "Your check-ins for today, 11-28" in text
+    assert "1. 孙一 · 迎春小区 6-1-101" in text and "2. 孙二 · 迎春小区 6-1-102" in text
+    assert "📞 +8613800138009" in text  # plain text: Telegram makes a phone number tap-to-call
+    rounds = await rounds_by_resident(w)
+    r1, r2 = rounds[h.sun1], rounds[h.sun2]
+    assert all(r.status == RoundStatus.helper and r.mode.value == "proxy" for r in (r1, r2))
+    assert callbacks(listed) == [f"ch:{r1.id}:ok", f"ch:{r1.id}:noreach", f"ch:{r1.id}:help",
+                                 f"ch:{r2.id}:ok", f"ch:{r2.id}:noreach", f"ch:{r2.id}:help"]
+    assert not await messages(w, "ci:%")  # nobody prompts an elder without Telegram
+    # "all well" for 孙一: the list not sent yet is rewritten, so it goes out as it is now
+    result = await helper_press(h, h.helper, r1.id, "ok", 5)
+    assert result.round.status == RoundStatus.ok and result.round.answer_via == "helper"
+    assert result.round.answered_by_account_id == h.helper and [line.state for line in result.view.lines] == \
+        ["ok", "waiting"]
+    (listed,) = await messages(w, "hl:%")
+    assert "✅ All well (09:05)" in visible(listed) and callbacks(listed)[0] == f"ch:{r2.id}:ok"
+    assert (await helper_press(h, h.helper, r1.id, "ok", 6)).already
+    # the list is sent; "could not reach" 孙二: the alert goes out at once and names the helper, the
+    # list is edited in place through the outbox (the pressed message is left to the handler)
+    async with w.sessions() as s:
+        await outbox.mark_sent(s, listed.id, telegram_message_id=77, now=at(1))
+        await s.commit()
+    result = await helper_press(h, h.helper, r2.id, "noreach", 7)
+    assert result.alert is not None and result.alert.reason == AlertReason.unreached
+    (alert,) = await messages(w, "al:%")
+    assert alert.account_id == w.duty and alert.priority == Priority.alert
+    assert "Check-in alert: 李师傅 could not reach 孙二 today." in visible(alert)
+    assert "Helper: 李师傅" in visible(alert)
+    (edit,) = await messages(w, "hle:%")
+    assert edit.payload["edit_message_id"] == 77 and edit.ref_type == "checkin_list_edit"
+    assert "📵 Could not reach (09:07)" in visible(edit) and callbacks(edit) == [f"ch:{r2.id}:ok"]
+    # the same press again changes nothing; a press on the message the handler edits queues no edit
+    assert (await helper_press(h, h.helper, r2.id, "noreach", 8)).already
+    await helper_press(h, h.helper, r2.id, "ok", 30, message_id=77)  # reached after all: an all clear
+    assert len(await messages(w, "hle:%")) == 1
+    assert (await only_alert(w)).outcome == AlertOutcome.all_clear
+    (clear,) = await messages(w, "al:%:clear:%")
+    assert "All clear: 李师傅 saw or spoke to 孙二 (迎春小区 6-1-102) at 11-28 09:30: all well." in visible(clear)
+    report = await tick(w, 60)  # 10:00, 孙二's own time: nothing opens again, no second list
+    assert (report.opened, report.helpers_asked) == (0, 0) and len(await messages(w, "hl:%")) == 1
+    report = await tick(w, 300)
+    assert (report.helpers_reminded, report.helpers_silent, report.alerted) == (0, 0, 0)
+
+
+async def test_forged_helper_buttons_change_nothing(engine):
+    h = await helper_world(engine)
+    w = h.w
+    await tick(w, 0)
+    r1 = (await rounds_by_resident(w))[h.sun1]
+    async with w.sessions() as s:  # 赵桂兰 answers herself: a helper may not answer her round
+        await cs.enrol_resident(s, await s.get(Resident, w.zhao), now=at(-60), cfg=CFG)
+        await s.commit()
+    await tick(w, 1)
+    own = (await rounds_by_resident(w))[w.zhao]
+    huge = 2**63
+    for account, round_id, answer in ((w.neighbour, r1.id, "ok"), (w.duty, r1.id, "ok"), (w.foreign, r1.id, "help"),
+                                      (h.helper, r1.id, "maybe"), (h.helper, own.id, "ok"), (h.helper, huge, "ok"),
+                                      (h.helper, -1, "ok"), (w.elder, r1.id, "noreach")):
+        with pytest.raises(cs.CheckinError) as err:
+            await helper_press(h, account, round_id, answer, 2)
+        assert err.value.reason == "not_yours", (account, round_id, answer)
+    # and a day later, yesterday's buttons are no longer valid
+    with pytest.raises(cs.CheckinError):
+        await helper_press(h, h.helper, r1.id, "ok", 24 * 60)
+    rounds = await rounds_by_resident(w)
+    assert rounds[h.sun1].answer is None and rounds[w.zhao].answer is None
+    assert await messages(w, "al:%") == [] and await messages(w, "hle:%") == []
+
+
+async def test_self_then_helper_asks_the_helper_then_alerts_that_both_were_silent(engine):
+    h = await helper_world(engine)
+    w = h.w
+    async with w.sessions() as s:
+        await cs.assign_helper(s, await actor_of(s, w.duty), await s.get(Resident, w.zhao), h.helper,
+                               "self_then_helper", now=at(-60), cfg=CFG)
+        await s.commit()
+    await tick(w, 0)
+    assert len(await messages(w, "ci:%:prompt")) == 1  # the elder is asked first
+    (daily,) = await messages(w, "hl:%")
+    assert "赵桂兰" not in visible(daily)  # … and is not on her helper's list while she may answer
+    rounds = await rounds_by_resident(w)
+    for sun in (h.sun1, h.sun2):
+        await helper_press(h, h.helper, rounds[sun].id, "ok", 5)
+    assert (await tick(w, 30)).reminded == 1
+    report = await tick(w, 89)
+    assert (report.helpers_asked, report.alerted) == (0, 0)
+    report = await tick(w, 90)  # her reminder went unanswered: her helper, not yet staff
+    assert (report.helpers_asked, report.alerted, report.helpers_silent) == (1, 0, 0)
+    assert await messages(w, "al:%") == []
+    (fallback,) = [m for m in await messages(w, "hl:%") if m.payload["data"]["kind"] == "fallback"]
+    assert fallback.account_id == h.helper
+    assert "赵桂兰 did not answer today's check-in. Please look in on them or call" in visible(fallback)
+    zhao = (await rounds_by_resident(w))[w.zhao]
+    assert zhao.status == RoundStatus.helper and zhao.helper_asked_at == at(90)
+    assert (await tick(w, 119)).helpers_reminded == 0
+    assert (await tick(w, 120)).helpers_reminded == 1
+    (reminder,) = [m for m in await messages(w, "hl:%") if m.payload["data"]["kind"] == "remind"]
+    assert "Reminder: 1 elder is still waiting for your answer today (11-28)." in visible(reminder)
+    assert (await tick(w, 179)).helpers_silent == 0
+    assert (await tick(w, 180)).helpers_silent == 1
+    (alert,) = await messages(w, "al:%")
+    assert alert.account_id == w.duty
+    assert ("Check-in alert: 赵桂兰 has not answered today's check-in, and their helper 李师傅 did not answer "
+            "either.") in visible(alert)
+    # the elder's late "I'm fine" still clears it, and the helper's lists show she answered herself
+    await press_answer(w, w.elder, zhao.id, need_help=False, minutes=200)
+    (line,) = [line for line in (await cs_list(h, h.helper, 201)).lines if line.round_id == zhao.id]
+    assert (line.state, line.by) == ("ok", "self")
+    assert (await only_alert(w)).outcome == AlertOutcome.all_clear
+
+
+async def test_a_silent_proxy_helper_is_reminded_once_then_staff_are_alerted(engine):
+    h = await helper_world(engine)
+    w = h.w
+    await tick(w, 0)
+    assert (await tick(w, 29)).helpers_reminded == 0
+    assert (await tick(w, 30)).helpers_reminded == 2
+    assert (await tick(w, 31)).helpers_reminded == 0
+    (reminder,) = [m for m in await messages(w, "hl:%") if m.payload["data"]["kind"] == "remind"]
+    assert "Reminder: 2 elders are still waiting for your answer today (11-28)." in visible(reminder)
+    assert (await tick(w, 89)).helpers_silent == 0
+    assert (await tick(w, 90)).helpers_silent == 2
+    assert (await tick(w, 91)).helpers_silent == 0
+    alerts = {m.payload["data"]["name"]: m for m in await messages(w, "al:%")}
+    assert set(alerts) == {"孙一", "孙二"}
+    assert ("Check-in alert: nobody answered for 孙一 today — their helper 李师傅 did not answer."
+            in visible(alerts["孙一"]))
+    # the alert escalates as any other; the helper's late "all well" is an all clear
+    assert (await tick(w, 120)).escalated == 2
+    rounds = await rounds_by_resident(w)
+    await helper_press(h, h.helper, rounds[h.sun1].id, "ok", 125)
+    assert recipients(await messages(w, "al:%:clear:%")) == {w.duty, w.street}
+
+
+async def cs_list(h: Helpers, account_id: int, minutes: float) -> cs.HelperList:
+    async with h.w.sessions() as s:
+        return await cs.my_list(s, await actor_of(s, account_id), now=at(minutes), cfg=CFG)
+
+
+async def test_a_handed_over_helpers_elders_go_to_the_substitute_and_staff_are_told(engine):
+    h = await helper_world(engine)
+    w = h.w
+    async with w.sessions() as s:  # 秀英 helps 赵桂兰: she is one of the committee's helpers
+        await cs.assign_helper(s, await actor_of(s, w.duty), await s.get(Resident, w.zhao), h.other, "proxy",
+                               now=at(-120), cfg=CFG)
+        dx = await get_region(s, "DXYC")
+        helper = await actor_of(s, h.helper)
+        assert [c.account_id for c in await cs.substitutes(s, helper, h.helper, dx.id)] == [h.other]
+        with pytest.raises(cs.CheckinError) as err:  # a helper may pick only among the committee's helpers
+            await cs.hand_over(s, helper, h.helper, dx.id, 2, w.duty, now=at(-60), cfg=CFG)
+        assert err.value.reason == "not_a_helper"
+        for days in (0, 91, -1):
+            with pytest.raises(cs.CheckinError):
+                await cs.hand_over(s, helper, h.helper, dx.id, days, h.other, now=at(-60), cfg=CFG)
+        with pytest.raises(cs.CheckinError):  # someone else's elders
+            await cs.hand_over(s, await actor_of(s, w.neighbour), h.helper, dx.id, 2, None, now=at(-60), cfg=CFG)
+        result = await cs.hand_over(s, helper, h.helper, dx.id, 2, h.other, now=at(-60), cfg=CFG)
+        await s.commit()
+    assert (result.handover.starts_on, result.handover.ends_on) == (date(2026, 11, 28), date(2026, 11, 29))
+    told = await messages(w, "cho:%")
+    assert recipients(told) == {w.duty, h.other}  # the on-duty staff, and the substitute (not the helper herself)
+    (staff,) = [m for m in told if m.account_id == w.duty]
+    assert "李师傅 hands over 2 elders of 丁香迎春居委会 from 2026-11-28 to 2026-11-29." in visible(staff)
+    assert "秀英 stands in." in visible(staff)
+    # both days the substitute gets one list with her own elder and 李师傅's; he gets none
+    for day in (0, 1):
+        await tick(w, day * 24 * 60)
+        lists = [m for m in await messages(w, "hl:%") if f":{TODAY + timedelta(days=day)}:" in m.idempotency_key]
+        assert recipients(lists) == {h.other} and len(lists) == 1
+        assert {"孙一", "孙二", "赵桂兰"} <= {line["name"] for line in lists[0].payload["data"]["lines"]}
+        assert "You stand in for 李师傅." in visible(lists[0])
+    rounds = await rounds_by_resident(w, TODAY + timedelta(days=1))
+    with pytest.raises(cs.CheckinError):  # the helper away no longer answers
+        await helper_press(h, h.helper, rounds[h.sun1].id, "ok", 24 * 60 + 5)
+    done = await helper_press(h, h.other, rounds[h.sun1].id, "ok", 24 * 60 + 5)
+    assert done.round.helper_role == "substitute" and done.round.answered_by_account_id == h.other
+    await tick(w, 2 * 24 * 60)  # the period is over: his elders are his again
+    third = [m for m in await messages(w, "hl:%") if f":{TODAY + timedelta(days=2)}:" in m.idempotency_key]
+    assert recipients(third) == {h.helper, h.other}
+
+
+async def test_a_hand_over_without_a_substitute_goes_to_the_on_duty_staff_today(engine):
+    h = await helper_world(engine)
+    w = h.w
+    await tick(w, 0)
+    rounds = await rounds_by_resident(w)
+    async with w.sessions() as s:  # staff hand him over mid-morning: today's unanswered rounds move
+        dx = await get_region(s, "DXYC")
+        result = await cs.hand_over(s, await actor_of(s, w.duty), h.helper, dx.id, 1, None, now=at(10), cfg=CFG)
+        await s.commit()
+    assert result.moved == 2 and result.substitute is None
+    (helper_list,) = await messages(w, "hl:a%")  # his list, not sent yet, now says there is nobody for him
+    assert helper_list.payload["data"]["lines"] == [] and "Nobody to answer for today." in visible(helper_list)
+    told = {m.account_id: m for m in await messages(w, "cho:%")}
+    assert set(told) == {w.duty, h.helper}
+    assert "the staff on duty get their daily list" in visible(told[w.duty])
+    assert (await tick(w, 11)).helpers_asked == 2
+    (duty_list,) = await messages(w, f"hl:d{rounds[h.sun1].committee_id}:%")
+    assert duty_list.account_id == w.duty
+    assert "You answer as the committee's staff on duty" in visible(duty_list)
+    with pytest.raises(cs.CheckinError):  # staff of another committee do not cover these elders
+        await helper_press(h, w.foreign, rounds[h.sun1].id, "ok", 12)
+    assert (await helper_press(h, w.colleague, rounds[h.sun1].id, "ok", 12)).round.status == RoundStatus.ok
+    # the moved round's ladder counts from when the staff were asked
+    assert (await tick(w, 11 + 30)).helpers_reminded == 1
+
+
+async def test_assigning_a_helper_checks_who_and_how_and_writes_nothing_when_refused(engine):
+    h = await helper_world(engine)
+    w = h.w
+    async with w.sessions() as s:
+        staff = await actor_of(s, w.duty)
+        zhao = await s.get(Resident, w.zhao)
+        feng = await _flsq_account(s)
+        for account_id, mode, reason in ((w.elder, "proxy", "own_helper"), (feng, "proxy", "not_a_helper"),
+                                         (w.foreign, "proxy", "not_a_helper"), (2**63, "proxy", "not_a_helper"),
+                                         (h.helper, "self", "bad_mode"), (h.helper, "sometimes", "bad_mode")):
+            with pytest.raises(cs.CheckinError) as err:
+                await cs.assign_helper(s, staff, zhao, account_id, mode, now=at(0), cfg=CFG)
+            assert err.value.reason == reason, (account_id, mode)
+        await s.commit()
+        assert await s.scalar(select(CheckinPlan).where(CheckinPlan.resident_id == w.zhao)) is None
+        # a family contact and committee staff may help; the helper hears it, the one replaced too
+        family = await cs.assign_helper(s, staff, zhao, w.family, "self_then_helper", now=at(1), cfg=CFG)
+        assert family.plan.mode.value == "self_then_helper" and family.plan.active
+        await cs.assign_helper(s, staff, zhao, w.colleague, "proxy", now=at(2), cfg=CFG)
+        await s.commit()
+    assert recipients(await messages(w, "chas:%")) == {h.helper, w.family, w.colleague}
+    (removed,) = await messages(w, "chrm:%")
+    assert removed.account_id == w.family
+    # the elder was told she is asked (she answers first); not again when a helper answers for her
+    assert [m.account_id for m in await messages(w, "cienrol:%")] == [w.elder]
+
+
+async def _flsq_account(s) -> int:
+    feng = await s.scalar(select(Resident).where(Resident.name == "冯志强"))
+    account = _account(s, 7001, "冯", resident_id=feng.id)
+    account.verified_at = T0
+    await s.flush()
+    return account.id
+
+
+async def test_a_helper_link_works_once_and_tells_who_made_it(engine):
+    h = await helper_world(engine)
+    w = h.w
+    async with w.sessions() as s:
+        zhao = await s.get(Resident, w.zhao)
+        staff = await actor_of(s, w.duty)
+        with pytest.raises(cs.CheckinError):
+            await cs.create_helper_invite(s, staff, zhao, "self", now=at(0), cfg=CFG)
+        code = await cs.create_helper_invite(s, staff, zhao, "proxy", now=at(0), cfg=CFG)
+        await s.commit()
+        with pytest.raises(cs.CheckinError) as err:
+            await cs.redeem_helper_invite(s, await s.get(Account, w.elder), code, now=at(1), cfg=CFG)
+        assert err.value.reason == "own_helper"
+        result = await cs.redeem_helper_invite(s, await s.get(Account, w.family), code, now=at(1), cfg=CFG)
+        await s.commit()
+        assert result.plan.helper_account_id == w.family and result.plan.mode.value == "proxy"
+        with pytest.raises(cs.CheckinError) as err:
+            await cs.redeem_helper_invite(s, await s.get(Account, w.neighbour), code, now=at(2), cfg=CFG)
+        assert err.value.reason == "used_helper_code"
+        with pytest.raises(cs.CheckinError) as err:
+            await cs.redeem_helper_invite(s, await s.get(Account, w.neighbour), "nope", now=at(2), cfg=CFG)
+        assert err.value.reason == "unknown_helper_code"
+    (joined,) = await messages(w, "chjoin:%")
+    assert joined.account_id == w.duty and "女儿 opened your helper link" in visible(joined)
+
+
+async def test_board_and_weekly_report_say_who_answered_for_whom(engine):
+    from openpyxl import load_workbook
+
+    h = await helper_world(engine)
+    w = h.w
+    await tick(w, 0)
+    rounds = await rounds_by_resident(w)
+    await helper_press(h, h.helper, rounds[h.sun1].id, "ok", 10)
+    async with w.sessions() as s:
+        staff = await actor_of(s, w.duty)
+        (c,) = (await cs.board(s, staff, now=at(11), cfg=CFG)).committees
+        assert [(line.name, line.via) for line in c.answered] == [("孙一", "李师傅")]
+        assert [(line.name, line.helper, line.late) for line in c.helper_wait] == [("孙二", "李师傅", False)]
+        assert [(x.name, x.asked, x.answered) for x in c.helpers] == [("李师傅", 2, 1)]
+        with use_locale("en"):
+            text = "\n".join(views.board_pages(await cs.board(s, staff, now=at(11), cfg=CFG)))
+        assert "孙一 (迎春小区 6-1-101) 09:10 · by 李师傅" in text
+        assert "Waiting for a helper</b> (1)\n• 孙二 (迎春小区 6-1-102) · 李师傅" in text
+        assert "李师傅: 1/2 answered, 0 late" in text
+    await tick(w, 30)  # 孙二's helper is reminded: late
+    await helper_press(h, h.helper, rounds[h.sun2].id, "ok", 40)
+    async with w.sessions() as s:
+        report = await cs.weekly_report(s, await get_region(s, "DXYC"), TODAY)
+    (stats,) = report.helpers
+    assert (stats.name, stats.asked, stats.answered, stats.late, stats.silent) == ("李师傅", 2, 2, 1, 0)
+    assert report.days[-1].by_helper == 2
+    with use_locale("en"):
+        text = views.weekly_text(report.data())
+        sheet = load_workbook(io.BytesIO(weekly_sheet(report)))
+    assert "11-28: 2/2 answered (100%), 0 asked for help, 0 alerts · 2 by a helper" in text
+    assert "李师傅: 2/2 answered, 1 late" in text
+    assert [c.value for c in sheet["helpers"][2]] == ["李师傅", 2, 2, 1, 0]
+
+
+async def test_cli_enrols_an_elder_answered_by_a_helper(tmp_path):
+    """``communitybot checkins enrol … --mode proxy --helper ID``, in this process (bot.cli.run_async)."""
+    from bot.db import create_engine
+    from bot.settings import Settings
+    from tests.helpers import cli
+    from tests.seed import DXYC_CSV
+
+    env = {"DATA_DIR": str(tmp_path), "DATABASE_URL": "", "SECRET_KEY": SECRET, "DEFAULT_LOCALE": "en"}
+    assert (await cli("regions", "demo", env=env)).returncode == 0
+    registry = tmp_path / "dxyc.csv"
+    registry.write_text(DXYC_CSV, encoding="utf-8")
+    assert (await cli("registry", "import", "--committee", "DXYC", str(registry), env=env)).returncode == 0
+    settings = Settings(_env_file=None, data_dir=tmp_path, secret_key=SECRET)
+    engine = create_engine(settings.db_url, data_keys=settings.data_keys())
+    async with session_factory(engine)() as s:
+        sun, li = [await s.scalar(select(Resident).where(Resident.name == n)) for n in ("孙一", "李建国")]
+        s.add(Account(telegram_id=6001, chat_id=6001, first_name="李师傅", resident_id=li.id, verified_at=T0,
+                      created_at=T0))
+        await s.commit()
+    out = await cli("checkins", "enrol", "--committee", "DXYC", "--resident", str(sun.id), "--mode", "proxy",
+                    "--helper", str(li.id), "--time", "08:30", "--note", "hard of hearing, knock loudly", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "enrolled 孙一: 08:30, every day" in out.stdout and "answered by 李师傅 (every day)" in out.stdout
+    listed = await cli("checkins", "list", "--committee", "DXYC", env=env)
+    assert "孙一\t迎春小区 6-1-101\t08:30\tevery day\t-\tno\tproxy\t李师傅" in listed.stdout
+    async with session_factory(engine)() as s:
+        plan = await s.scalar(select(CheckinPlan).where(CheckinPlan.resident_id == sun.id))
+        assert (plan.mode.value, plan.note) == ("proxy", "hard of hearing, knock loudly")
+    for argv, error in ((("--mode", "proxy"), "need --helper"),
+                        (("--mode", "proxy", "--helper", str(sun.id)), "not on the bot"),
+                        (("--helper", str(li.id)), "--helper needs --mode")):
+        bad = await cli("checkins", "enrol", "--committee", "DXYC", "--resident", str(sun.id), *argv, env=env)
+        assert bad.returncode == 2 and error in bad.stderr, (argv, bad.stderr)
+    bad = await cli("checkins", "enrol", "--committee", "DXYC", "--segment", "age > 1", "--mode", "proxy", env=env)
+    assert bad.returncode == 2 and "go with --resident" in bad.stderr
+    await engine.dispose()

@@ -20,6 +20,7 @@ from services.checkins.common import (
     REF_ALERT,
     CheckinError,
     account_name,
+    elder_phone,
     insert_into,
     local_iso,
     record_event,
@@ -110,6 +111,10 @@ class AlertCard:
     contacts: list[str]
     opened_at: str  # local ISO time
     acknowledged_by: str | None
+    mode: str = "self"  # AnswerMode of the round: who was to answer
+    helper: str | None = None  # the helper asked for this round (name), for a helper mode
+    helper_role: str | None = None  # HelperRole: "duty" when the committee's on-duty staff were asked
+    reported_by: str | None = None  # the helper whose answer raised it ("Could not reach", "Needs help")
 
     def data(self, **extra) -> dict:
         """The card as outbox message data (``checkins.alert``)."""
@@ -130,18 +135,18 @@ async def alert_card(session: AsyncSession, cfg: CheckinConfig, alert: Alert) ->
     if resident.emergency_contact_phone:
         contacts.append(resident.emergency_contact_phone)
     ack = await session.get(Account, alert.acknowledged_by_account_id) if alert.acknowledged_by_account_id else None
-    phone, phone_source = resident.phone, "registry"
-    if not phone:
-        # No number in the registry (e.g. verified by staff review): the one the elder's account
-        # shared as its own Telegram contact while verifying, if any.
-        phone = await session.scalar(select(Account.phone).where(Account.resident_id == resident.id))
-        phone_source = "telegram"
+    phone, phone_source = await elder_phone(session, resident)
+    helper = await session.get(Account, rnd.helper_account_id) if rnd.helper_account_id else None
+    reporter = await session.get(Account, rnd.answered_by_account_id) \
+        if rnd.answer_via == "helper" and rnd.answered_by_account_id else None
     return AlertCard(
         alert_id=alert.id, reason=alert.reason.value, status=alert.status.value, level=int(alert.level),
         levels=ALERT_LEVELS, name=resident.name, room=room_of(resident), committee=committee.name,
-        phone=phone, phone_source=phone_source if phone else None, last_answer=last[0] if last else None,
+        phone=phone, phone_source=phone_source, last_answer=last[0] if last else None,
         last_answer_at=local_iso(last[1], cfg.tz) if last else None, contacts=contacts,
-        opened_at=local_iso(alert.opened_at, cfg.tz), acknowledged_by=account_name(ack) if ack else None)
+        opened_at=local_iso(alert.opened_at, cfg.tz), acknowledged_by=account_name(ack) if ack else None,
+        mode=rnd.mode.value, helper=account_name(helper) if helper else None, helper_role=rnd.helper_role,
+        reported_by=account_name(reporter) if reporter else None)
 
 
 async def _tell_level(session: AsyncSession, cfg: CheckinConfig, alert: Alert, level: int, now: datetime) -> int:
@@ -266,13 +271,16 @@ async def remind_resolvers(session: AsyncSession, cfg: CheckinConfig, now: datet
     return len(alerts)
 
 
-async def all_clear(session: AsyncSession, cfg: CheckinConfig, alert: Alert, elder: Account, now: datetime) -> None:
-    """The elder answered "I'm fine" after all: the alert closes and everyone alerted hears it."""
+async def all_clear(session: AsyncSession, cfg: CheckinConfig, alert: Alert, by: Account, now: datetime, *,
+                    helper: bool = False) -> None:
+    """The elder answered "I'm fine" after all (or, with ``helper``, their helper saw them well): the
+    alert closes and everyone alerted hears it."""
     alert.status, alert.outcome = AlertStatus.resolved, AlertOutcome.all_clear
-    alert.resolved_at, alert.resolved_by_account_id = now, elder.id
-    record_event(session, alert.round_id, "all_clear", now, alert_id=alert.id, actor=elder.id)
+    alert.resolved_at, alert.resolved_by_account_id = now, by.id
+    record_event(session, alert.round_id, "all_clear", now, alert_id=alert.id, actor=by.id)
     resident = await session.get_one(Resident, alert.resident_id)
-    data = {"name": resident.name, "room": room_of(resident), "at": local_iso(now, cfg.tz)}
+    data = {"name": resident.name, "room": room_of(resident), "at": local_iso(now, cfg.tz),
+            "helper": account_name(by) if helper else None}
     await _tell_alerted(session, alert, "clear", "checkins.all_clear", data, now, priority=Priority.alert)
 
 

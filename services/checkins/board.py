@@ -11,11 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.checkins.alerts import AlertCard, alert_card, alert_in_reach
 from services.checkins.common import account_name, local_iso, room_of
 from services.checkins.config import CheckinConfig
+from services.checkins.helpers import HelperStats, helper_stats
 from services.models import (
     Account,
     Alert,
     AlertOutcome,
     AlertStatus,
+    AnswerMode,
     CheckinPlan,
     CheckinRound,
     Region,
@@ -23,6 +25,7 @@ from services.models import (
     RoundEvent,
     RoundStatus,
 )
+from services.models.checkins import HELPER_OPEN_STATUSES
 from services.scope import Actor, committee_ids_in_scope
 
 
@@ -37,12 +40,16 @@ class BoardLine:
     until: str | None = None  # paused until (ISO date)
     outcome: str | None = None  # a closed alert's outcome
     by: str | None = None  # who closed it
+    via: str | None = None  # the helper who answered for the elder (None: the elder, or nobody yet)
+    helper: str | None = None  # the helper asked, or to be asked, for a helper mode ("" : on-duty staff)
+    late: bool = False  # the helper was reminded
 
 
 @dataclass(slots=True)
 class CommitteeBoard:
     committee: str
     answered: list[BoardLine] = field(default_factory=list)
+    helper_wait: list[BoardLine] = field(default_factory=list)  # a helper is asked, no answer yet
     help: list[BoardLine] = field(default_factory=list)  # asked for help, alert still open
     alerted: list[BoardLine] = field(default_factory=list)  # no answer / unreachable, alert still open
     handled: list[BoardLine] = field(default_factory=list)  # alert closed by staff or family
@@ -51,10 +58,11 @@ class CommitteeBoard:
     paused: list[BoardLine] = field(default_factory=list)
     later: list[BoardLine] = field(default_factory=list)
     not_on_bot: list[BoardLine] = field(default_factory=list)
+    helpers: list[HelperStats] = field(default_factory=list)  # today, per helper (one committee shown)
 
     @property
     def waiting(self) -> int:
-        return len(self.pending) + len(self.reminded)
+        return len(self.pending) + len(self.reminded) + len(self.helper_wait)
 
 
 @dataclass(slots=True)
@@ -80,16 +88,26 @@ async def board(session: AsyncSession, actor: Actor, *, now: datetime, cfg: Chec
         .where(CheckinPlan.active.is_(True), CheckinPlan.committee_id.in_(scope))
         .order_by(Region.name, Resident.building, Resident.unit, Resident.room, Resident.name))).all()
     alerts = [row[5] for row in rows if row[5] is not None]
-    closers = {alert.resolved_by_account_id for alert in alerts if alert.resolved_by_account_id}
+    people = {alert.resolved_by_account_id for alert in alerts if alert.resolved_by_account_id}
+    for plan, _resident, _cid, _cname, rnd, _alert, _account in rows:
+        people |= {i for i in (plan.helper_account_id, rnd.helper_account_id if rnd else None,
+                               rnd.answered_by_account_id if rnd else None) if i}
     names: dict[int | None, str] = {
-        a.id: account_name(a) for a in await session.scalars(select(Account).where(Account.id.in_(closers)))}
+        a.id: account_name(a) for a in await session.scalars(select(Account).where(Account.id.in_(people)))}
     boards: dict[int, CommitteeBoard] = {}
     for plan, resident, committee_id, committee_name, rnd, alert, account_id in rows:
         b = boards.setdefault(committee_id, CommitteeBoard(committee_name))
         line = BoardLine(resident.name, room_of(resident))
+        if plan.mode != AnswerMode.self:  # who answers for them ("": the on-duty staff)
+            asked = rnd.helper_account_id if rnd is not None and rnd.helper_asked_at else plan.helper_account_id
+            line = replace(line, helper=names.get(asked, "") if asked else "")
+        if rnd is not None and rnd.answer_via == "helper":
+            line = replace(line, via=names.get(rnd.answered_by_account_id, "?"))
         if rnd is not None:
             if rnd.status == RoundStatus.ok:
                 b.answered.append(replace(line, at=local_iso(rnd.answered_at, cfg.tz)))
+            elif rnd.status in HELPER_OPEN_STATUSES:
+                b.helper_wait.append(replace(line, late=rnd.status == RoundStatus.helper_reminded))
             elif (alert is not None and alert.status == AlertStatus.resolved and alert.outcome is not None
                   and alert.outcome != AlertOutcome.all_clear):
                 b.handled.append(replace(line, outcome=alert.outcome.value, by=names.get(alert.resolved_by_account_id)))
@@ -105,10 +123,13 @@ async def board(session: AsyncSession, actor: Actor, *, now: datetime, cfg: Chec
                 b.pending.append(line)
         elif plan.paused_until is not None and plan.paused_until >= today:
             b.paused.append(replace(line, until=plan.paused_until.isoformat()))
-        elif account_id is None:
+        elif account_id is None and plan.mode != AnswerMode.proxy:
             b.not_on_bot.append(line)
         else:
             b.later.append(replace(line, minute=plan.minute_of_day))
+    if len(boards) == 1:  # one committee in detail: how its helpers did today
+        (committee_id,) = boards
+        boards[committee_id].helpers = await helper_stats(session, committee_id, today, today)
     return Board(today, list(boards.values()))
 
 
@@ -150,11 +171,16 @@ async def round_history(session: AsyncSession, actor: Actor, alert_id: int, *, c
     """The history of an alert's round, oldest first (same reach as the alert's buttons)."""
     alert = await alert_in_reach(session, actor, alert_id)
     rnd = await session.get_one(CheckinRound, alert.round_id)  # a CASCADE foreign key of the alert
-    # (at, order, kind, actor, target, detail); the two bulk steps live on the round itself.
-    steps: list[tuple[datetime, int, str, int | None, int | None, dict]] = [
-        (rnd.opened_at, 0, "prompted", None, rnd.account_id, {})]
+    # (at, order, kind, actor, target, detail); the bulk steps (asking, reminding) live on the round.
+    steps: list[tuple[datetime, int, str, int | None, int | None, dict]] = []
+    if rnd.mode != AnswerMode.proxy:  # a proxy elder is never asked themselves
+        steps.append((rnd.opened_at, 0, "prompted", None, rnd.account_id, {}))
     if rnd.reminded_at is not None:
         steps.append((rnd.reminded_at, 0, "reminded", None, rnd.account_id, {}))
+    if rnd.helper_asked_at is not None:
+        steps.append((rnd.helper_asked_at, 0, "helper_asked", None, rnd.helper_account_id, {}))
+    if rnd.helper_reminded_at is not None:
+        steps.append((rnd.helper_reminded_at, 0, "helper_reminded", None, rnd.helper_account_id, {}))
     rows = await session.scalars(
         select(RoundEvent).where(RoundEvent.round_id == rnd.id).order_by(RoundEvent.at, RoundEvent.id).limit(limit))
     steps += [(e.at, e.id, e.kind, e.actor_account_id, e.target_account_id, e.detail or {}) for e in rows]

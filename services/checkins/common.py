@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, overload
 
-from sqlalchemy import JSON, ColumnElement, Integer, String, case, cast, func, literal
+from sqlalchemy import JSON, ColumnElement, Integer, String, case, cast, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.i18n import LOCALES
-from services.models import Account, Resident, RoundEvent
+from services.models import Account, CheckinPlan, Resident, ResidentStatus, RoundEvent
 
 REF_ROUND = "checkin"  # outbox ref_type of prompts and reminders (ref_id = round id)
 REF_ALERT = "checkin_alert"  # outbox ref_type of alert messages (ref_id = alert id)
 REF_REPORT = "checkin_report"  # weekly reports (ref_id = committee id)
 REF_PLAN = "checkin_plan"  # enrolment, pause and stop notices (ref_id = plan id)
+REF_LIST = "checkin_list"  # a helper's list of elders to answer for (ref_id = the recipient's account id)
+REF_LIST_EDIT = "checkin_list_edit"  # an edit of such a list, in place (ref_id = the recipient's account id)
+REF_HELPER = "checkin_helper"  # helper assignments and hand-over notices (ref_id = plan or hand-over id)
 BATCH = 500  # alerts / escalations handled per step and tick (each needs its own messages)
 
 
@@ -59,6 +62,25 @@ def room_of(resident: Resident) -> str:
     parts = [p for p in (resident.building, resident.unit, resident.room) if p]
     place = "-".join(parts) if parts else "—"
     return f"{resident.compound} {place}" if resident.compound else place
+
+
+def plans_due(today: date) -> list[ColumnElement[bool]]:
+    """Plans with a round on local date ``today``, whatever the time of day (joined with their
+    resident): active, a day of theirs, started, not paused, the resident active."""
+    bit = 1 << today.weekday()
+    return [CheckinPlan.active.is_(True), CheckinPlan.days.op("&")(bit) != 0, CheckinPlan.starts_on <= today,
+            or_(CheckinPlan.paused_until.is_(None), CheckinPlan.paused_until < today),
+            Resident.status == ResidentStatus.active]
+
+
+async def elder_phone(session: AsyncSession, resident: Resident) -> tuple[str | None, str | None]:
+    """The number to call an elder on and where it comes from: the registry's ("registry"), else the
+    one their account shared as its own Telegram contact while verifying ("telegram")."""
+    if resident.phone:
+        return resident.phone, "registry"
+    # No number in the registry (e.g. verified by staff review).
+    phone = await session.scalar(select(Account.phone).where(Account.resident_id == resident.id))
+    return (phone, "telegram") if phone else (None, None)
 
 
 @overload

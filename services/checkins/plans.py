@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import BigInteger, String, and_, case, cast, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from services import audit
 from services.checkins.alerts import duty_staff
@@ -19,6 +20,7 @@ from services.checkins.common import (
     REF_PLAN,
     REF_ROUND,
     CheckinError,
+    account_name,
     insert_into,
     locale_sql,
     message_payload_sql,
@@ -28,6 +30,7 @@ from services.checkins.common import (
 from services.checkins.config import CheckinConfig
 from services.models import (
     Account,
+    AnswerMode,
     CheckinPlan,
     CheckinRound,
     OutboxMessage,
@@ -149,12 +152,15 @@ async def _elder_account(session: AsyncSession, resident_id: int) -> Account | N
 
 async def enrol_resident(session: AsyncSession, resident: Resident, *, now: datetime, cfg: CheckinConfig,
                          minute: int | None = None, days: int | None = None,
-                         by_account_id: int | None = None) -> tuple[CheckinPlan, bool]:
+                         by_account_id: int | None = None, mode: AnswerMode | None = None
+                         ) -> tuple[CheckinPlan, bool]:
     """Enrol one resident (the caller has checked scope); returns (plan, created).
 
     Re-enrolling updates time and days and re-activates. Minute and days are validated first (a
     refusal writes nothing). The elder, if on the bot, is told when they will be asked and how to
-    change or pause it (outbox, once per change)."""
+    change or pause it (outbox, once per change) — unless a helper answers for them (``proxy``: the
+    elder is never asked). ``mode`` is a new plan's answering mode (``services.checkins.helpers``
+    sets modes and helpers)."""
     if minute is not None:
         check_minute(minute)
     if days is not None:
@@ -167,7 +173,8 @@ async def enrol_resident(session: AsyncSession, resident: Resident, *, now: date
         m = DEFAULT_MINUTE if minute is None else minute
         plan = CheckinPlan(resident_id=resident.id, committee_id=resident.committee_id, minute_of_day=m,
                            days=days or EVERY_DAY, starts_on=_starts_on(cfg, m, now), active=True,
-                           created_by_account_id=by_account_id, created_at=now, updated_at=now)
+                           mode=mode or AnswerMode.self, created_by_account_id=by_account_id, created_at=now,
+                           updated_at=now)
         session.add(plan)
         changed = True
     else:
@@ -186,7 +193,7 @@ async def enrol_resident(session: AsyncSession, resident: Resident, *, now: date
                  target_id=resident.id, region_id=resident.committee_id,
                  detail={"time": format_minute(plan.minute_of_day), "days": plan.days, "created": created})
     elder = await _elder_account(session, resident.id)
-    if changed and elder is not None:
+    if changed and elder is not None and plan.mode != AnswerMode.proxy:
         await tell(session, elder, f"cienrol:{plan.id}:{now.isoformat()}", "checkins.enrolled", _plan_data(plan),
                    now=now, ref_type=REF_PLAN, ref_id=plan.id)
     return plan, created
@@ -260,7 +267,8 @@ async def _tell_enrolled(session: AsyncSession, cfg: CheckinConfig, where, now: 
                CheckinPlan.id, literal(now, UTCDateTime()))
         .join(Resident, Resident.id == CheckinPlan.resident_id)
         .join(Account, Account.resident_id == CheckinPlan.resident_id)
-        .where(where, CheckinPlan.active.is_(True), CheckinPlan.updated_at == now)
+        .where(where, CheckinPlan.active.is_(True), CheckinPlan.updated_at == now,
+               CheckinPlan.mode != AnswerMode.proxy)  # a helper answers: the elder is never asked
     )
     stmt = insert_into(session, OutboxMessage).from_select(
         ["idempotency_key", "chat_id", "account_id", "priority", "payload", "status", "not_before", "attempts",
@@ -297,16 +305,20 @@ class PlanLine:
     plan: CheckinPlan
     resident: Resident
     on_bot: bool
+    helper: str | None = None  # who answers for the elder (a helper mode), by name
 
 
 async def list_plans(session: AsyncSession, committee_id: int) -> list[PlanLine]:
     """Active plans of one committee (for the CLI and the console), by room."""
+    helper = aliased(Account)
     rows = await session.execute(
-        select(CheckinPlan, Resident, Account.id).join(Resident, Resident.id == CheckinPlan.resident_id)
+        select(CheckinPlan, Resident, Account.id, helper).join(Resident, Resident.id == CheckinPlan.resident_id)
         .outerjoin(Account, Account.resident_id == Resident.id)
+        .outerjoin(helper, helper.id == CheckinPlan.helper_account_id)
         .where(CheckinPlan.committee_id == committee_id, CheckinPlan.active.is_(True))
         .order_by(Resident.building, Resident.unit, Resident.room, Resident.name))
-    return [PlanLine(plan, resident, account_id is not None) for plan, resident, account_id in rows]
+    return [PlanLine(plan, resident, account_id is not None, account_name(h) if h is not None else None)
+            for plan, resident, account_id, h in rows]
 
 
 async def elder_account(session: AsyncSession, resident_id: int) -> Account | None:

@@ -6,7 +6,7 @@ Services count; ``notifications.reports`` draws the chart and writes the XLSX sh
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import case, func, literal, select, update
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.checkins.common import REF_REPORT, insert_into
 from services.checkins.config import CheckinConfig
+from services.checkins.helpers import HelperStats, helper_stats
 from services.models import (
     Account,
     CheckinPlan,
@@ -36,6 +37,7 @@ class DayStats:
     ok: int
     help: int
     alerted: int
+    by_helper: int = 0  # answers a helper gave for the elder (of ok + help + "could not reach")
 
     @property
     def answered(self) -> int:
@@ -56,6 +58,7 @@ class WeeklyReport:
     start: date
     end: date
     days: list[DayStats]
+    helpers: list[HelperStats] = field(default_factory=list)  # who answered for elders, how often late
 
     @property
     def rounds(self) -> int:
@@ -73,7 +76,8 @@ class WeeklyReport:
         """As outbox message data (``checkins.weekly``): dates as ISO text."""
         return {"committee": self.committee, "code": self.code, "start": self.start.isoformat(),
                 "end": self.end.isoformat(),
-                "days": [{**asdict(d), "day": d.day.isoformat()} for d in self.days]}
+                "days": [{**asdict(d), "day": d.day.isoformat()} for d in self.days],
+                "helpers": [h.data() for h in self.helpers]}
 
 
 async def weekly_stats(session: AsyncSession, committee_id: int, start: date, end: date) -> list[DayStats]:
@@ -82,11 +86,13 @@ async def weekly_stats(session: AsyncSession, committee_id: int, start: date, en
         select(CheckinRound.local_date, func.count(),
                func.sum(case((CheckinRound.answer == "ok", 1), else_=0)),
                func.sum(case((CheckinRound.answer == "help", 1), else_=0)),
-               func.sum(case((CheckinRound.alerted_at.is_not(None), 1), else_=0)))
+               func.sum(case((CheckinRound.alerted_at.is_not(None), 1), else_=0)),
+               func.sum(case((CheckinRound.answer_via == "helper", 1), else_=0)))
         .where(CheckinRound.plan_id.in_(select(CheckinPlan.id).where(CheckinPlan.committee_id == committee_id)),
                CheckinRound.local_date.between(start, end))
         .group_by(CheckinRound.local_date))
-    found = {d: DayStats(d, n, int(ok or 0), int(hlp or 0), int(al or 0)) for d, n, ok, hlp, al in rows}
+    found = {d: DayStats(d, n, int(ok or 0), int(hlp or 0), int(al or 0), int(by or 0))
+             for d, n, ok, hlp, al, by in rows}
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     return [found.get(d, DayStats(d, 0, 0, 0, 0)) for d in days]
 
@@ -95,7 +101,8 @@ async def weekly_report(session: AsyncSession, committee: Region, end: date) -> 
     """The seven local days ending with ``end`` (inclusive: pass today to include today)."""
     start = end - timedelta(days=WEEK - 1)
     days = await weekly_stats(session, committee.id, start, end)
-    return WeeklyReport(committee.id, committee.name, committee.code, start, end, days)
+    helpers = await helper_stats(session, committee.id, start, end)
+    return WeeklyReport(committee.id, committee.name, committee.code, start, end, days, helpers)
 
 
 def weekly_reports_due(now: datetime, cfg: CheckinConfig) -> bool:
@@ -134,11 +141,12 @@ async def queue_weekly_report(session: AsyncSession, report: WeeklyReport, accou
     sheet (``chart``/``sheet``: paths of files already written). Idempotent per week and account."""
     key = f"ciweek:{report.committee_id}:{report.start.isoformat()}:{account.id}"
     data = report.data()
-    for suffix, message, media in ((":chart", "checkins.weekly", {"photo": {"path": chart}}),
-                                   (":xlsx", "checkins.weekly_sheet", {"document": {"path": sheet}})):
-        await enqueue(session, key=key + suffix, chat_id=account.chat_id, account_id=account.id,
-                      payload=message_payload(message, data, locale=locale, **media), priority=Priority.reply,
-                      ref_type=REF_REPORT, ref_id=report.committee_id, now=now)
+    for suffix, payload in ((":chart", message_payload("checkins.weekly", data, locale=locale,
+                                                       photo={"path": chart})),
+                            (":xlsx", message_payload("checkins.weekly_sheet", data, locale=locale,
+                                                      document={"path": sheet}))):
+        await enqueue(session, key=key + suffix, chat_id=account.chat_id, account_id=account.id, payload=payload,
+                      priority=Priority.reply, ref_type=REF_REPORT, ref_id=report.committee_id, now=now)
 
 
 async def record_report_sent(session: AsyncSession, committee: Region, week_start: date, recipients: int) -> None:

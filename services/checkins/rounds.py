@@ -4,6 +4,10 @@
                       │  "I'm fine" → ok             (or the elder blocked the bot → alerted)
                       └─ "I need help" → help + alert at once
 
+A plan a helper answers for (``AnswerMode.proxy``) opens straight into ``helper``, and an elder who
+answers first (``self_then_helper``) goes to ``helper`` instead of ``alerted``: the helper's steps
+are in ``services.checkins.helpers`` and run in the same tick.
+
 Every step is idempotent and safe in several processes: rounds are UNIQUE per plan and local date
 and opened with ``INSERT … SELECT … ON CONFLICT DO NOTHING``; rows a step works on are claimed
 with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite has one writer); prompts and reminders are
@@ -28,24 +32,32 @@ from services.checkins.common import (
     is_postgres,
     locale_sql,
     message_payload_sql,
+    plans_due,
     record_event,
 )
 from services.checkins.config import CheckinConfig
+from services.checkins.helpers import (
+    alert_silent_helpers,
+    ask_helper_now,
+    ask_helpers,
+    refresh_round_lists,
+    remind_helpers,
+)
 from services.models import (
     Account,
     Alert,
     AlertReason,
     AlertStatus,
+    AnswerMode,
     CheckinPlan,
     CheckinRound,
     OutboxMessage,
     OutboxStatus,
     Resident,
-    ResidentStatus,
     RoundStatus,
     UTCDateTime,
 )
-from services.models.checkins import OPEN_ROUND_STATUSES
+from services.models.checkins import ELDER_OPEN_STATUSES
 from services.outbox import Priority
 from services.outbox import cancel as cancel_messages
 from services.sql import rowcount
@@ -56,15 +68,18 @@ class TickReport:
     """How much one tick did, step by step."""
 
     opened: int = 0
+    helpers_asked: int = 0  # rounds whose helper was asked (proxy, or the elder stayed silent)
     reminded: int = 0
+    helpers_reminded: int = 0
     unreachable: int = 0
     alerted: int = 0
+    helpers_silent: int = 0  # alerts because the helper did not answer either
     escalated: int = 0
     resolve_reminded: int = 0
 
     def __bool__(self) -> bool:
-        return any((self.opened, self.reminded, self.unreachable, self.alerted, self.escalated,
-                    self.resolve_reminded))
+        return any((self.opened, self.helpers_asked, self.reminded, self.helpers_reminded, self.unreachable,
+                    self.alerted, self.helpers_silent, self.escalated, self.resolve_reminded))
 
 
 async def _queue_elder_messages(session: AsyncSession, cfg: CheckinConfig, kind: str, rounds,
@@ -93,24 +108,36 @@ async def open_rounds(session: AsyncSession, cfg: CheckinConfig, now: datetime) 
     """Tick step: open today's round of every due plan and queue its prompt, set-based. Idempotent:
     the UNIQUE (plan, local date) key makes a second tick (or a second process) open nothing."""
     local = cfg.local(now)
-    today, minute, bit = local.date(), local.hour * 60 + local.minute, 1 << local.weekday()
+    today, minute = local.date(), local.hour * 60 + local.minute
     token = uuid.uuid4().hex
     exists = select(CheckinRound.id).where(CheckinRound.plan_id == CheckinPlan.id, CheckinRound.local_date == today)
+    due = [*plans_due(today), CheckinPlan.minute_of_day <= minute, ~exists.exists()]
+    columns = ["plan_id", "resident_id", "committee_id", "account_id", "local_date", "status", "opened_at",
+               "tick_token", "mode"]
     src = (
         select(CheckinPlan.id, CheckinPlan.resident_id, CheckinPlan.committee_id, Account.id, literal(today),
-               literal(RoundStatus.pending.value), literal(now, UTCDateTime()), literal(token))
+               literal(RoundStatus.pending.value), literal(now, UTCDateTime()), literal(token), CheckinPlan.mode)
         .join(Resident, Resident.id == CheckinPlan.resident_id)
         .join(Account, Account.resident_id == CheckinPlan.resident_id)
-        .where(CheckinPlan.active.is_(True), CheckinPlan.minute_of_day <= minute,
-               CheckinPlan.days.op("&")(bit) != 0, CheckinPlan.starts_on <= today,
-               or_(CheckinPlan.paused_until.is_(None), CheckinPlan.paused_until < today),
-               Resident.status == ResidentStatus.active, ~exists.exists())
+        .where(*due, CheckinPlan.mode != AnswerMode.proxy)
+    )
+    # A helper answers (proxy, or an elder who answers first but is not on the bot): the round opens
+    # waiting for the helper, who is asked by the next step (helpers.ask_helpers); no prompt.
+    helper_src = (
+        select(CheckinPlan.id, CheckinPlan.resident_id, CheckinPlan.committee_id, Account.id, literal(today),
+               literal(RoundStatus.helper.value), literal(now, UTCDateTime()), literal(token),
+               literal(AnswerMode.proxy.value))
+        .join(Resident, Resident.id == CheckinPlan.resident_id)
+        .outerjoin(Account, Account.resident_id == CheckinPlan.resident_id)
+        .where(*due, or_(CheckinPlan.mode == AnswerMode.proxy,
+                         and_(CheckinPlan.mode == AnswerMode.self_then_helper, Account.id.is_(None))))
     )
     # The anti-join keeps later ticks of the day cheap; the UNIQUE key (ON CONFLICT DO NOTHING) is
     # what makes concurrent ticks safe.
-    stmt = insert_into(session, CheckinRound).from_select(
-        ["plan_id", "resident_id", "committee_id", "account_id", "local_date", "status", "opened_at", "tick_token"],
-        src).on_conflict_do_nothing(index_elements=["plan_id", "local_date"])
+    stmt = insert_into(session, CheckinRound).from_select(columns, src).on_conflict_do_nothing(
+        index_elements=["plan_id", "local_date"])
+    helper_stmt = insert_into(session, CheckinRound).from_select(columns, helper_src).on_conflict_do_nothing(
+        index_elements=["plan_id", "local_date"])
     postgres = is_postgres(session)
     if postgres:
         # When PostgreSQL believes checkin_rounds is (nearly) empty — a first big day — it answers
@@ -119,6 +146,7 @@ async def open_rounds(session: AsyncSession, cfg: CheckinConfig, now: datetime) 
         # UNIQUE (plan_id, local_date) index instead. SET LOCAL ends with the transaction.
         await session.execute(text("SET LOCAL enable_seqscan = off"))
     opened = rowcount(await session.execute(stmt))
+    opened_for_helpers = rowcount(await session.execute(helper_stmt))
     if postgres:
         await session.execute(text("SET LOCAL enable_seqscan = on"))
     if opened:
@@ -126,7 +154,7 @@ async def open_rounds(session: AsyncSession, cfg: CheckinConfig, now: datetime) 
         mine = and_(CheckinRound.status == RoundStatus.pending, CheckinRound.opened_at == now,
                     CheckinRound.tick_token == token)
         await _queue_elder_messages(session, cfg, "prompt", mine, now)
-    return opened
+    return opened + opened_for_helpers
 
 
 async def send_reminders(session: AsyncSession, cfg: CheckinConfig, now: datetime) -> int:
@@ -150,24 +178,34 @@ async def alert_unreachable(session: AsyncSession, cfg: CheckinConfig, now: date
     ids = (await session.scalars(
         select(CheckinRound.id).join(OutboxMessage, and_(OutboxMessage.ref_type == REF_ROUND,
                                                          OutboxMessage.ref_id == CheckinRound.id))
-        .where(CheckinRound.status.in_(OPEN_ROUND_STATUSES), OutboxMessage.status == OutboxStatus.unreachable)
+        .where(CheckinRound.status.in_(ELDER_OPEN_STATUSES), OutboxMessage.status == OutboxStatus.unreachable)
         .order_by(CheckinRound.id).limit(BATCH))).all()
     count = 0
     for round_id in dict.fromkeys(ids):
         rnd = await session.scalar(select(CheckinRound).where(
-            CheckinRound.id == round_id, CheckinRound.status.in_(OPEN_ROUND_STATUSES))
+            CheckinRound.id == round_id, CheckinRound.status.in_(ELDER_OPEN_STATUSES))
             .with_for_update(skip_locked=True))
         if rnd is not None:
-            record_event(session, rnd.id, "unreachable", now, target=rnd.account_id)
-            await raise_alert(session, cfg, rnd, AlertReason.unreachable, now)
+            await _elder_unreachable(session, cfg, rnd, now)
             count += 1
     return count
 
 
+async def _elder_unreachable(session: AsyncSession, cfg: CheckinConfig, rnd: CheckinRound, now: datetime) -> None:
+    """The elder's prompt came back "blocked": alert, or for an elder who answers first, ask the helper."""
+    if rnd.mode == AnswerMode.self_then_helper:
+        await ask_helper_now(session, cfg, rnd, now)
+        return
+    record_event(session, rnd.id, "unreachable", now, target=rnd.account_id)
+    await raise_alert(session, cfg, rnd, AlertReason.unreachable, now)
+
+
 async def alert_unanswered(session: AsyncSession, cfg: CheckinConfig, now: datetime) -> int:
-    """Tick step: alert for rounds still unanswered ``escalate_after`` after their prompt."""
+    """Tick step: alert for rounds still unanswered ``escalate_after`` after their prompt (an elder
+    who answers first goes to their helper instead: ``helpers.ask_helpers``)."""
     rounds = (await session.scalars(
-        select(CheckinRound).where(CheckinRound.status.in_(OPEN_ROUND_STATUSES),
+        select(CheckinRound).where(CheckinRound.status.in_(ELDER_OPEN_STATUSES),
+                                   CheckinRound.mode != AnswerMode.self_then_helper,
                                    CheckinRound.opened_at <= now - cfg.escalate_after)
         .order_by(CheckinRound.opened_at, CheckinRound.id).limit(BATCH).with_for_update(skip_locked=True))).all()
     for rnd in rounds:
@@ -175,8 +213,10 @@ async def alert_unanswered(session: AsyncSession, cfg: CheckinConfig, now: datet
     return len(rounds)
 
 
-TICK_STEPS = (("opened", open_rounds), ("reminded", send_reminders), ("unreachable", alert_unreachable),
-              ("alerted", alert_unanswered), ("escalated", escalate_alerts), ("resolve_reminded", remind_resolvers))
+TICK_STEPS = (("opened", open_rounds), ("helpers_asked", ask_helpers), ("reminded", send_reminders),
+              ("helpers_reminded", remind_helpers), ("unreachable", alert_unreachable),
+              ("alerted", alert_unanswered), ("helpers_silent", alert_silent_helpers),
+              ("escalated", escalate_alerts), ("resolve_reminded", remind_resolvers))
 
 
 async def tick(session_factory: async_sessionmaker[AsyncSession], cfg: CheckinConfig, now: datetime) -> TickReport:
@@ -195,11 +235,10 @@ async def on_round_unreachable(session: AsyncSession, row: OutboxMessage, now: d
     if row.ref_id is None:
         return
     rnd = await session.scalar(select(CheckinRound).where(
-        CheckinRound.id == row.ref_id, CheckinRound.status.in_(OPEN_ROUND_STATUSES)).with_for_update())
+        CheckinRound.id == row.ref_id, CheckinRound.status.in_(ELDER_OPEN_STATUSES)).with_for_update())
     if rnd is None:
         return
-    record_event(session, rnd.id, "unreachable", now, target=rnd.account_id)
-    await raise_alert(session, cfg, rnd, AlertReason.unreachable, now)
+    await _elder_unreachable(session, cfg, rnd, now)
 
 
 # --- the elder's answer ----------------------------------------------------------------------
@@ -231,6 +270,7 @@ async def answer(session: AsyncSession, account: Account | None, round_id: int, 
         if rnd.answer == "ok":
             return AnswerResult(rnd, alert, already=True)
         rnd.answer, rnd.answered_at, rnd.status = "ok", now, RoundStatus.ok
+        rnd.answered_by_account_id, rnd.answer_via = account.id, "self"
         record_event(session, rnd.id, "answered", now, actor=account.id, detail={"answer": "ok"})
         await cancel_messages(session, REF_ROUND, [rnd.id])
         cleared = False
@@ -238,11 +278,14 @@ async def answer(session: AsyncSession, account: Account | None, round_id: int, 
             await all_clear(session, cfg, alert, account, now)
             cleared = True
         await session.flush()
+        await refresh_round_lists(session, cfg, rnd, now)  # the helper asked meanwhile sees it
         return AnswerResult(rnd, alert, all_clear=cleared)
     if rnd.answer == "help" and alert is not None and alert.status != AlertStatus.resolved:
         return AnswerResult(rnd, alert, already=True)
     rnd.answer, rnd.answered_at, rnd.status = "help", now, RoundStatus.help
+    rnd.answered_by_account_id, rnd.answer_via = account.id, "self"
     record_event(session, rnd.id, "answered", now, actor=account.id, detail={"answer": "help"})
     await cancel_messages(session, REF_ROUND, [rnd.id])
     alert = await raise_alert(session, cfg, rnd, AlertReason.help, now)
+    await refresh_round_lists(session, cfg, rnd, now)
     return AnswerResult(rnd, alert)

@@ -29,16 +29,36 @@ from services.models.base import Base, BigId
 EVERY_DAY = 0b1111111  # bit 0 = Monday … bit 6 = Sunday (date.weekday())
 
 
+class AnswerMode(enum.StrEnum):
+    """Who answers a plan's daily check-in."""
+
+    self = "self"  # the elder, on their own Telegram
+    proxy = "proxy"  # a named helper, after a visit or a call (the elder is never asked)
+    self_then_helper = "self_then_helper"  # the elder; when the reminder goes unanswered, the helper
+
+
+class HelperRole(enum.StrEnum):
+    """Who the helper asked for a round is, for that day (``CheckinRound.helper_role``)."""
+
+    helper = "helper"  # the plan's own helper
+    substitute = "substitute"  # standing in for a helper who handed over for a period
+    duty = "duty"  # nobody named: the committee's on-duty staff answer (hand-over, or no helper)
+
+
 class RoundStatus(enum.StrEnum):
     pending = "pending"  # the prompt went out, no answer yet
     reminded = "reminded"  # … and the one reminder too
+    helper = "helper"  # the helper is asked (proxy: from the start; self then helper: the elder was silent)
+    helper_reminded = "helper_reminded"  # … and the helper's one reminder too
     alerted = "alerted"  # no answer in time (or unreachable): an alert is open or was handled
     ok = "ok"  # "I'm fine" (possibly late, after an alert)
     help = "help"  # "I need help"
     paused = "paused"  # the elder paused check-ins while this round was open
 
 
-OPEN_ROUND_STATUSES = (RoundStatus.pending, RoundStatus.reminded)
+ELDER_OPEN_STATUSES = (RoundStatus.pending, RoundStatus.reminded)  # waiting for the elder
+HELPER_OPEN_STATUSES = (RoundStatus.helper, RoundStatus.helper_reminded)  # waiting for the helper
+OPEN_ROUND_STATUSES = ELDER_OPEN_STATUSES + HELPER_OPEN_STATUSES
 
 
 class AlertStatus(enum.StrEnum):
@@ -50,7 +70,8 @@ class AlertStatus(enum.StrEnum):
 class AlertReason(enum.StrEnum):
     no_answer = "no_answer"
     unreachable = "unreachable"  # the elder blocked the bot
-    help = "help"  # the elder pressed "I need help"
+    help = "help"  # the elder pressed "I need help" (or their helper "Needs help")
+    unreached = "unreached"  # the elder's helper reported "Could not reach"
 
 
 class AlertOutcome(enum.StrEnum):
@@ -81,6 +102,12 @@ class CheckinPlan(Base):
     paused_until: Mapped[date | None] = mapped_column(Date)  # no rounds up to and including this date
     pause_note: Mapped[str | None] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    mode: Mapped[AnswerMode] = mapped_column(Enum(AnswerMode, native_enum=False, length=16), default=AnswerMode.self,
+                                             server_default=AnswerMode.self.value)
+    # Who answers for the elder (proxy, self then helper). NULL with a helper mode: the committee's
+    # on-duty staff do (the helper left or was erased); never "nobody".
+    helper_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+    note: Mapped[str | None] = mapped_column(String(200))  # the elder's own note for whoever looks in
     created_by_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -111,8 +138,19 @@ class CheckinRound(Base):
     opened_at: Mapped[datetime]  # when the prompt was queued; the reminder and alert count from here
     reminded_at: Mapped[datetime | None]
     alerted_at: Mapped[datetime | None]
-    answer: Mapped[str | None] = mapped_column(String(8))  # "ok" / "help", the latest answer
+    answer: Mapped[str | None] = mapped_column(String(8))  # "ok" / "help" / "noreach", the latest answer
     answered_at: Mapped[datetime | None]
+    # The plan's answering mode when the round opened, and for a helper mode who was asked, as what
+    # (HelperRole; NULL account with role "duty": the committee's on-duty staff), when, reminded when.
+    mode: Mapped[AnswerMode] = mapped_column(Enum(AnswerMode, native_enum=False, length=16), default=AnswerMode.self,
+                                             server_default=AnswerMode.self.value)
+    helper_account_id: Mapped[int | None] = mapped_column(BigInteger)
+    helper_role: Mapped[str | None] = mapped_column(String(16))
+    helper_asked_at: Mapped[datetime | None]
+    helper_reminded_at: Mapped[datetime | None]
+    # Who gave the latest answer: "self" (the elder) or "helper" (the account answering for them).
+    answered_by_account_id: Mapped[int | None] = mapped_column(BigInteger)
+    answer_via: Mapped[str | None] = mapped_column(String(8))
     # Which tick call touched the row last: the follow-up statement of a set-based step (queue the
     # prompts or reminders) picks exactly the rows its own step inserted or updated. Not indexed (every
     # index costs when 100,000 rounds open at once): the follow-up finds them by (status, opened_at).
@@ -183,6 +221,41 @@ class FamilyInvite(Base):
     resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), index=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)  # HMAC-SHA256 hex; the code is shown once
     issued_by: Mapped[str] = mapped_column(String(16))  # "elder" / "staff"
+    created_by_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    used_by_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+
+
+class HelperHandover(Base):
+    """A helper away for a period (local dates, inclusive): their plans of one committee go to a
+    substitute, or to the committee's on-duty staff when there is none. Overlapping hand-overs are
+    never both live: a new one cancels the ones it overlaps."""
+
+    __tablename__ = "checkin_handovers"
+    __table_args__ = (Index("ix_checkin_handovers_helper_ends", "helper_account_id", "ends_on"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    helper_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    committee_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="CASCADE"), index=True)
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date] = mapped_column(Date)
+    substitute_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    created_by_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+    cancelled_at: Mapped[datetime | None]
+
+
+class HelperInvite(Base):
+    """A one-time deep link (``?start=hlp_<code>``) that makes its opener the helper of one plan."""
+
+    __tablename__ = "checkin_helper_invites"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("checkin_plans.id", ondelete="CASCADE"), index=True)
+    mode: Mapped[AnswerMode] = mapped_column(Enum(AnswerMode, native_enum=False, length=16))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)  # HMAC-SHA256 hex; the code is shown once
     created_by_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
