@@ -37,6 +37,10 @@ HEALTH_KEY = web.AppKey("health", Health)
 WEBHOOK_PATH = "/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 DRAIN_SECONDS = 30.0  # on shutdown, updates in hand get this long to finish
+# Updates handled at once by one worker. Past it a webhook request waits for a free place before its
+# 200, so Telegram (at most max_connections requests in flight, 40 by default) slows down instead of
+# the worker queueing unbounded tasks for its 20 database connections.
+MAX_IN_HAND = 50
 
 
 def add_bot_routes(app: web.Application, rt: Runtime) -> None:
@@ -78,9 +82,11 @@ class WebhookHandler(SimpleRequestHandler):
     """aiogram's handler, with 403 for a wrong secret, counted, and a drain instead of closing the
     bot's session on shutdown (the runtime owns the session)."""
 
-    def __init__(self, dispatcher: Dispatcher, bot: Bot, *, secret_token: str, **data: Any) -> None:
+    def __init__(self, dispatcher: Dispatcher, bot: Bot, *, secret_token: str, max_in_hand: int = MAX_IN_HAND,
+                 **data: Any) -> None:
         super().__init__(dispatcher, bot, handle_in_background=True, secret_token=secret_token, **data)
         self.rejected = metrics_of(dispatcher).webhook_rejected
+        self._places = asyncio.Semaphore(max_in_hand)
 
     def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
         # Never "no secret, no check": the secret is always set (bot.settings.ensure_webhook_secret).
@@ -97,9 +103,11 @@ class WebhookHandler(SimpleRequestHandler):
             return web.Response(text="Bad Request: the body is not JSON", status=400)
         if not isinstance(update, dict):
             return web.Response(text="Bad Request: an update is a JSON object", status=400)
+        await self._places.acquire()
         task = asyncio.create_task(self._feed(update))
         self._background_feed_update_tasks.add(task)
         task.add_done_callback(self._background_feed_update_tasks.discard)
+        task.add_done_callback(lambda _task: self._places.release())
         return web.json_response({}, dumps=self.bot.session.json_dumps)
 
     async def _feed(self, update: dict[str, Any]) -> None:
