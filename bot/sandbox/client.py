@@ -113,6 +113,14 @@ class SandboxClient:
             await self.ensure_confirmed(data["update_id"])
         return int(data["update_id"])
 
+    async def redeliver(self, update_id: int, *, wait: bool = True) -> int:
+        """Deliver update ``update_id`` again, same id and content (as Telegram does after a timeout);
+        optionally wait until the bot confirmed it once more."""
+        await self.request("POST", f"/sandbox/api/updates/{update_id}/redeliver")
+        if wait:
+            await self.ensure_confirmed(update_id)
+        return update_id
+
     # ---------------------------------------------------------------- settings & stats
 
     async def set_rate_limits(self, global_rate: float | None = None, per_chat: float | None = None) -> dict:

@@ -211,6 +211,13 @@ async def raw_update(request: web.Request) -> web.Response:
 
 
 @_control
+async def redeliver_update(request: web.Request) -> web.Response:
+    """Deliver an update again, same id and content (as Telegram after a timeout)."""
+    update_id = int(request.match_info["update_id"])
+    return web.json_response({"update_id": request.app[SANDBOX_KEY].redeliver(update_id)})
+
+
+@_control
 async def wait_update(request: web.Request) -> web.Response:
     sandbox = request.app[SANDBOX_KEY]
     update_id = int(request.match_info["update_id"])
@@ -340,6 +347,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/sandbox/api/users/{uid}/keyboard", user_keyboard)
     r.add_post("/sandbox/api/raw_update", raw_update)
     r.add_get("/sandbox/api/updates/{update_id}/wait", wait_update)
+    r.add_post("/sandbox/api/updates/{update_id}/redeliver", redeliver_update)
     r.add_get("/sandbox/api/rate_limits", rate_limits)
     r.add_post("/sandbox/api/rate_limits", rate_limits)
     r.add_get("/sandbox/api/stats", stats)

@@ -49,6 +49,8 @@ MAX_CALLBACK_DATA_BYTES = 64
 # aiogram retries a batch it cannot parse forever; after this many deliveries a raw update is
 # dropped so that one malformed test update cannot wedge the bot's polling loop.
 MAX_RAW_DELIVERIES = 3
+# How many of the latest updates can be delivered again (Sandbox.redeliver).
+MAX_REDELIVERABLE = 10_000
 
 # Methods that Telegram throttles as "sending a message" and that the sandbox rate-limits.
 SEND_METHODS = frozenset({"sendmessage", "sendphoto", "senddocument"})
@@ -341,6 +343,9 @@ class Sandbox:
         self.calls_by_method: dict[str, int] = {}
         self.sent_by_method: dict[str, int] = {}
         self._updates: deque[QueuedUpdate] = deque()
+        # What every recent update carried, so that one can be delivered again (redeliver()).
+        self._sent_updates: dict[int, QueuedUpdate] = {}
+        self._redelivered: set[int] = set()  # queued again although below the confirmed mark
         self.dropped_update_ids: set[int] = set()
         self._next_update_id = 1
         self._confirmed_before = 0  # every update_id below this was confirmed by getUpdates
@@ -493,8 +498,26 @@ class Sandbox:
             update_id = self._next_update_id
             payload = {"update_id": update_id, **payload}
         self._next_update_id = max(self._next_update_id, update_id + 1)
-        self._updates.append(QueuedUpdate(update_id, payload, raw))
+        queued = QueuedUpdate(update_id, payload, raw)
+        self._updates.append(queued)
+        self._sent_updates[update_id] = queued
+        while len(self._sent_updates) > MAX_REDELIVERABLE:
+            del self._sent_updates[next(iter(self._sent_updates))]
         self._changed()
+        return update_id
+
+    def redeliver(self, update_id: int) -> int:
+        """Deliver update ``update_id`` once more, same id and content, as Telegram does when it got no
+        answer in time (a webhook that timed out, a batch a crashed worker never confirmed)."""
+        sent = self._sent_updates.get(update_id)
+        if sent is None:
+            raise SandboxLookupError(f"update {update_id} not found")
+        if all(q.update_id != update_id for q in self._updates):
+            again = QueuedUpdate(update_id, sent.payload, sent.raw)
+            self._updates = deque(sorted([*self._updates, again], key=lambda q: q.update_id))
+            if update_id < self._confirmed_before:
+                self._redelivered.add(update_id)
+            self._changed()
         return update_id
 
     def enqueue_raw(self, payload: dict[str, Any]) -> int:
@@ -502,15 +525,15 @@ class Sandbox:
         return self._enqueue(dict(payload), raw=True)
 
     def confirm(self, offset: int) -> None:
-        if offset <= self._confirmed_before:
+        if offset <= self._confirmed_before and not self._redelivered:
             return
-        self._confirmed_before = offset
+        self._confirmed_before = max(self._confirmed_before, offset)
         while self._updates and self._updates[0].update_id < offset:
-            self._updates.popleft()
+            self._redelivered.discard(self._updates.popleft().update_id)
         self._changed()
 
     def is_confirmed(self, update_id: int) -> bool:
-        return update_id < self._confirmed_before
+        return update_id < self._confirmed_before and update_id not in self._redelivered
 
     def _deliver(self, limit: int) -> list[dict[str, Any]]:
         """The batch getUpdates returns now.
@@ -520,7 +543,9 @@ class Sandbox:
         ``MAX_RAW_DELIVERIES`` unconfirmed deliveries it is dropped.
         """
         while self._updates and self._updates[0].raw and self._updates[0].deliveries >= MAX_RAW_DELIVERIES:
-            self.dropped_update_ids.add(self._updates.popleft().update_id)
+            dropped = self._updates.popleft().update_id
+            self.dropped_update_ids.add(dropped)
+            self._redelivered.discard(dropped)
             self._changed()
         batch: list[QueuedUpdate] = []
         for queued in itertools.islice(self._updates, max(1, min(limit, 100))):
