@@ -53,10 +53,11 @@ def router() -> Router:
     r.message.register(got_media, Compose.media, F.photo | F.document)
     r.callback_query.register(skip_media, Compose.media, NoticeCb.filter(F.action == "skip"))
     r.callback_query.register(chose_audience, Compose.audience, NoticeCb.filter(F.action.in_({"aud", "tag", "seg"})))
-    r.callback_query.register(send_now, Compose.confirm, NoticeCb.filter(F.action == "now"), only)
+    # "Send now" and "Confirm" carry the draft's id: a second tap reaches the service, which refuses it.
+    r.callback_query.register(send_now, NoticeCb.filter(F.action == "now"), only)
     r.callback_query.register(ask_time, Compose.confirm, NoticeCb.filter(F.action == "later"))
     r.message.register(got_time, Compose.when, F.text, ~F.text.startswith("/"))
-    r.callback_query.register(confirm_scheduled, Compose.confirm, NoticeCb.filter(F.action == "send"), only)
+    r.callback_query.register(confirm_scheduled, NoticeCb.filter(F.action == "send"), only)
     r.callback_query.register(abort, NoticeCb.filter(F.action == "abort"))
     r.callback_query.register(refresh_report, NoticeCb.filter(F.action == "refresh"), only)
     r.callback_query.register(remind, NoticeCb.filter(F.action == "remind"), only)
@@ -147,15 +148,24 @@ async def chose_audience(query: CallbackQuery, callback_data: NoticeCb, actor: A
         await query.message.answer(refusal(err))
         return
     residents, reachable = await ns.count_recipients(session, actor, aud, now.date())
-    await state.update_data(aud_kind=aud.kind, aud_ref=aud.ref)
-    await state.set_state(Compose.confirm)
     data = await state.get_data()
+    try:
+        draft = await ns.save_draft(session, actor, text=data.get("text", ""), aud=aud, now=now,
+                                    media_kind=data.get("media_kind"), media_file_id=data.get("media_file_id"),
+                                    draft_id=data.get("draft_id"))
+    except ns.NoticeError as err:
+        await query.message.answer(refusal(err))
+        return
+    await state.update_data(aud_kind=aud.kind, aud_ref=aud.ref, draft_id=draft.id)
+    await state.set_state(Compose.confirm)
     media = {"photo": _("with a photo"), "document": _("with a file")}.get(data.get("media_kind"), "")
-    rows = [[(_("Send now"), NoticeCb(action="now").pack()), (_("Send later…"), NoticeCb(action="later").pack())]]
+    ref = str(draft.id)
+    rows = [[(_("Send now"), NoticeCb(action="now", ref=ref).pack()),
+             (_("Send later…"), NoticeCb(action="later", ref=ref).pack())]]
     if residents > reachable:
         rows.append([(_("📞 Call list: {n} not reachable in the bot").format(n=residents - reachable),
                       NoticeCb(action="calls", ref="d.0").pack())])
-    rows.append([(_("Cancel"), NoticeCb(action="abort").pack())])
+    rows.append([(_("Cancel"), NoticeCb(action="abort", ref=ref).pack())])
     await query.message.answer(render_template(
         "notices/preview.html", media=media, text=Markup(data["text"]), residents=residents, reachable=reachable,
         audience=tn("Audience: {n} resident, of whom {reachable} can be reached in the bot.",
@@ -164,22 +174,21 @@ async def chose_audience(query: CallbackQuery, callback_data: NoticeCb, actor: A
         reply_markup=inline(rows))
 
 
-async def _create(query: CallbackQuery, actor: Actor, session: AsyncSession, state: FSMContext, config: AppConfig,
-                  now: datetime, send_at: datetime | None) -> None:
-    data = await state.get_data()
+async def _send(query: CallbackQuery, callback_data: NoticeCb, actor: Actor, session: AsyncSession,
+                state: FSMContext, config: AppConfig, now: datetime, send_at: datetime | None) -> None:
+    draft_id = parse_db_id(callback_data.ref)
+    if draft_id is None:  # a preview from before drafts: its compose is gone
+        await query.answer()
+        await query.message.answer(t("Please start again: /notice"))
+        return
     try:
-        aud = await ns.audience(session, actor, data["aud_kind"], data.get("aud_ref"))
-        notice = await ns.create_notice(session, actor, text=data["text"], aud=aud, now=now, send_at=send_at,
-                                        media_kind=data.get("media_kind"), media_file_id=data.get("media_file_id"))
+        notice = await ns.send_draft(session, actor, draft_id, now=now, send_at=send_at)
     except ns.NoticeError as err:
         await query.answer()
         await query.message.answer(refusal(err))
         return
-    except KeyError:
-        await query.answer()
-        await query.message.answer(t("Please start again: /notice"))
-        return
-    await state.clear()
+    if (await state.get_data()).get("draft_id") == notice.id:
+        await state.clear()
     await query.answer()
     await query.message.edit_reply_markup(reply_markup=None)
     if send_at is not None:
@@ -195,9 +204,9 @@ async def _create(query: CallbackQuery, actor: Actor, session: AsyncSession, sta
             reply_markup=inline([[(_("📞 Call list"), NoticeCb(action="calls", ref=f"{notice.id}.0").pack())]]))
 
 
-async def send_now(query: CallbackQuery, actor: Actor, session: AsyncSession, state: FSMContext, config: AppConfig,
-                   now: datetime) -> None:
-    await _create(query, actor, session, state, config, now, None)
+async def send_now(query: CallbackQuery, callback_data: NoticeCb, actor: Actor, session: AsyncSession,
+                   state: FSMContext, config: AppConfig, now: datetime) -> None:
+    await _send(query, callback_data, actor, session, state, config, now, None)
 
 
 async def ask_time(query: CallbackQuery, state: FSMContext, config: AppConfig) -> None:
@@ -219,20 +228,24 @@ async def got_time(message: Message, state: FSMContext, config: AppConfig, now: 
         return
     await state.update_data(send_at=when.isoformat())
     await state.set_state(Compose.confirm)
+    ref = str((await state.get_data()).get("draft_id", ""))
     await message.answer(t("Send at {time}?", time=local_time(when, config.tz)), reply_markup=inline(
-        [[(_("Confirm"), NoticeCb(action="send").pack()), (_("Cancel"), NoticeCb(action="abort").pack())]]))
+        [[(_("Confirm"), NoticeCb(action="send", ref=ref).pack()),
+          (_("Cancel"), NoticeCb(action="abort", ref=ref).pack())]]))
 
 
-async def confirm_scheduled(query: CallbackQuery, actor: Actor, session: AsyncSession, state: FSMContext,
-                            config: AppConfig, now: datetime) -> None:
+async def confirm_scheduled(query: CallbackQuery, callback_data: NoticeCb, actor: Actor, session: AsyncSession,
+                            state: FSMContext, config: AppConfig, now: datetime) -> None:
     send_at = (await state.get_data()).get("send_at")
     if not send_at:
         await query.answer(_("This button is no longer valid."), show_alert=True)
         return
-    await _create(query, actor, session, state, config, now, datetime.fromisoformat(send_at))
+    await _send(query, callback_data, actor, session, state, config, now, datetime.fromisoformat(send_at))
 
 
-async def abort(query: CallbackQuery, state: FSMContext) -> None:
+async def abort(query: CallbackQuery, callback_data: NoticeCb, actor: Actor, session: AsyncSession,
+                state: FSMContext) -> None:
+    await ns.discard_draft(session, actor, parse_db_id(callback_data.ref))
     await state.clear()
     await query.answer(_("Cancelled."))
     if query.message:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import String, and_, case, exists, func, or_, select, type_coerce, update
+from sqlalchemy import String, and_, case, delete, exists, func, or_, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -151,27 +151,78 @@ def check_text(text: str, media_kind: str | None) -> str:
     return text
 
 
-async def create_notice(session: AsyncSession, actor: Actor, *, text: str, aud: Audience, now: datetime,
-                        send_at: datetime | None = None, media_kind: str | None = None,
-                        media_file_id: str | None = None) -> Notice:
-    """A staff member's notice, scheduled or released now. Only staff; scoped to their first region."""
+async def save_draft(session: AsyncSession, actor: Actor, *, text: str, aud: Audience, now: datetime,
+                     media_kind: str | None = None, media_file_id: str | None = None,
+                     draft_id: int | None = None) -> Notice:
+    """The staff member's notice as previewed, kept as a draft until it is sent (``send_draft``): the
+    draft ``draft_id`` of theirs if it is still one (a second audience chosen for the same notice),
+    else a new one. Only staff; scoped to their first region; nobody is told anything yet."""
+    if not actor.is_staff:
+        raise NoticeError(N_("Only committee staff can send notices."))
+    text = check_text(text, media_kind)
+    notice = await session.scalar(select(Notice).where(
+        Notice.id == draft_id, Notice.author_account_id == actor.account_id,
+        Notice.status == NoticeStatus.draft)) if is_db_id(draft_id) else None
+    if notice is None:
+        notice = Notice(region_id=actor.staff[0].region_id, author_account_id=actor.account_id,
+                        status=NoticeStatus.draft, created_at=now, text=text, audience_kind=aud.kind)
+        session.add(notice)
+    notice.text, notice.media_kind, notice.media_file_id = text, media_kind, media_file_id
+    notice.audience_kind, notice.audience_ref, notice.audience_expression = aud.kind, aud.ref, aud.expression
+    await session.flush()
+    return notice
+
+
+async def send_draft(session: AsyncSession, actor: Actor, notice_id: int, *, now: datetime,
+                     send_at: datetime | None = None) -> Notice:
+    """Send the actor's draft now (recipients and their outbox rows written at once) or schedule it for
+    ``send_at``. Once: leaving the draft state is one conditional UPDATE, so a second tap of "Send
+    now" (another worker's too: it waits for the first's row lock, then finds no draft) is refused with
+    ``NoticeError`` and sends nothing."""
     if not actor.is_staff:
         raise NoticeError(N_("Only committee staff can send notices."))
     if send_at is not None and send_at <= now:
         raise NoticeError(N_("The send time must be in the future."))
-    grant = actor.staff[0]
-    notice = Notice(region_id=grant.region_id, author_account_id=actor.account_id,
-                    text=check_text(text, media_kind), media_kind=media_kind, media_file_id=media_file_id,
-                    audience_kind=aud.kind, audience_ref=aud.ref, audience_expression=aud.expression,
-                    status=NoticeStatus.scheduled, send_at=send_at or now, created_at=now)
-    session.add(notice)
-    await session.flush()
+    claimed = await session.execute(
+        update(Notice).where(Notice.id == notice_id, Notice.author_account_id == actor.account_id,
+                             Notice.status == NoticeStatus.draft)
+        .values(status=NoticeStatus.scheduled, send_at=send_at or now)) if is_db_id(notice_id) else None
+    notice = await session.scalar(select(Notice).where(Notice.id == notice_id, Notice.author_account_id
+                                                       == actor.account_id)) if is_db_id(notice_id) else None
+    if notice is None:
+        raise NoticeError(N_("There is no notice #{id} in your area."), id=notice_id)
+    if claimed is None or rowcount(claimed) != 1:
+        if notice.status == NoticeStatus.scheduled:
+            raise NoticeError(N_("Notice #{id} is already scheduled."), id=notice_id)
+        if notice.status == NoticeStatus.sent:
+            raise NoticeError(N_("Notice #{id} has already been sent."), id=notice_id)
+        raise NoticeError(N_("There is no notice #{id} in your area."), id=notice_id)
+    await session.refresh(notice)
     audit.record(session, "notice.create", now=now, actor_account_id=actor.account_id, target_type="notice",
-                 target_id=notice.id, region_id=grant.region_id,
-                 detail={"audience": aud.kind, "scheduled": send_at is not None})
+                 target_id=notice.id, region_id=notice.region_id,
+                 detail={"audience": notice.audience_kind, "scheduled": send_at is not None})
     if send_at is None:
         await release(session, notice, actor, now)
     return notice
+
+
+async def discard_draft(session: AsyncSession, actor: Actor, notice_id: int | None) -> bool:
+    """Delete the actor's draft (the compose was abandoned); a sent or scheduled notice stays."""
+    if not is_db_id(notice_id) or actor.account_id is None:
+        return False
+    gone = await session.execute(delete(Notice).where(Notice.id == notice_id, Notice.author_account_id
+                                                      == actor.account_id, Notice.status == NoticeStatus.draft))
+    return rowcount(gone) == 1
+
+
+async def create_notice(session: AsyncSession, actor: Actor, *, text: str, aud: Audience, now: datetime,
+                        send_at: datetime | None = None, media_kind: str | None = None,
+                        media_file_id: str | None = None) -> Notice:
+    """A staff member's notice, scheduled or released now (a draft sent at once). Only staff; scoped to
+    their first region."""
+    draft = await save_draft(session, actor, text=text, aud=aud, now=now, media_kind=media_kind,
+                             media_file_id=media_file_id)
+    return await send_draft(session, actor, draft.id, now=now, send_at=send_at)
 
 
 def _payload(notice: Notice, locale: str, *, reminder: bool = False) -> dict:
@@ -384,7 +435,8 @@ async def list_notices(session: AsyncSession, actor: Actor, limit: int = 10) -> 
     cond = _notices_in_scope(actor)
     if cond is None:
         return []
-    return list((await session.scalars(select(Notice).where(cond).order_by(Notice.id.desc()).limit(limit))).all())
+    return list((await session.scalars(select(Notice).where(cond, Notice.status != NoticeStatus.draft)
+                                       .order_by(Notice.id.desc()).limit(limit))).all())
 
 
 async def audience_choices(session: AsyncSession, actor: Actor) -> tuple[list, list[Segment]]:
