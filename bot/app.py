@@ -26,7 +26,7 @@ from bot.checkin_jobs import checkin_config
 from bot.db import create_engine, session_factory
 from bot.logs import UpdateLogContext
 from bot.metrics import Metrics
-from bot.middlewares import ActorMiddleware, DbSessionMiddleware
+from bot.middlewares import ActorMiddleware, ChatOrder, DbSessionMiddleware
 from bot.settings import Settings
 from handlers.commands import commands_for
 from services.clock import Clock, system_clock
@@ -110,7 +110,12 @@ def build_dispatcher(
     clock: Clock = system_clock,
 ) -> Dispatcher:
     """The dispatcher with its middlewares and routers; handlers get the typed configs as data."""
-    dp = Dispatcher(storage=storage or build_storage(settings), sessions=sessions,
+    from aiogram.fsm.storage.redis import RedisStorage
+
+    storage = storage or build_storage(settings)
+    # Updates of one chat in order, one at a time; across workers too when the state is in Redis.
+    shared = storage.create_isolation() if isinstance(storage, RedisStorage) else None
+    dp = Dispatcher(storage=storage, events_isolation=ChatOrder(shared), sessions=sessions,
                     config=app_config(settings), clock=clock,
                     checkin_config=checkin_config(settings),  # check-ins: one typed config per process
                     policy_config=policy_config(settings), poll_config=poll_config(settings),
@@ -120,8 +125,8 @@ def build_dispatcher(
     dp["metrics"] = metrics = Metrics()
     dp.update.outer_middleware(UpdateLogContext())  # outermost: every log record of the update has its id
     dp.update.outer_middleware(metrics.middleware())
-    dp.update.outer_middleware(DbSessionMiddleware(sessions))
-    dp.update.outer_middleware(ActorMiddleware(settings.default_locale, clock))
+    dp.update.outer_middleware(DbSessionMiddleware(sessions, clock))
+    dp.update.outer_middleware(ActorMiddleware(settings.default_locale))
     dp.include_routers(*extra_routers, *handlers.routers())
     dp.startup.register(register_commands)
     return dp

@@ -1,71 +1,159 @@
-"""Update middlewares: one database session per update, and the resolved actor with its locale."""
+"""How one update is handled: in its chat's order, once, in one transaction committed before any reply.
+
+- :class:`ChatOrder` (the dispatcher's events isolation): updates of one chat one after another, in
+  the order they arrived; different chats in parallel.
+- :class:`DbSessionMiddleware`: one session per update whose first statement marks the update handled
+  (``services.updates.first_delivery``), so a redelivered update is acknowledged and not handled again.
+- :class:`CommitBeforeTelegram` (a Bot session request middleware the session middleware installs):
+  a Telegram call made while the update's transaction holds uncommitted work commits it first; if the
+  commit fails the call is not made (``UpdateNotSaved``, answered by the error handler).
+- :class:`ActorMiddleware`: the account, resident, staff grants and locale behind the update.
+
+docs/ARCHITECTURE.md "One update: in order, once, committed before it is answered" says why.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
-from aiogram import BaseMiddleware
-from aiogram.types import TelegramObject, User
+from aiogram import BaseMiddleware, Bot
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.fsm.storage.base import BaseEventIsolation, StorageKey
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.methods import TelegramMethod
+from aiogram.types import TelegramObject, Update, User
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.accounts import TelegramUser, resolve_actor, touch_account
 from services.clock import Clock, system_clock
 from services.i18n import normalize_locale, set_locale
 from services.scope import Actor
+from services.updates import UpdateNotSaved, first_delivery
 
 log = logging.getLogger(__name__)
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
+# The session of the update being handled in this task (aiogram runs each update in its own task, whose
+# context this is); unset outside updates: the outbox sender, ticks, the CLI.
+_update_session: ContextVar[AsyncSession | None] = ContextVar("update_session", default=None)
+# A commit can fail on the database (constraint, serialisation, lost connection) or on the socket.
+COMMIT_ERRORS = (SQLAlchemyError, OSError)
+
+
+class ChatOrder(BaseEventIsolation):
+    """Updates of one chat one after another, in arrival order; different chats in parallel.
+
+    In the process, aiogram's ``SimpleEventIsolation`` (an ``asyncio.Lock`` per chat, whose waiters
+    are served first come, first served). With workers sharing Redis, aiogram's
+    ``RedisEventIsolation`` as well, taken after the local lock: a process's own updates of a chat
+    queue in order, and only the first of them waits on Redis while another worker has the chat.
+    """
+
+    def __init__(self, shared: BaseEventIsolation | None = None) -> None:
+        self.local = SimpleEventIsolation()
+        self.shared = shared
+
+    @contextlib.asynccontextmanager
+    async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
+        async with self.local.lock(key):
+            if self.shared is None:
+                yield
+            else:
+                async with self.shared.lock(key):
+                    yield
+
+    async def close(self) -> None:
+        await self.local.close()
+        if self.shared is not None:
+            await self.shared.close()
+
+
+class CommitBeforeTelegram(BaseRequestMiddleware):
+    """Commit, then answer: a Telegram call made while handling an update first commits the work the
+    update's session holds, so a reply never claims what is not saved, and no database connection (or
+    SQLite's one write lock) is held across the round trip to Telegram. If the commit fails the call is
+    not made and ``UpdateNotSaved`` goes up to the error handler, which says it did not work."""
+
+    async def __call__(self, make_request: NextRequestMiddlewareType[Any], bot: Bot,
+                       method: TelegramMethod[Any]) -> Any:
+        session = _update_session.get()
+        if session is not None and (session.in_transaction() or session.new or session.dirty or session.deleted):
+            try:
+                await session.commit()
+            except COMMIT_ERRORS as exc:
+                raise UpdateNotSaved(f"not committed, so {type(method).__name__} was not called") from exc
+        return await make_request(bot, method)
+
+
+COMMIT_FIRST = CommitBeforeTelegram()
+
 
 class DbSessionMiddleware(BaseMiddleware):
-    """Opens one session per update; commits when the handler returns, rolls back on error."""
+    """One session per update. Its first statement marks the update handled (a duplicate stops here,
+    acknowledged); it is committed before every Telegram call (:class:`CommitBeforeTelegram`, installed
+    on the bot it answers through) and when the handler returns; rolled back on error."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock = system_clock) -> None:
         self.sessions = sessions
+        self.clock = clock
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        bot: Bot = data["bot"]
+        if COMMIT_FIRST not in bot.session.middleware:
+            bot.session.middleware(COMMIT_FIRST)
+        # One ``now`` per update, from the process's one clock (tests move it instead of sleeping).
+        now = data["now"] = self.clock()
         async with self.sessions() as session:
-            data["session"] = session
+            token = _update_session.set(session)
             try:
-                result = await handler(event, data)
-            except BaseException:
-                await session.rollback()
-                raise
-            await session.commit()
-            return result
+                if isinstance(event, Update) and not await first_delivery(session, bot.id, event.update_id, now):
+                    await session.rollback()
+                    log.info("update %s was handled before: acknowledged, not handled again", event.update_id)
+                    return None
+                data["session"] = session
+                try:
+                    result = await handler(event, data)
+                except BaseException:
+                    await session.rollback()
+                    raise
+                try:
+                    await session.commit()
+                except COMMIT_ERRORS as exc:
+                    raise UpdateNotSaved("the update's last changes were not committed") from exc
+                return result
+            finally:
+                _update_session.reset(token)
 
 
 class ActorMiddleware(BaseMiddleware):
     """Resolves the account, resident, staff grants and locale of the user behind the update."""
 
-    def __init__(self, default_locale: str, clock: Clock = system_clock) -> None:
+    def __init__(self, default_locale: str) -> None:
         self.default_locale = default_locale
-        self.clock = clock
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
         session: AsyncSession = data["session"]
-        # One ``now`` per update, from the process's one clock (tests move it instead of sleeping).
-        now = data["now"] = self.clock()
         if user is None or user.is_bot:
             set_locale(self.default_locale)
             data["actor"] = Actor(locale=self.default_locale)
             return await handler(event, data)
         # The locale is set before any query so that even a failing lookup is answered politely.
         set_locale(normalize_locale(user.language_code, self.default_locale))
+        # No commit here: the touch commits with the update's effects (before its first reply).
         account = await touch_account(
             session,
             TelegramUser(user.id, user.first_name, user.last_name, user.username, user.language_code),
-            now,
+            data["now"],
         )
         actor = await resolve_actor(
             session, account, language_code=user.language_code, default_locale=self.default_locale
         )
-        # Commit the account touch now: the connection goes back to the pool, so a handler that only
-        # answers (no queries) never holds one across its network round trip to Telegram.
-        await session.commit()
         set_locale(actor.locale)
         data["actor"] = actor
         return await handler(event, data)

@@ -115,11 +115,13 @@ async def notices_tick(rt: Runtime, now: datetime) -> int:
 
 async def outbox_redact_tick(rt: Runtime, now: datetime) -> int:
     """Hourly: finished messages older than OUTBOX_PII_RETENTION lose their payload (an alert's phone
-    numbers and names); the delivery record stays."""
+    numbers and names); the delivery record stays. Markers of updates Telegram no longer redelivers go."""
     from services.outbox import redact_finished
+    from services.updates import forget_processed
 
     async with rt.sessions() as session:
         done = await redact_finished(session, older_than=rt.settings.outbox_pii_retention, now=now)
+        await forget_processed(session, now)
         await session.commit()
         return done
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,8 +24,13 @@ class TelegramUser:
     language_code: str | None = None
 
 
+# "Last seen" is noted at most this often: writing it on every update would make every update a write.
+LAST_SEEN_RESOLUTION = timedelta(minutes=5)
+
+
 async def touch_account(session: AsyncSession, user: TelegramUser, now: datetime) -> Account:
-    """Get or create the account of a Telegram user and refresh its names; idempotent."""
+    """Get or create the account of a Telegram user and refresh its names; idempotent. Writes only what
+    changed (``last_seen_at`` when older than ``LAST_SEEN_RESOLUTION``): most updates leave the row alone."""
     account = await session.scalar(select(Account).where(Account.telegram_id == user.id))
     if account is None:
         account = Account(telegram_id=user.id, chat_id=user.id, created_at=now)
@@ -34,7 +39,8 @@ async def touch_account(session: AsyncSession, user: TelegramUser, now: datetime
     account.last_name = user.last_name[:128] if user.last_name else None
     account.username = user.username
     account.language_code = user.language_code
-    account.last_seen_at = now
+    if account.last_seen_at is None or now - account.last_seen_at >= LAST_SEEN_RESOLUTION:
+        account.last_seen_at = now
     if account.unreachable_at is not None:
         account.unreachable_at = None  # they wrote to us, so they no longer block the bot
     await session.flush()

@@ -62,6 +62,7 @@ from services.models.policies import (  # noqa: F401
     PolicyVersion,
 )
 from services.models.tags import ResidentTag, Segment, Tag, TagKind
+from services.models.updates import ProcessedUpdate  # noqa: F401
 from services.models.verification import (  # noqa: F401
     HouseholdInvite,
     RequestStatus,
