@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models import Account, AuditLog, Region
-from services.scope import Actor
+from services.scope import Actor, committee_ids_in_scope
 
 
 def record(
@@ -75,8 +75,9 @@ class AuditPage:
 
 
 def _regions_in_scope(actor: Actor):
-    """Audit rows are filed under a region; staff read those of their regions and everything below."""
-    return select(Region.id).where(or_(*[Region.path.startswith(p, autoescape=True) for p in actor.region_paths()]))
+    """Audit rows are filed under a region; staff read those of their regions and everything below
+    (the regions ``services.scope`` lets them see residents of)."""
+    return committee_ids_in_scope(actor)
 
 
 def _entries_select(conds: list):
