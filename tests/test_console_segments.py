@@ -102,3 +102,17 @@ async def test_the_list_exports_as_xlsx(app):
     values = [[cell.value for cell in row] for row in sheet.iter_rows()]
     assert any(row[:3] == ["高龄", "age >= 80", 2] for row in values)
     assert not any("FLSQ's own" in row for row in values)
+
+
+async def test_an_expression_too_long_for_a_url_is_posted_with_the_csrf_header(app):
+    csrf = csrf_of(await (await app.client.get("/console/segments")).text())
+    # 80 compound names: 1,116 characters, more than 6 KB once in a query string (counts.js posts it)
+    long = "小区 in (" + ", ".join(f'"阳光花园第{i}期东区"' for i in range(80)) + ') or 年龄 >= 80'
+    refused = await app.client.post("/console/segments/count", data={"expression": long})
+    assert refused.status == 403
+    answer = await (await app.client.post("/console/segments/count", data={"expression": long},
+                                          headers={"X-CSRF-Token": csrf})).json()
+    assert answer["ok"] and answer["count"] == 2
+    broken = await (await app.client.post("/console/segments/count", data={"expression": long + " and"},
+                                          headers={"X-CSRF-Token": csrf})).json()
+    assert broken["position"] == len(long) + 5

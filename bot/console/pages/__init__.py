@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from bot.console.pages import audit, dashboard, polls, residents, segments, tags, topics, verification
+from bot.console.pages import audit, dashboard, notices, polls, residents, segments, tags, topics, verification
 
-PAGES = (dashboard, residents, tags, audit, segments, polls, topics, verification)
+PAGES = (dashboard, residents, tags, audit, segments, notices, polls, topics, verification)

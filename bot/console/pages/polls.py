@@ -14,7 +14,7 @@ from multidict import MultiMapping
 
 from bot.console.core import Ctx, NavItem, ctx, not_found, render, url
 from bot.console.export import xlsx_response
-from bot.console.pages.segments import Shown, shown
+from bot.console.pages.segments import Shown, asked, shown
 from notifications.format import room_text
 from notifications.messages import polls as views
 from notifications.poll_chart import chart_writer, poll_chart
@@ -123,12 +123,14 @@ async def new_page(request: web.Request) -> web.Response:
 
 
 @routes.get("/polls/eligible")
+@routes.post("/polls/eligible")
 async def eligible_count(request: web.Request) -> web.Response:
     """JSON for the form: how many units may vote with the expression as typed, or its mistake."""
     c = ctx(request)
-    committee = await _committee(c, request.query.get("committee"))
-    view = await _eligible_count(c, committee, request.query.get("eligible", ""),
-                                 request.query.get("unit") or "resident")
+    fields = await asked(request)
+    committee = await _committee(c, str(fields.get("committee") or "") or None)
+    view = await _eligible_count(c, committee, str(fields.get("eligible") or ""),
+                                 str(fields.get("unit") or "resident"))
     return web.json_response({"ok": view.ok, "text": view.text, "position": view.position})
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from bot.console.core import Ctx, NavItem, ctx, not_found, render, url
 from bot.console.export import xlsx_response
@@ -92,11 +93,18 @@ async def segments_page(request: web.Request) -> web.Response:
     return await _list_page(request, form={"expression": (request.query.get("expression") or "")[:MAX_LENGTH]})
 
 
+async def asked(request: web.Request) -> MultiMapping[str]:
+    """The fields of a live question: the query string, or the body of one too long for a URL (posted,
+    so it passed the CSRF check like any post)."""
+    return request.query if request.method == "GET" else await request.post()
+
+
 @routes.get("/segments/count")
+@routes.post("/segments/count")
 async def live_count(request: web.Request) -> web.Response:
     """JSON for the editor: ``{"ok", "text", "count" | "position", "error"}`` (reads only)."""
     c = ctx(request)
-    expression = request.query.get("expression") or ""
+    expression = str((await asked(request)).get("expression") or "")
     live = await seg.live_count(c.db, c.actor, expression[:MAX_LENGTH + 1], today(c))
     view = shown(expression, live)
     return web.json_response({"ok": live.ok, "text": view.text, "count": live.count, "position": live.position,

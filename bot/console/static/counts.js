@@ -4,8 +4,9 @@
    out) a moment after the last keystroke or change, and shows the answer's "text" in the element
    named by data-count-target. When the answer has a "position" (a 1-based column, in characters, of
    a mistake in the field named by data-count-field), the element named by data-count-echo shows that
-   field's text with the character at the position marked. Answers arrive in order: a slower, older
-   one never overwrites a newer one.
+   field's text with the character at the position marked; data-count-on="name …" limits the fields
+   sent and those whose changes ask again. A question too long for a URL is posted (with the CSRF
+   header) to the same URL. Answers arrive in order: a slower, older one never overwrites a newer one.
 
    An element with data-poll="URL" asks URL every data-every milliseconds (default 3000) while the
    page is visible, and puts each value of the answer's "fields" into its descendant with the same
@@ -16,14 +17,29 @@
 
   var DELAY = 250; // ms after the last keystroke
 
-  function query(form) {
+  var LONGEST_URL = 6000; // servers refuse request lines beyond 8 KB: a longer question is posted
+
+  function query(form, only) {
     var params = new URLSearchParams();
     new FormData(form).forEach(function (value, key) {
-      if (key !== "csrf" && typeof value === "string") {
+      if (key !== "csrf" && typeof value === "string" && (!only.length || only.indexOf(key) >= 0)) {
         params.append(key, value);
       }
     });
     return params.toString();
+  }
+
+  function request(url, body) {
+    var options = {credentials: "same-origin", headers: {"Accept": "application/json"}};
+    if (url.length + body.length + 1 <= LONGEST_URL) {
+      return {url: url + "?" + body, options: options};
+    }
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    options.method = "POST";
+    options.body = body;
+    options.headers["Content-Type"] = "application/x-www-form-urlencoded";
+    options.headers["X-CSRF-Token"] = meta ? meta.getAttribute("content") : "";
+    return {url: url, options: options};
   }
 
   function echo(target, text, position) {
@@ -51,6 +67,9 @@
     var asked = 0;
     var shown = 0;
     var controller = null;
+    // data-count-on="a b": only these fields are sent, and only their changes ask again (typing a
+    // notice's text does not change its audience); without it, every field.
+    var on = (form.getAttribute("data-count-on") || "").split(/\s+/).filter(Boolean);
 
     function ask() {
       var number = ++asked;
@@ -59,11 +78,9 @@
       }
       controller = typeof AbortController === "function" ? new AbortController() : null;
       target.setAttribute("aria-busy", "true");
-      fetch(url + "?" + query(form), {
-        credentials: "same-origin",
-        headers: {"Accept": "application/json"},
-        signal: controller ? controller.signal : undefined
-      }).then(function (response) {
+      var asking = request(url, query(form, on));
+      asking.options.signal = controller ? controller.signal : undefined;
+      fetch(asking.url, asking.options).then(function (response) {
         return response.json();
       }).then(function (answer) {
         if (number < shown) {
@@ -82,7 +99,10 @@
       });
     }
 
-    function later() {
+    function later(event) {
+      if (on.length && event && event.target && on.indexOf(event.target.name) < 0) {
+        return;
+      }
       window.clearTimeout(timer);
       timer = window.setTimeout(ask, DELAY);
     }
