@@ -178,3 +178,5 @@ async def _stop_all(workers: list[Worker]) -> None:
                 with contextlib.suppress(ProcessLookupError):
                     worker.process.kill()
         await asyncio.gather(*(w.process.wait() for w in alive))
+    for worker in alive:
+        print(f"worker {worker.index} stopped ({worker.process.returncode})", flush=True)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -397,6 +398,19 @@ async def test_two_webhook_workers_on_postgres_and_redis_share_one_port(tmp_path
             assert health["checks"]["redis"]["ok"]
             # Multiprocess mode: whichever worker answered the scrape counts both workers' updates.
             assert sample(text, 'communitybot_update_seconds_count{type="message"}') == 4.0
+            # A worker killed outright is started again; meanwhile and after, updates are answered.
+            killed, seen = workers.pids[1], len(workers.lines)
+            os.kill(killed, signal.SIGKILL)
+            await workers.wait_for_line(f"worker 1 exited ({-signal.SIGKILL})", after=seen)
+            late = await client.create_user("晚到的邻居")
+            await late.send("/start")
+            await bot_reply(late, lambda m: (m["text"] or "").startswith(WELCOME_START), seconds=60)
+            await workers.wait_for_line("serving http://", after=seen, seconds=120)
+            assert workers.pids[1] != killed
+            async with ClientSession() as http, http.get(workers.url + "/metrics") as resp:
+                text = await resp.text()
+            # The dead worker's counts stay in the sum (a total never goes down).
+            assert sample(text, 'communitybot_update_seconds_count{type="message"}') == 5.0
         assert workers.process.returncode == 0, workers.log()[-3000:]
-        assert "workers stopped" in workers.lines
-        assert json.loads(json.dumps(sb.stats()))["webhook_deliveries"] == 4
+        assert {"worker 0 stopped (0)", "worker 1 stopped (0)", "workers stopped"} <= set(workers.lines), workers.lines
+        assert json.loads(json.dumps(sb.stats()))["webhook_deliveries"] == 5
