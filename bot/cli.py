@@ -78,6 +78,10 @@ async def cmd_run(args: argparse.Namespace) -> int:
             add_background_jobs(rt)
             await run_polling(rt)
         return 0
+    if not args.settings.public_url:
+        print("configuration error: PUBLIC_URL: required by run --webhook (the public https:// base URL "
+              "Telegram reaches)", file=sys.stderr)
+        return 2
     if args.workers > 1:
         from bot.workers import supervise
 

@@ -33,7 +33,7 @@ from services.clock import system_clock
 from services.models import Base
 from tests.conftest import TEST_DATA_KEY
 from tests.harness import TOKEN, start_sandbox
-from tests.helpers import bot_reply, fresh_pg_database, fresh_redis, reserved_port, webhook_workers, zh
+from tests.helpers import bot_reply, cli, fresh_pg_database, fresh_redis, reserved_port, webhook_workers, zh
 
 SECRET = "test-webhook-secret_0123456789"
 UNREACHABLE_PG = "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"
@@ -331,6 +331,17 @@ async def test_health_checks_redis_when_configured(tmp_path):
         resp = await http.get("/healthz")
         body = await resp.json()
         assert resp.status == 503 and body["checks"]["redis"]["ok"] is False and body["checks"]["database"]["ok"]
+
+
+async def test_run_refuses_workers_without_webhook_and_webhook_without_public_url(tmp_path):
+    env = {"DATA_DIR": str(tmp_path), "BOT_TOKEN": TOKEN, "PUBLIC_URL": "", "DATABASE_URL": ""}
+    out = await cli("run", "--workers", "2", env=env)
+    assert out.returncode == 2 and "need --webhook" in out.stderr
+    out = await cli("run", "--webhook", env=env)
+    assert out.returncode == 2 and out.stderr.startswith("configuration error: PUBLIC_URL:")
+    out = await cli("run", "--webhook", env={**env, "PUBLIC_URL": "https://bot.example.org", "WEBHOOK_SECRET": "a b"})
+    assert out.returncode == 2 and "WEBHOOK_SECRET" in out.stderr
+    assert not (tmp_path / "communitybot.sqlite3").exists()  # refused before anything was opened
 
 
 # ------------------------------------------------------------------ end to end
