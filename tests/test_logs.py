@@ -169,7 +169,8 @@ def test_no_phone_or_id_number_survives_into_the_log_output(capture, said, where
 @pytest.mark.parametrize("value, masked", [
     ("13800138001", "[phone]"), ("+86 138 0013 8001", "[phone]"), ("138-0013-8001", "[phone]"),
     ("(+86)13800138001", "[phone]"), ("１３８００１３８００１", "[phone]"), ("021-6437 1234", "[phone]"),
-    ("(0755) 8123 4567", "[phone]"), ("0571-872 1234", "[phone]"), ("+86 21 6437 1234", "[phone]"), ("6437 1234", "[phone]"),
+    ("(0755) 8123 4567", "[phone]"), ("0571-872 1234", "[phone]"), ("+86 21 6437 1234", "[phone]"),
+    ("6437 1234", "[phone]"),
     ("310104194503021124", "[id]"), ("31010419450302112X", "[id]"), ("310104450302112", "[id]"),
 ])
 def test_known_forms_are_masked_and_other_numbers_kept(value, masked):
