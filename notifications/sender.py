@@ -19,8 +19,8 @@ Limits
 With ``shared_rate`` (a :class:`notifications.ratelimit.RedisRate`, when REDIS_URL is set) every
 sender of the bot token books its slots on one schedule in Redis: together they send at ``rate``
 overall and ``per_chat_rate`` per chat, however many workers run. A slot is kept only if the sender
-wakes within one slot interval of it (otherwise it books again), so the sends follow the booked
-spacing even when the event loop was busy; a chat that another worker just wrote to goes back to the
+wakes within one slot interval of it (20 ms at least; otherwise it books again), so the sends follow
+the booked spacing even when the event loop was busy; a chat that another worker just wrote to goes back to the
 outbox until the chat is free. A 429 pauses every worker (``RedisRate.pause``).
 
 Without it the token bucket and the per-chat spacing are per process: with N sender processes on
@@ -63,6 +63,10 @@ from services.models.outbox import OutboxMessage
 log = logging.getLogger(__name__)
 
 Listener = Callable[[AsyncSession, OutboxMessage, datetime], Awaitable[None]]
+
+# A shared slot is given up (and another booked) by a sender that wakes later than one slot interval
+# after it, or than this at high rates: its sends stay within rate × (window + this) + 1.
+LATE_FOR_SLOT = 0.02
 
 # Requests Telegram rejected as malformed fail the same way every time: no point retrying them.
 PERMANENT_ERRORS = (TelegramBadRequest, TelegramNotFound, TelegramEntityTooLarge)
@@ -298,7 +302,7 @@ class OutboxSender:
             due = t + slot.wait
             if slot.wait > 0:
                 await self._sleep(slot.wait, stop_event)
-            if loop.time() - due > self.shared_rate.interval:
+            if loop.time() - due > max(self.shared_rate.interval, LATE_FOR_SLOT):
                 continue  # woke too late for this slot: sending now could crowd the next ones
             return bool(self._queue) and self._queue[0] is row
         return False
