@@ -133,6 +133,17 @@ async def unreachable_residents(session: AsyncSession, actor: Actor, aud: Audien
     return [CallEntry(*row) for row in rows.all()]
 
 
+PERSONAL_LISTS = {"call_list": "notice.call_list", "unconfirmed": "notice.unconfirmed"}
+
+
+def record_list_view(session: AsyncSession, actor: Actor, notice: Notice, which: str, *, rows: int, now: datetime,
+                     export: bool = False) -> None:
+    """Audit that staff saw (or, ``export``, downloaded) a list of a notice's residents with their
+    phone numbers: ``which`` is ``call_list`` or ``unconfirmed``. Only how many rows, never the rows."""
+    audit.record(session, PERSONAL_LISTS[which], now=now, actor_account_id=actor.account_id, target_type="notice",
+                 target_id=notice.id, region_id=notice.region_id, detail={"rows": rows, "export": export})
+
+
 async def notice_audience(session: AsyncSession, actor: Actor, notice_id: int) -> Audience:
     """The audience a notice in the actor's scope was written for (as the registry stands now)."""
     notice = await get_notice(session, actor, notice_id)

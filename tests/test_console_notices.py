@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from services import notices as ns
 from services.i18n import ngettext, use_locale
-from services.models import Notice, NoticeStatus, OutboxMessage, OutboxStatus, StaffRole
+from services.models import AuditLog, Notice, NoticeStatus, OutboxMessage, OutboxStatus, StaffRole
 from tests.helpers import console_app, console_login, csrf_of, make_account, make_actor, make_world, zh
 
 
@@ -108,6 +108,11 @@ async def test_the_call_list_names_those_the_bot_cannot_reach(app):
     xlsx = await (await app.client.get(f"/console/notices/{notice_id}/calls.xlsx")).read()
     sheet = load_workbook(BytesIO(xlsx)).active
     assert {row[0].value for row in sheet.iter_rows(min_row=3)} == {"王小明", "钱八十"}
+    async with app.sessions() as s:  # phone numbers were shown, then downloaded: both audited, rows counted
+        seen = list(await s.execute(select(AuditLog.action, AuditLog.target_id, AuditLog.detail)
+                                    .where(AuditLog.action == "notice.call_list").order_by(AuditLog.id)))
+        assert seen == [("notice.call_list", notice_id, {"rows": 2, "export": False}),
+                        ("notice.call_list", notice_id, {"rows": 2, "export": True})]
 
 
 async def test_an_over_long_notice_and_a_bad_time_are_refused_politely(app):

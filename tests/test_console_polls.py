@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from services import polls
-from services.models import OutboxMessage, Poll, PollStatus
+from services.models import AuditLog, OutboxMessage, Poll, PollStatus
 from services.polls import PollConfig, PollDraft
 from services.scope import Actor
 from tests.helpers import NOW, console_app, console_login, csrf_of, make_account, make_world, zh
@@ -108,6 +108,9 @@ async def test_results_with_the_chart_ballots_and_exports(app, world):
     ballots = load_workbook(BytesIO(await (await app.client.get(f"/console/polls/{poll_id}/ballots.xlsx")).read()))
     assert [[c.value for c in row][:3] for row in ballots.active.iter_rows(min_row=3)] == [
         ["王秀英", "3-2-201", "同意"], ["李建国", "3-2-202", "反对"]]
+    async with app.sessions() as s:  # who chose what left the console: audited, with the count only
+        assert list(await s.execute(select(AuditLog.target_id, AuditLog.detail)
+                                    .where(AuditLog.action == "poll.ballots_export"))) == [(poll_id, {"rows": 2})]
 
 
 async def test_a_secret_ballot_shows_no_ballots_and_has_none_to_export(app, world):
@@ -124,7 +127,10 @@ async def test_closing_early_needs_the_token_and_happens_once(app, world):
     closed = await app.client.post(f"/console/polls/{poll_id}/close", data={"csrf": csrf}, allow_redirects=False)
     assert closed.status == 303 and closed.headers["Location"].endswith("done=closed")
     again = await app.client.post(f"/console/polls/{poll_id}/close", data={"csrf": csrf}, allow_redirects=False)
-    assert again.status == 303 and "error=" in again.headers["Location"]
+    assert again.status == 303 and again.headers["Location"] == f"/console/polls/{poll_id}?error=closed"
+    assert zh("This poll is closed.") in await (await app.client.get(again.headers["Location"])).text()
+    forged = await (await app.client.get(f"/console/polls/{poll_id}", params={"error": "Call 110 now"})).text()
+    assert "Call 110" not in forged  # only refusals the page knows are shown
     async with app.sessions() as s:
         assert (await s.get(Poll, poll_id)).status == PollStatus.closed
         results = list(await s.scalars(select(OutboxMessage).where(OutboxMessage.ref_type == polls.REF_POLL)))

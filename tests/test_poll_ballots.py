@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from services import polls
 from services.expressions import ExpressionError
+from services.models import AuditLog
 from services.polls import PollConfig, PollDraft, PollError
 from services.scope import Actor
 from tests.helpers import NOW, make_account, make_world
@@ -51,6 +53,11 @@ async def test_open_ballots_list_who_chose_what_by_room(session):
                                                                          ("赵桂兰", "5", "102", (1,))]
     with pytest.raises(PollError):
         await polls.poll_ballots(session, world.flsq_staff, poll.id)
+    assert await session.scalar(select(func.count()).select_from(AuditLog)
+                                .where(AuditLog.action == "poll.ballots_export")) == 0  # a view is not a download
+    await polls.poll_ballots(session, world.dxyc_staff, poll.id, exported_at=NOW)
+    assert (await session.execute(select(AuditLog.target_id, AuditLog.detail).where(
+        AuditLog.action == "poll.ballots_export"))).all() == [(poll.id, {"rows": 2})]
 
 
 async def test_a_secret_ballot_has_no_list_of_who_chose_what(session):

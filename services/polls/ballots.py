@@ -379,9 +379,11 @@ class BallotRow:
     updated_at: datetime
 
 
-async def poll_ballots(session: AsyncSession, actor: Actor, poll_id: object, *, limit: int = 10_000) -> list[BallotRow]:
+async def poll_ballots(session: AsyncSession, actor: Actor, poll_id: object, *, limit: int = 10_000,
+                       exported_at: datetime | None = None) -> list[BallotRow]:
     """Staff covering the poll: its open ballots by building, unit, room and name. A secret ballot has
-    none to show (``secret``: only *that* a unit voted is kept); ``no_poll`` outside the scope."""
+    none to show (``secret``: only *that* a unit voted is kept); ``no_poll`` outside the scope. With
+    ``exported_at`` (a download of who chose what) it is audited (``poll.ballots_export``, the count)."""
     poll = await staff_poll(session, actor, poll_id)
     if poll.secret:
         raise PollError("secret")
@@ -390,9 +392,13 @@ async def poll_ballots(session: AsyncSession, actor: Actor, poll_id: object, *, 
                PollVote.choices, PollVote.area, PollVote.updated_at)
         .outerjoin(Resident, Resident.id == PollVote.resident_id).where(PollVote.poll_id == poll.id)
         .order_by(Resident.building, Resident.unit, Resident.room, Resident.name, PollVote.id).limit(limit))
-    return [BallotRow(key, rid, name, building, unit, room, tuple(c for c in choices if isinstance(c, int)), area,
-                      updated)
-            for key, rid, name, building, unit, room, choices, area, updated in rows.all()]
+    ballots = [BallotRow(key, rid, name, building, unit, room, tuple(c for c in choices if isinstance(c, int)),
+                         area, updated)
+               for key, rid, name, building, unit, room, choices, area, updated in rows.all()]
+    if exported_at is not None:
+        audit.record(session, "poll.ballots_export", now=exported_at, actor_account_id=actor.account_id,
+                     target_type="poll", target_id=poll.id, region_id=poll.committee_id, detail={"rows": len(ballots)})
+    return ballots
 
 
 def as_fraction(value: Decimal | None) -> Fraction:

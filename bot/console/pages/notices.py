@@ -253,6 +253,8 @@ async def _notice_page(request: web.Request, notice: Notice, *, error: str | Non
     pages = max(1, -(-figures["unconfirmed"] // PER_PAGE))
     page = min(page, pages)
     items = await ns.unconfirmed_recipients(c.db, c.actor, notice.id, limit=PER_PAGE, offset=(page - 1) * PER_PAGE)
+    if items:
+        ns.record_list_view(c.db, c.actor, notice, "unconfirmed", rows=len(items), now=c.now)
     return render(request, "notice_report.html", status=status, figures=figures,
                   final=notice.status == NoticeStatus.cancelled or (notice.status == NoticeStatus.sent
                                                                     and figures["pending"] == 0),
@@ -286,6 +288,7 @@ async def unconfirmed_export(request: web.Request) -> web.Response:
     c = ctx(request)
     notice = await _notice(c, request.match_info["id"])
     items = await ns.unconfirmed_recipients(c.db, c.actor, notice.id, limit=EXPORT_ROWS)
+    ns.record_list_view(c.db, c.actor, notice, "unconfirmed", rows=len(items), now=c.now, export=True)
     rows = [(u.name, room, u.phone or "", delivery) for u, room, delivery in _unconfirmed_rows(items)]
     return await xlsx_response(f"notice-{notice.id}-not-received.xlsx", _("Not received"),
                                [_("Name"), _("Room"), _("Phone"), _("Delivery")], rows)
@@ -305,6 +308,8 @@ async def call_list(request: web.Request) -> web.Response:
     page = min(query_int(request.query, "page"), pages)
     entries = await ns.unreachable_residents(c.db, c.actor, aud, _today(c), limit=PER_PAGE,
                                              offset=(page - 1) * PER_PAGE)
+    if entries:
+        ns.record_list_view(c.db, c.actor, notice, "call_list", rows=len(entries), now=c.now)
     rows = [(e, room_text(e.building, e.unit, e.room) or "—") for e in entries]
     return render(request, "notice_calls.html", notice=notice, rows=rows, total=total,
                   pager={"page": page, "pages": pages, "total": total}, audience=await _audience_label(c, notice))
@@ -316,6 +321,7 @@ async def call_list_export(request: web.Request) -> web.Response:
     notice = await _notice(c, request.match_info["id"])
     aud = await ns.notice_audience(c.db, c.actor, notice.id)
     entries = await ns.unreachable_residents(c.db, c.actor, aud, _today(c), limit=EXPORT_ROWS)
+    ns.record_list_view(c.db, c.actor, notice, "call_list", rows=len(entries), now=c.now, export=True)
     rows = [(e.name, room_text(e.building, e.unit, e.room) or "", e.phone or "") for e in entries]
     return await xlsx_response(f"notice-{notice.id}-call-list.xlsx", _("Call list"),
                                [_("Name"), _("Room"), _("Phone")], rows)

@@ -180,7 +180,14 @@ async def poll_page(request: web.Request) -> web.Response:
                   ballots=[(b, room_text(b.building, b.unit, b.room) or "—",
                             ", ".join(poll.options[i] for i in b.choices if i < len(poll.options))) for b in ballots],
                   more_ballots=len(ballots) >= BALLOTS_SHOWN, committee=committee, done=done,
-                  error=request.query.get("error"))
+                  error=_refusal_of(request.query.get("error")))
+
+
+def _refusal_of(reason: str | None) -> str | None:
+    """A refusal named in the URL after a redirect, worded here (unknown names show nothing)."""
+    if reason not in views.REFUSALS:
+        return None
+    return str(views.refusal(polls.PollError(reason)).striptags())
 
 
 @routes.get(r"/polls/{id:\d+}/chart.png")
@@ -199,8 +206,8 @@ async def close(request: web.Request) -> web.Response:
     poll = await _staff_poll(c, request.match_info["id"])
     try:
         await polls.close_now(c.db, c.actor, poll.id, now=c.now, cfg=_cfg(c), chart=chart_writer(_cfg(c)))
-    except polls.PollError as err:
-        raise web.HTTPSeeOther(url(f"/polls/{poll.id}", error=str(views.refusal(err).striptags()))) from None
+    except polls.PollError as err:  # the reason only: the page words it (no text of its own in a URL)
+        raise web.HTTPSeeOther(url(f"/polls/{poll.id}", error=err.reason)) from None
     raise web.HTTPSeeOther(url(f"/polls/{poll.id}", done="closed"))
 
 
@@ -222,7 +229,7 @@ async def ballots_export(request: web.Request) -> web.Response:
     c = ctx(request)
     poll = await _staff_poll(c, request.match_info["id"])
     try:
-        ballots = await polls.poll_ballots(c.db, c.actor, poll.id, limit=EXPORT_ROWS)
+        ballots = await polls.poll_ballots(c.db, c.actor, poll.id, limit=EXPORT_ROWS, exported_at=c.now)
     except polls.PollError:  # a secret ballot: there is no such list
         not_found()
     rows = [(b.name or "", room_text(b.building, b.unit, b.room) or "",
