@@ -4,11 +4,11 @@ audiences of several tags, and nothing of another committee's notice."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from services import notices as ns
 from services.i18n import use_locale
-from services.models import OutboxMessage, OutboxStatus
+from services.models import AuditLog, OutboxMessage, OutboxStatus
 from services.scope import Actor
 from services.tags import tag_resident
 from tests.helpers import NOW, TODAY, make_account, make_world
@@ -78,3 +78,14 @@ async def test_an_audience_of_several_tags_reaches_residents_with_any_of_them(se
                 ",".join(["volunteer"] * 6), "volunteer,"):
         with pytest.raises(ns.NoticeError):
             await ns.audience(session, world.dxyc_staff, "tag", ref)
+
+
+async def test_showing_a_list_with_phone_numbers_is_audited_with_its_size_only(session):
+    world, notice, _accounts = await released_notice(session)
+    ns.record_list_view(session, world.dxyc_staff, notice, "call_list", rows=2, now=NOW, export=True)
+    await session.commit()
+    rows = (await session.execute(select(AuditLog.action, AuditLog.actor_account_id, AuditLog.target_id,
+                                         AuditLog.region_id, AuditLog.detail)
+                                  .where(AuditLog.action == "notice.call_list"))).all()
+    assert rows == [("notice.call_list", world.dxyc_staff.account_id, notice.id, world.regions["DXYC"].id,
+                     {"rows": 2, "export": True})]
