@@ -14,6 +14,7 @@ docs/ARCHITECTURE.md "One update: in order, once, committed before it is answere
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -23,7 +24,6 @@ from typing import Any
 from aiogram import BaseMiddleware, Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.fsm.storage.base import BaseEventIsolation, StorageKey
-from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.methods import TelegramMethod
 from aiogram.types import TelegramObject, Update, User
 from sqlalchemy.exc import SQLAlchemyError
@@ -48,27 +48,49 @@ COMMIT_ERRORS = (SQLAlchemyError, OSError)
 class ChatOrder(BaseEventIsolation):
     """Updates of one chat one after another, in arrival order; different chats in parallel.
 
-    In the process, aiogram's ``SimpleEventIsolation`` (an ``asyncio.Lock`` per chat, whose waiters
-    are served first come, first served). With workers sharing Redis, aiogram's
-    ``RedisEventIsolation`` as well, taken after the local lock: a process's own updates of a chat
-    queue in order, and only the first of them waits on Redis while another worker has the chat.
+    In the process, an ``asyncio.Lock`` per chat (its waiters are served first come, first served),
+    kept only while an update of that chat is in hand or waiting, so a process that has seen a million
+    chats holds no million locks (aiogram's ``SimpleEventIsolation`` keeps every lock it ever made).
+    With workers sharing Redis, aiogram's ``RedisEventIsolation`` as well, taken after the local lock:
+    a process's own updates of a chat queue in order, and only the first of them waits on Redis while
+    another worker has the chat.
     """
 
     def __init__(self, shared: BaseEventIsolation | None = None) -> None:
-        self.local = SimpleEventIsolation()
         self.shared = shared
+        # chat key -> (its lock, how many updates hold or wait for it)
+        self._locks: dict[StorageKey, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _local(self, key: StorageKey) -> AsyncGenerator[None, None]:
+        lock, users = self._locks.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
     @contextlib.asynccontextmanager
     async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
-        async with self.local.lock(key):
+        async with self._local(key):
             if self.shared is None:
                 yield
             else:
                 async with self.shared.lock(key):
                     yield
 
+    def chats_in_hand(self) -> int:
+        """How many chats have an update in hand or waiting in this process."""
+        return len(self._locks)
+
     async def close(self) -> None:
-        await self.local.close()
+        self._locks.clear()
         if self.shared is not None:
             await self.shared.close()
 

@@ -162,3 +162,30 @@ async def test_two_workers_sending_one_draft_at_once_send_it_once(engine):
         assert await refusal(late) == ALREADY_SENT
     async with sessions() as s:
         assert await s.scalar(select(func.count()).select_from(OutboxMessage)) == 1
+
+
+async def test_chat_order_serves_a_chat_in_arrival_order_and_forgets_idle_chats():
+    from aiogram.fsm.storage.base import StorageKey
+
+    from bot.middlewares import ChatOrder
+
+    order = ChatOrder()
+    one, other = StorageKey(BOT, 1, 1), StorageKey(BOT, 2, 2)
+    seen: list[str] = []
+    release = asyncio.Event()
+
+    async def handle(key: StorageKey, name: str, wait: bool = False) -> None:
+        async with order.lock(key):
+            seen.append(name)
+            if wait:
+                await release.wait()
+
+    first = asyncio.create_task(handle(one, "a1", wait=True))
+    await asyncio.sleep(0)
+    later = [asyncio.create_task(handle(one, f"a{i}")) for i in range(2, 5)]
+    await handle(other, "b1")  # another chat is not held up by the first one's wait
+    assert seen == ["a1", "b1"] and order.chats_in_hand() == 1
+    release.set()
+    await asyncio.gather(first, *later)
+    assert seen == ["a1", "b1", "a2", "a3", "a4"]
+    assert order.chats_in_hand() == 0  # no lock is kept for a chat with nothing in hand
