@@ -31,6 +31,13 @@ async def app(sqlite_engine, tmp_path, world):
         yield a
 
 
+def world_region(html: str) -> str:
+    """The region a segment's editor saves it in (its hidden field)."""
+    import re
+
+    return re.search(r'name="region" value="(\d+)"', html).group(1)
+
+
 async def segment_id(app, name: str) -> int:
     async with app.sessions() as s:
         return await s.scalar(select(Segment.id).where(Segment.name == name))
@@ -74,6 +81,12 @@ async def test_saving_needs_the_csrf_token_and_a_broken_expression_is_shown_with
     assert saved.headers["Location"] == f"/console/segments/{new_id}?done=saved"
     detail = await (await app.client.get(f"/console/segments/{new_id}")).text()
     assert "李建国" in detail and "赵桂兰" in detail and "王秀英" not in detail  # living alone and 70+
+    edited = await app.client.post("/console/segments", data={**form, "expression": "独居 且 年龄 >= 85",
+                                                              "region": world_region(detail), "csrf": csrf},
+                                   allow_redirects=False)
+    assert edited.status == 303 and await segment_id(app, "独居老人") == new_id  # replaced, not a second one
+    detail = await (await app.client.get(f"/console/segments/{new_id}")).text()
+    assert "赵桂兰" in detail and "李建国" not in detail
     broken = await app.client.post("/console/segments", data={"name": "坏", "expression": "年龄 >=", "csrf": csrf})
     assert broken.status == 400 and "第 6 个字符处" in await broken.text()
     assert await segment_id(app, "坏") is None
