@@ -94,6 +94,7 @@ async def test_a_draft_is_sent_once_and_the_report_fills_with_who_has_not_receiv
     assert figures["final"] is False
     report = await (await app.client.get(f"/console/notices/{notice_id}")).text()
     assert zh("Who has not received it") in report and zh("failed") in report
+    assert f'data-poll="/console/notices/{notice_id}/report.json"' in report  # the figures keep filling in
     assert report.index("李建国") < report.index("王秀英")  # the failed delivery first
     sheet = load_workbook(BytesIO(await (await app.client.get(
         f"/console/notices/{notice_id}/unconfirmed.xlsx")).read())).active

@@ -230,6 +230,13 @@ def _figures(rep: ns.NoticeReport) -> dict[str, int]:
             "unconfirmed": max(0, rep.recipients - rep.received)}
 
 
+def _final(notice: Notice, figures: dict[str, int]) -> bool:
+    """Nothing will change any more: cancelled, or every message delivered and every "Received"
+    pressed (until then the report page keeps asking: residents confirm for days)."""
+    return notice.status == NoticeStatus.cancelled or (
+        notice.status == NoticeStatus.sent and figures["pending"] == 0 and figures["unconfirmed"] == 0)
+
+
 def _unconfirmed_rows(items: list[ns.Unconfirmed]) -> list[tuple[ns.Unconfirmed, str, str]]:
     return [(u, room_text(u.building, u.unit, u.room) or "—", _(DELIVERY.get(u.delivery, u.delivery)))
             for u in items]
@@ -256,8 +263,7 @@ async def _notice_page(request: web.Request, notice: Notice, *, error: str | Non
     if items:
         ns.record_list_view(c.db, c.actor, notice, "unconfirmed", rows=len(items), now=c.now)
     return render(request, "notice_report.html", status=status, figures=figures,
-                  final=notice.status == NoticeStatus.cancelled or (notice.status == NoticeStatus.sent
-                                                                    and figures["pending"] == 0),
+                  final=_final(notice, figures),
                   can_remind=notice.reminded_at is None and rep.sent > rep.received,
                   unconfirmed=_unconfirmed_rows(items), pager={"page": page, "pages": pages},
                   unreachable=residents - reachable, **common)
@@ -278,9 +284,7 @@ async def report_json(request: web.Request) -> web.Response:
         not_found()
     rep = await ns.report(c.db, c.actor, notice.id)
     figures = _figures(rep)
-    final = notice.status == NoticeStatus.cancelled or (notice.status == NoticeStatus.sent and figures["pending"] == 0
-                                                        and figures["unconfirmed"] == 0)
-    return web.json_response({"fields": figures, "final": final})
+    return web.json_response({"fields": figures, "final": _final(notice, figures)})
 
 
 @routes.get(r"/notices/{id:\d+}/unconfirmed.xlsx")
