@@ -214,6 +214,21 @@ async def resume(session: AsyncSession, token: str | None, *, now: datetime, cfg
     return SignedIn(actor, row)
 
 
+async def still_signed_in(session: AsyncSession, session_id: int, *, now: datetime, cfg: ConsoleConfig,
+                          default_locale: str = "zh_Hans") -> Actor | None:
+    """The staff member of session ``session_id`` if it is still open (not ended, not idle, its member
+    still staff), with their grants as they are now; None otherwise. Unlike :func:`resume` it does not
+    touch the session: a live page's event stream is not activity of its own. Read only."""
+    row = await session.scalar(select(ConsoleSession).where(ConsoleSession.id == session_id,
+                                                            ConsoleSession.ended_at.is_(None)))
+    if row is None or now - row.last_seen_at >= cfg.session_idle:
+        return None
+    actor = await _staff_actor(session, await session.get(Account, row.account_id), default_locale)
+    if actor is not None and row.locale:
+        actor.locale = row.locale
+    return actor
+
+
 async def end_session(session: AsyncSession, signed_in: SignedIn, *, now: datetime) -> None:
     """Sign out: the session's cookie no longer opens anything. Audited."""
     signed_in.session.ended_at = now

@@ -34,6 +34,8 @@ def build_console_app(console: Console) -> web.Application:
     for page in PAGES:
         sub.add_routes(page.routes)
         console.nav.extend(page.NAV)
+        if hasattr(page, "setup"):  # a page with state of its own (live streams, background work)
+            page.setup(sub)
     console.nav[:] = nav_entries(console.nav)
     sub.router.add_static("/static", STATIC, name="static")
     return sub

@@ -12,6 +12,7 @@ rendered in ``notifications.messages.checkins``. The modules, by sub-domain:
 - ``helpers``: helpers who answer for elders (proxy check-in): assigning them, their daily list and
   answer, hand-overs, invite links, how they did;
 - ``board``: today's board, open alerts, an alert's history;
+- ``live``: a committee in reach, its board's fingerprint (live pages), one alert as staff see it;
 - ``reports``: weekly statistics and their once-per-week claim.
 """
 
@@ -80,6 +81,7 @@ from services.checkins.helpers import (
     set_note,
     substitutes,
 )
+from services.checkins.live import BOARD_STATES, StaffAlert, board_version, committee_in_reach, staff_alert
 from services.checkins.plans import (
     DEFAULT_MINUTE,
     MAX_PAUSE_DAYS,
@@ -120,6 +122,7 @@ from services.checkins.rounds import ANSWERS, AnswerResult, TickReport, answer, 
 __all__ = [
     "ALERT_LEVELS",
     "ANSWERS",
+    "BOARD_STATES",
     "DEFAULT_MINUTE",
     "HELPER_ANSWERS",
     "HELPER_INVITE_PREFIX",
@@ -154,6 +157,7 @@ __all__ = [
     "PlanHelper",
     "PlanLine",
     "SegmentEnrolment",
+    "StaffAlert",
     "TickReport",
     "WeeklyReport",
     "acknowledge",
@@ -162,9 +166,11 @@ __all__ = [
     "answer_alone",
     "assign_helper",
     "board",
+    "board_version",
     "check_days",
     "check_minute",
     "claim_weekly_reports",
+    "committee_in_reach",
     "count_open_alerts",
     "create_family_invite",
     "create_helper_invite",
@@ -211,6 +217,7 @@ __all__ = [
     "set_duty",
     "set_note",
     "set_time",
+    "staff_alert",
     "substitutes",
     "tick",
     "unenrol",

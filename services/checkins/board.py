@@ -59,6 +59,7 @@ class CommitteeBoard:
     later: list[BoardLine] = field(default_factory=list)
     not_on_bot: list[BoardLine] = field(default_factory=list)
     helpers: list[HelperStats] = field(default_factory=list)  # today, per helper (one committee shown)
+    committee_id: int = 0
 
     @property
     def waiting(self) -> int:
@@ -71,9 +72,11 @@ class Board:
     committees: list[CommitteeBoard]
 
 
-async def board(session: AsyncSession, actor: Actor, *, now: datetime, cfg: CheckinConfig) -> Board:
-    """Today's check-ins (local date) of every committee in the actor's staff scope; empty for anyone
-    else. An elder whose alert was closed is listed as handled (with the outcome), not as alerted."""
+async def board(session: AsyncSession, actor: Actor, *, now: datetime, cfg: CheckinConfig,
+                committee_id: int | None = None) -> Board:
+    """Today's check-ins (local date) of every committee in the actor's staff scope (or of the one
+    ``committee_id`` of it); empty for anyone else. An elder whose alert was closed is listed as
+    handled (with the outcome), not as alerted."""
     today = cfg.today(now)
     scope = committee_ids_in_scope(actor)
     if scope is None or not actor.is_staff:
@@ -85,7 +88,8 @@ async def board(session: AsyncSession, actor: Actor, *, now: datetime, cfg: Chec
         .outerjoin(CheckinRound, and_(CheckinRound.plan_id == CheckinPlan.id, CheckinRound.local_date == today))
         .outerjoin(Alert, Alert.round_id == CheckinRound.id)
         .outerjoin(Account, Account.resident_id == Resident.id)
-        .where(CheckinPlan.active.is_(True), CheckinPlan.committee_id.in_(scope))
+        .where(CheckinPlan.active.is_(True), CheckinPlan.committee_id.in_(scope),
+               *([CheckinPlan.committee_id == committee_id] if committee_id is not None else []))
         .order_by(Region.name, Resident.building, Resident.unit, Resident.room, Resident.name))).all()
     alerts = [row[5] for row in rows if row[5] is not None]
     people = {alert.resolved_by_account_id for alert in alerts if alert.resolved_by_account_id}
@@ -96,7 +100,7 @@ async def board(session: AsyncSession, actor: Actor, *, now: datetime, cfg: Chec
         a.id: account_name(a) for a in await session.scalars(select(Account).where(Account.id.in_(people)))}
     boards: dict[int, CommitteeBoard] = {}
     for plan, resident, committee_id, committee_name, rnd, alert, account_id in rows:
-        b = boards.setdefault(committee_id, CommitteeBoard(committee_name))
+        b = boards.setdefault(committee_id, CommitteeBoard(committee_name, committee_id=committee_id))
         line = BoardLine(resident.name, room_of(resident))
         if plan.mode != AnswerMode.self:  # who answers for them ("": the on-duty staff)
             asked = rnd.helper_account_id if rnd is not None and rnd.helper_asked_at else plan.helper_account_id
@@ -133,13 +137,16 @@ async def board(session: AsyncSession, actor: Actor, *, now: datetime, cfg: Chec
     return Board(today, list(boards.values()))
 
 
-async def open_alerts(session: AsyncSession, actor: Actor, *, cfg: CheckinConfig, limit: int = 20) -> list[AlertCard]:
-    """Open and acknowledged alerts in the actor's staff scope, oldest first (empty for non-staff)."""
+async def open_alerts(session: AsyncSession, actor: Actor, *, cfg: CheckinConfig, limit: int = 20,
+                      committee_id: int | None = None) -> list[AlertCard]:
+    """Open and acknowledged alerts in the actor's staff scope (or in the one ``committee_id`` of it),
+    oldest first (empty for non-staff)."""
     scope = committee_ids_in_scope(actor)
     if scope is None or not actor.is_staff:
         return []
     alerts = (await session.scalars(
-        select(Alert).where(Alert.status != AlertStatus.resolved, Alert.committee_id.in_(scope))
+        select(Alert).where(Alert.status != AlertStatus.resolved, Alert.committee_id.in_(scope),
+                            *([Alert.committee_id == committee_id] if committee_id is not None else []))
         .order_by(Alert.opened_at, Alert.id).limit(limit))).all()
     return [await alert_card(session, cfg, alert) for alert in alerts]
 

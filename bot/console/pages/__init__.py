@@ -3,6 +3,17 @@
 
 from __future__ import annotations
 
-from bot.console.pages import audit, dashboard, notices, polls, residents, segments, tags, topics, verification
+from bot.console.pages import (
+    audit,
+    checkins,
+    dashboard,
+    notices,
+    polls,
+    residents,
+    segments,
+    tags,
+    topics,
+    verification,
+)
 
-PAGES = (dashboard, residents, tags, audit, segments, notices, polls, topics, verification)
+PAGES = (dashboard, residents, tags, audit, segments, notices, polls, topics, verification, checkins)
