@@ -1,8 +1,9 @@
 """The bot's commands, in one place: /help, the menu and the command lists Telegram shows read this.
 
-Each command has an audience: everyone, verified residents, elders enrolled in daily check-ins, or
-staff. Telegram's command list (the "/" menu) is published per chat for the roles the person has,
-whenever those become known (verification, staff enrolment, a staff decision, /start, /lang).
+Each command has an audience: everyone, verified residents, elders enrolled in daily check-ins,
+helpers who answer the check-in for elders, or staff. Telegram's command list (the "/" menu) is
+published per chat for the roles the person has, whenever those become known (verification, staff
+enrolment, a staff decision, /start, /lang, becoming a helper).
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from services.scope import Actor
 
 log = logging.getLogger(__name__)
 
-ALL, RESIDENT, ELDER, STAFF = "all", "resident", "elder", "staff"
+ALL, RESIDENT, ELDER, HELPER, STAFF = "all", "resident", "elder", "helper", "staff"
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
     name: str
     description: str  # an untranslated msgid; translate with _() where shown
-    audience: str  # ALL, RESIDENT (verified), ELDER (enrolled in daily check-ins), STAFF
+    audience: str  # ALL, RESIDENT (verified), ELDER (enrolled in daily check-ins), HELPER, STAFF
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -43,6 +44,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("forget", N_("Delete your personal data"), ALL),
     Command("checkin", N_("Daily check-in: change time, pause, resume"), ELDER),
     Command("family", N_("Emergency contacts for your daily check-in"), ELDER),
+    Command("helping", N_("Elders you answer the check-in for: today's list, hand over"), HELPER),
     Command("pending", N_("Verification requests waiting for review"), STAFF),
     Command("invite", N_("Issue household invite codes"), STAFF),
     Command("whois", N_("Look up a resident by name or room"), STAFF),
@@ -52,6 +54,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("checkin_enrol", N_("Enrol a resident or segment in daily check-ins"), STAFF),
     Command("checkin_stop", N_("Stop daily check-ins for a resident"), STAFF),
     Command("checkin_family", N_("Family invite link for an enrolled resident"), STAFF),
+    Command("checkin_helper", N_("Who answers the daily check-in for an elder (a helper)"), STAFF),
+    Command("checkin_handover", N_("Hand a helper's elders over for a while"), STAFF),
     Command("checkins_week", N_("Weekly check-in report (chart + XLSX)"), STAFF),
     Command("duty", N_("Go on or off duty for check-in alerts"), STAFF),
     Command("tags", N_("The tag dictionary"), STAFF),
@@ -88,22 +92,27 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
-def audiences(actor: Actor | None, *, elder: bool = False) -> frozenset[str]:
-    """The audiences a person belongs to (``elder``: their resident is enrolled in check-ins)."""
+def audiences(actor: Actor | None, *, elder: bool = False, helper: bool = False) -> frozenset[str]:
+    """The audiences a person belongs to (``elder``: their resident is enrolled in check-ins;
+    ``helper``: they answer the check-in for an elder)."""
     out = {ALL}
     if actor is not None and actor.is_verified:
         out.add(RESIDENT)
         if elder:
             out.add(ELDER)
+    if helper:
+        out.add(HELPER)
     if actor is not None and actor.is_staff:
         out.add(STAFF)
     return frozenset(out)
 
 
 async def audiences_of(session: AsyncSession, actor: Actor) -> frozenset[str]:
-    """:func:`audiences`, looking up whether the actor's resident is enrolled in daily check-ins."""
+    """:func:`audiences`, looking up whether the actor's resident is enrolled in daily check-ins and
+    whether they are an elder's helper (their own; a substitute works from the lists they are sent)."""
     elder = actor.account is not None and actor.is_verified and await cs.my_plan(session, actor.account) is not None
-    return audiences(actor, elder=elder)
+    helper = bool(await cs.helped_committees(session, actor.account_id))
+    return audiences(actor, elder=elder, helper=helper)
 
 
 def commands_for(roles: frozenset[str] | Actor | None) -> list[Command]:

@@ -11,7 +11,17 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.commands import ALL, ELDER, RESIDENT, STAFF, audiences, audiences_of, commands_for, publish_for_actor
+from handlers.commands import (
+    ALL,
+    ELDER,
+    HELPER,
+    RESIDENT,
+    STAFF,
+    audiences,
+    audiences_of,
+    commands_for,
+    publish_for_actor,
+)
 from notifications.callbacks import LangCb, MenuCb
 from notifications.format import LANGUAGE_NAMES, person_name
 from notifications.render import Markup, render_template, t
@@ -114,6 +124,8 @@ def _menu() -> tuple[MenuItem, ...]:
             m, actor=d["actor"], session=d["session"], state=d["state"], checkin_config=d["checkin_config"],
             now=d["now"])),
         MenuItem("family", N_("👪 Family contacts"), ELDER, lambda m, d: checkins.family_command(
+            m, actor=d["actor"], session=d["session"], checkin_config=d["checkin_config"], now=d["now"])),
+        MenuItem("helping", N_("🧑‍🤝‍🧑 Elders I answer for"), HELPER, lambda m, d: checkins.helping(
             m, actor=d["actor"], session=d["session"], checkin_config=d["checkin_config"], now=d["now"])),
         MenuItem("mydata", N_("📄 My data"), ALL, lambda m, d: privacy.mydata(
             m, actor=d["actor"], session=d["session"], config=d["config"])),

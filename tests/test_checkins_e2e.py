@@ -27,10 +27,12 @@ from services.models import (
     AlertOutcome,
     AlertReason,
     AlertStatus,
+    AnswerMode,
     CheckinPlan,
     CheckinRound,
     EmergencyContact,
     FamilyInvite,
+    HelperHandover,
     OutboxMessage,
     OutboxStatus,
     Resident,
@@ -614,15 +616,15 @@ async def test_hostile_names_arrive_as_text_in_every_check_in_message(world):
 
 # --- restart: a real bot process killed with SIGKILL ----------------------------------------------------
 
-async def wait_sent(sessions, key_suffix: str, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+async def wait_sent(sessions, key_like: str, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    """Until the outbox row whose key is ``LIKE key_like`` is marked sent."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         async with sessions() as s:
-            status = await s.scalar(select(OutboxMessage.status).where(
-                OutboxMessage.idempotency_key.like(f"ci:%{key_suffix}")))
+            status = await s.scalar(select(OutboxMessage.status).where(OutboxMessage.idempotency_key.like(key_like)))
         if status == OutboxStatus.sent:
             return
-        assert asyncio.get_running_loop().time() < deadline, f"{key_suffix} not marked sent ({status})"
+        assert asyncio.get_running_loop().time() < deadline, f"{key_like} not marked sent ({status})"
         await asyncio.sleep(0.05)
 
 
@@ -665,7 +667,7 @@ async def test_restart_after_sigkill_loses_no_round_and_alerts_on_time(world, tm
         await w.elder.wait_for_message(has("Reminder"), timeout=15)
         # Kill once the reminder is recorded as sent: killing between Telegram's "ok" and that mark
         # would re-send it (the outbox's documented in-flight window), which is not what this tests.
-        await wait_sent(w.sessions, ":remind")
+        await wait_sent(w.sessions, "ci:%:remind")
         first.send_signal(signal.SIGKILL)
         await first.wait()
     finally:
@@ -689,3 +691,240 @@ async def test_restart_after_sigkill_loses_no_round_and_alerts_on_time(world, tm
     assert len(asked) == 1 and len(reminded) == 1 and asked[0] < reminded[0]
     assert sum("has not answered" in text_of(m) for m in await w.duty.bot_messages()) == 1
     assert await w.count(CheckinRound) == 1
+
+
+async def test_restart_between_the_helpers_reminder_and_the_alert_loses_nothing(world, tmp_path):
+    """The same with a helper answering for an elder without Telegram: a worker on the production
+    scheduler sends the helper's list and the one reminder and is killed with SIGKILL; the
+    replacement raises the alert saying the helper did not answer, once, when it is due."""
+    w = world
+    cfg = w.cfg
+    helper = await w.user("Li", resident="李建国")
+    async with w.sessions() as s:
+        sun = await s.scalar(select(Resident).where(Resident.name == "孙一"))
+        li = await s.scalar(select(Account.id).where(Account.first_name == "Li"))
+        s.add(CheckinPlan(resident_id=sun.id, committee_id=sun.committee_id, minute_of_day=10 * 60, starts_on=TODAY,
+                          active=True, mode=AnswerMode.proxy, helper_account_id=li, created_at=w.now(),
+                          updated_at=w.now()))
+        await s.commit()
+    settings = worker_settings(w.stack.settings.db_url, w.stack.base_url, tmp_path, tick="0.5s")
+    first = await _spawn(["--db", settings.database_url, "--api", w.stack.base_url, "--data-dir", str(tmp_path),
+                          "--tick", "0.5s"], tmp_path / "worker.log")
+    try:
+        await _tell_time(first, w.clock.advance(timedelta(minutes=1)))  # 10:00: the helper's list
+        await helper.wait_for_message(has("Your check-ins for today"), timeout=15)
+        await _tell_time(first, w.clock.advance(cfg.reminder_after))
+        await helper.wait_for_message(has("Reminder: 1 elder is still waiting"), timeout=15)
+        await wait_sent(w.sessions, "hl:%:remind:%")
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+    killed_at = w.now()
+    rnd = await w.round()
+    assert rnd.status == RoundStatus.helper_reminded and await w.alert() is None
+    assert killed_at < rnd.helper_asked_at + cfg.escalate_after
+    w.clock.advance(cfg.escalate_after - cfg.reminder_after)
+    async with working(settings, w.clock):
+        alert_msg = await w.duty.wait_for_message(has("nobody answered for 孙一"), timeout=30)
+    assert "their helper Li did not answer." in text_of(alert_msg)
+    alert = await w.alert()
+    assert alert.round_id == rnd.id and alert.opened_at >= rnd.helper_asked_at + cfg.escalate_after
+    assert alert.opened_at > killed_at
+    texts = [text_of(m) for m in await helper.bot_messages()]
+    assert sum("Your check-ins for today" in t for t in texts) == 1
+    assert sum("Reminder: 1 elder is still waiting" in t for t in texts) == 1
+    assert sum("nobody answered for 孙一" in text_of(m) for m in await w.duty.bot_messages()) == 1
+    assert await w.count(CheckinRound) == 1
+
+
+# --- helpers who answer for elders (proxy check-in) ---------------------------------------------------
+
+async def choose_helper(w: World, room: str, search: str, pick: str, mode: str) -> str:
+    """Staff choose a helper for the elder in ``room`` with /checkin_helper: a search as /whois,
+    one of the matches, and the answering mode; the staff member's last reply."""
+    await w.duty.send(f"/checkin_helper {room}")
+    assert "Who answers the daily check-in for" in text_of(await w.duty.last_message())
+    if search:
+        await w.duty.send(search)
+    await w.duty.press(pick)
+    await w.duty.press(mode)
+    return text_of(await w.duty.last_message())
+
+
+PROXY = "🤝 The helper answers every day"
+FIRST = "👤 The elder first, the helper if they do not answer"
+
+
+async def test_a_proxy_helper_gets_one_list_for_two_elders_and_answers_each(world):
+    w = world
+    helper = await w.user("Li", resident="李建国")
+    for line in ("6-1-101 10:00", "6-1-102 10:30"):  # 孙一 and 孙二 have no Telegram
+        await w.duty.send(f"/checkin_enrol {line}")
+        assert "They have not joined the bot yet" in text_of(await w.duty.last_message())
+    reply = await choose_helper(w, "6-1-101", "李建国", "李建国 · 丁香苑 3-2-201", PROXY)
+    assert "Li now answers the daily check-in for 孙一 (迎春小区 6-1-101)" in reply
+    told = await helper.wait_for_message(has("asked you to answer the daily check-in for 孙一"))
+    assert "Each day (every day) from 10:00 you get one message" in text_of(told)
+    reply = await choose_helper(w, "6-1-102", "", "Li · helper", PROXY)  # he is a helper of the committee now
+    assert "Li now answers the daily check-in for 孙二" in reply
+    await helper.wait_for_message(has("for 孙二"))
+    listed = [c["commands"] for c in w.stack.sandbox.commands_dict() if c["scope"] == f"chat:{helper.id}"]
+    assert listed and "helping" in {c["command"] for c in listed[-1]}
+    # 10:00: one list with both (孙二's 10:30 opens with it); nothing for the elders themselves
+    report = await w.tick(timedelta(minutes=1))
+    assert (report.opened, report.helpers_asked) == (1, 2)
+    first = await helper.wait_for_message(has("Your check-ins for today, 11-28"))
+    text = text_of(first)
+    assert "1. 孙一 · 迎春小区 6-1-101" in text and "2. 孙二 · 迎春小区 6-1-102" in text
+    assert "📞 +8613800138009" in text
+    await helper.press("✅ 1. 孙一: seen / spoke — all well")
+    edited = {m["message_id"]: m for m in await helper.bot_messages()}[first["message_id"]]
+    assert "✅ All well (10:00)" in text_of(edited) and "⌛ Waiting for your answer" in text_of(edited)
+    buttons = [b["text"] for row in edited["reply_markup"]["inline_keyboard"] for b in row]
+    assert buttons == ["✅ 2. 孙二: seen / spoke — all well", "📵 2. Could not reach", "🆘 2. Needs help"]
+    await helper.press("📵 2. Could not reach")
+    alert = await w.duty.wait_for_message(has("could not reach 孙二"))
+    assert "Check-in alert: Li could not reach 孙二 today." in text_of(alert)
+    assert "Helper: Li" in text_of(alert) and "Phone: +8613800138009" in text_of(alert)
+    edited = {m["message_id"]: m for m in await helper.bot_messages()}[first["message_id"]]
+    assert "📵 Could not reach (10:00): staff have been alerted." in text_of(edited)
+    await w.tick(timedelta(minutes=30))  # both answered: no reminder
+    assert sum("Your check-ins for today" in text_of(m) for m in await helper.bot_messages()) == 1
+    assert not [m for m in await helper.bot_messages() if "Reminder" in text_of(m)]
+    # the board says who answered for whom
+    await w.duty.send("/checkins")
+    board = text_of(await w.duty.last_message())
+    assert "孙一 (迎春小区 6-1-101) 10:00 · by Li" in board
+    assert "孙二 (迎春小区 6-1-102) · reported by Li" in board and "Li: 2/2 answered, 0 late" in board
+
+
+async def test_self_then_helper_elder_and_helper_silent_staff_alerted_saying_both(world):
+    w = world
+    helper = await w.user("Li", resident="李建国")
+    await w.duty.send("/checkin_enrol 5-1-102 10:00")
+    await w.elder.wait_for_message(has("enrolled you in daily check-ins"))
+    reply = await choose_helper(w, "5-1-102", "李", "李建国 · 丁香苑 3-2-201", FIRST)
+    assert "赵桂兰 (迎春小区 5-1-102) answers the daily check-in themselves; when they do not, Li is asked." in reply
+    await helper.wait_for_message(has("answers their check-in themselves; when they do not, I ask you"))
+    await w.tick(timedelta(minutes=1))
+    await w.elder.wait_for_message(has("How are you today?"))
+    await w.tick(timedelta(minutes=30))
+    await w.elder.wait_for_message(has("Reminder"))
+    report = await w.tick(timedelta(minutes=60))
+    assert (report.helpers_asked, report.alerted) == (1, 0)
+    asked = await helper.wait_for_message(has("did not answer today's check-in"))
+    assert "赵桂兰 did not answer today's check-in. Please look in on them or call, then tap a button." in \
+        text_of(asked)
+    assert "📞 +8613800138003" in text_of(asked)
+    assert not [m for m in await w.duty.bot_messages() if "Check-in alert" in text_of(m)]  # staff not yet
+    await w.tick(timedelta(minutes=30))
+    await helper.wait_for_message(has("Reminder: 1 elder is still waiting"))
+    await w.duty.send("/checkins")
+    board = text_of(await w.duty.last_message())
+    assert "🧑‍🤝‍🧑 Waiting for a helper (1)\n• 赵桂兰 (迎春小区 5-1-102) · Li ⏰" in board
+    await w.tick(timedelta(minutes=60))
+    alert = await w.duty.wait_for_message(has("did not answer either"))
+    assert ("Check-in alert: 赵桂兰 has not answered today's check-in, and their helper Li did not answer either."
+            in text_of(alert))
+    assert (await w.alert()).reason == AlertReason.no_answer
+    await w.duty.press("🙋 I'm on it")
+    await w.duty.send("/alerts")
+    await w.duty.press("📜 History")
+    history = text_of(await w.duty.last_message())
+    assert "helper asked: · Li" in history and "no answer from the helper: · Li" in history
+
+
+async def test_a_handed_over_helpers_elders_go_to_the_substitute(world):
+    w = world
+    helper = await w.user("Li", resident="李建国")
+    other = await w.user("秀英", resident="王秀英")
+    for line in ("6-1-101 10:00", "5-1-102 10:00"):
+        await w.duty.send(f"/checkin_enrol {line}")
+    await choose_helper(w, "6-1-101", "李建国", "李建国 · 丁香苑 3-2-201", PROXY)
+    # 秀英 becomes 赵桂兰's helper through a one-time link
+    await w.duty.send("/checkin_helper 5-1-102")
+    await w.duty.press("🔗 Invite a helper by link")
+    await w.duty.press(PROXY)
+    link = text_of(await w.duty.last_message()).split("start=")[1].split()[0]
+    await other.send(f"/start {link}")
+    assert "You now answer the daily check-in for 赵桂兰" in text_of(await other.last_message())
+    await w.duty.wait_for_message(has("秀英 opened your helper link"))
+    await other.send(f"/start {link}")
+    assert "already been used" in text_of(await other.last_message())
+    # Li hands over for three days to 秀英 from /helping
+    await helper.send("/helping")
+    assert "Nobody to answer for today." in text_of(await helper.last_message())
+    await helper.press("🧳 Hand over (travel, illness)")
+    await helper.press("3 days")
+    await helper.press("秀英")
+    assert "Handed over until 2026-11-30 (inclusive): Li's elders go to 秀英." in text_of(await helper.last_message())
+    staff_told = await w.duty.wait_for_message(has("hands over 1 elders"))
+    assert "Li hands over 1 elders of 丁香迎春居委会 from 2026-11-28 to 2026-11-30." in text_of(staff_told)
+    await other.wait_for_message(has("You stand in for Li from 2026-11-28 to 2026-11-30"))
+    # the day's list goes to 秀英 with both elders; Li gets none, and his forged press is refused
+    await w.tick(timedelta(minutes=1))
+    listed = await other.wait_for_message(has("Your check-ins for today"))
+    assert "孙一" in text_of(listed) and "赵桂兰" in text_of(listed) and "You stand in for Li." in text_of(listed)
+    assert not [m for m in await helper.bot_messages() if "孙一 · 迎春小区" in text_of(m)]
+    rnd = await round_of(w, "孙一")
+    assert "no longer valid" in await w.answer_of(helper, f"ch:{rnd.id}:ok")
+    assert (await round_of(w, "孙一")).answer is None
+    await other.press("✅ 1. 赵桂兰: seen / spoke — all well")
+    await other.press("✅ 2. 孙一: seen / spoke — all well")
+    assert (await round_of(w, "孙一")).answered_by_account_id == (await account_id_of(w, "秀英"))
+    # back early: from tomorrow his elders are his again
+    await helper.send("/helping")
+    await helper.press("🏠 I'm back: end the hand-over")
+    assert "From tomorrow your elders are yours again" in text_of(await helper.last_message())
+    await w.tick(timedelta(days=1))
+    await helper.wait_for_message(has("Your check-ins for today, 11-29"))
+
+
+async def round_of(w: World, name: str) -> CheckinRound:
+    async with w.sessions() as s:
+        return (await s.scalars(select(CheckinRound).join(Resident, Resident.id == CheckinRound.resident_id)
+                                .where(Resident.name == name).order_by(CheckinRound.id.desc()))).first()
+
+
+async def account_id_of(w: World, first_name: str) -> int:
+    async with w.sessions() as s:
+        return await s.scalar(select(Account.id).where(Account.first_name == first_name))
+
+
+async def test_forged_helper_buttons_change_nothing_and_names_arrive_as_text(world):
+    w = world
+    async with w.sessions() as s:  # as a name typed in a review request becomes a registry name
+        await s.execute(update(Resident).where(Resident.name == "孙一").values(name=HOSTILE))
+        await s.commit()
+    helper = await w.user("Li", resident="李建国")
+    neighbour = await w.user("秀英", resident="王秀英")
+    await w.duty.send("/checkin_enrol 6-1-101 10:00")
+    await w.duty.send("/checkin_enrol 5-1-102 10:00")  # 赵桂兰 answers herself
+    await choose_helper(w, "6-1-101", "李建国", "李建国 · 丁香苑 3-2-201", PROXY)
+    shown_as_text(await helper.wait_for_message(has("asked you to answer")))
+    await w.tick(timedelta(minutes=1))
+    shown_as_text(await helper.wait_for_message(has("Your check-ins for today")))
+    mine, hers = await round_of(w, HOSTILE), await round_of(w, "赵桂兰")
+    await neighbour.send("/help")
+    huge = "9" * 30
+    for user, data in ((neighbour, f"ch:{mine.id}:ok"), (w.duty, f"ch:{mine.id}:help"),
+                       (helper, f"ch:{hers.id}:ok"), (helper, f"ch:{mine.id}:maybe"), (helper, "ch:abc:ok"),
+                       (helper, f"ch:{huge}:ok"), (helper, f"ch:{mine.id}:ok:1"), (w.elder, f"ch:{mine.id}:noreach"),
+                       (neighbour, f"cho:s:{await account_id_of(w, 'Li')}:{mine.committee_id}:3:0:0"),
+                       (helper, f"cho:d:{await account_id_of(w, 'Li')}:{mine.committee_id}:999:0:0"),
+                       (neighbour, f"chp:{mine.resident_id}:{await account_id_of(w, '秀英')}:p")):
+        answer = await w.answer_of(user, data)
+        assert answer is not None and ("no longer valid" in answer or "between 1 and 90 days" in answer), \
+            (data, answer)
+    assert (await round_of(w, HOSTILE)).answer is None and (await round_of(w, "赵桂兰")).answer is None
+    assert await w.alert() is None and await w.count(HelperHandover) == 0
+    li = await account_id_of(w, "Li")
+    async with w.sessions() as s:
+        plan = await s.scalar(select(CheckinPlan).where(CheckinPlan.resident_id == mine.resident_id))
+    assert plan.helper_account_id == li
+    # the real button works; the alert shows the name as text
+    await helper.press("🆘 1. Needs help")
+    shown_as_text(await w.duty.wait_for_message(has("needs help")))

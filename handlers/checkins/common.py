@@ -29,6 +29,18 @@ def refusal(err: CheckinError) -> str:
         "own_code": lambda: _("This is your own family link: send it to a family member."),
         "already_contact": lambda: _("You are already an emergency contact of {name}. The link stays unused: "
                                      "it can go to someone else.").format(name=err.info.get("name", "?")),
+        "not_a_helper": lambda: _("They cannot answer for this elder: a helper is a verified resident of the "
+                                  "committee, one of the elder's emergency contacts, or staff."),
+        "own_helper": lambda: _("An elder cannot be their own helper."),
+        "too_many": lambda: _("They already answer for {n} elders, as many as one list can hold.").format(
+            n=err.info.get("n", "?")),
+        "bad_mode": lambda: _("This button is no longer valid."),
+        "answered": lambda: _("Already answered today. If they need help now, press \"Needs help\" or call the "
+                              "committee."),
+        "unknown_helper_code": lambda: _("This helper link is not valid."),
+        "used_helper_code": lambda: _("This helper link has already been used. Please ask for a new one."),
+        "expired_helper_code": lambda: _("This helper link has expired. Please ask for a new one."),
+        "bad_days_handover": lambda: _("Please choose between 1 and {n} days.").format(n=err.info.get("n", "?")),
     }
     text = texts.get(err.reason)
     return text() if text else _("Sorry, that did not work.")
