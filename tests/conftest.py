@@ -107,3 +107,30 @@ async def stack(tmp_path, request):
     extra = getattr(request, "param", None) or {}
     async with running_stack(tmp_path, **extra) as s:
         yield s
+
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+REQUIRE_CHROMIUM = os.environ.get("REQUIRE_CHROMIUM") == "1"
+
+
+@pytest.fixture(scope="session")
+async def browser():
+    """One headless Chromium for the whole test session (Debian's, driven by Playwright: never a
+    browser Playwright downloads); skipped where there is none, a failure with REQUIRE_CHROMIUM=1 (CI).
+    Each test takes a fresh context of it (``tests.helpers.browser_page``)."""
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        if REQUIRE_CHROMIUM:
+            pytest.fail("REQUIRE_CHROMIUM=1 but Playwright is not installed (pip install -e '.[test]')")
+        pytest.skip("Playwright not installed")
+    if not os.access(CHROMIUM, os.X_OK):
+        if REQUIRE_CHROMIUM:
+            pytest.fail(f"REQUIRE_CHROMIUM=1 but there is no Chromium at {CHROMIUM} (apt-get install chromium)")
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,9 +164,20 @@ async def start_sandbox(sandbox: Sandbox | None = None) -> tuple[web.AppRunner, 
 @contextlib.asynccontextmanager
 async def running_stack(
     tmp: Path, *, db_url: str | None = None, extra_routers: Iterable[Router] = (), clock: Clock = system_clock,
-    **overrides
+    console: bool = False, **overrides
 ) -> AsyncIterator[Stack]:
-    runner, base_url, sandbox = await start_sandbox()
+    """The sandbox and the bot polling it; with ``console``, as ``demo`` serves them: the bot's routes
+    (the staff console, /healthz, /metrics) on the sandbox's own app, its /console links pointing there."""
+    if console:
+        # The port first: the bot's settings need it, and the routes must be added before the app starts.
+        sock = socket.create_server(("127.0.0.1", 0))
+        base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        sandbox = Sandbox()
+        app = create_sandbox_app(sandbox)
+        runner = web.AppRunner(app, handle_signals=False)
+        overrides.setdefault("public_url", base_url)
+    else:
+        runner, base_url, sandbox = await start_sandbox()
     settings = Settings(
         _env_file=None,
         bot_token=TOKEN,
@@ -185,6 +197,12 @@ async def running_stack(
     dp = build_dispatcher(settings, sessions, extra_routers=extra_routers, clock=clock)
     tracker = UpdateTracker()
     tracker.attach(bot, dp)
+    if console:
+        from bot.web import add_bot_routes
+
+        add_bot_routes(app, Runtime(settings, engine, sessions, bot, dp, clock))
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
     # As `run` polls (bot.app.run_polling): every update in its own task, the dispatcher's isolation.
     polling = asyncio.create_task(
         dp.start_polling(bot, polling_timeout=1, handle_signals=False, close_bot_session=False)

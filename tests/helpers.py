@@ -516,3 +516,55 @@ def csrf_of(html: str) -> str:
     match = re.search(r'<meta name="csrf-token" content="([^"]*)">', html)
     assert match and match.group(1), "no CSRF token on the page"
     return match.group(1)
+
+
+# --- the console in a browser (tests/test_console_browser.py; the `browser` fixture is conftest's) ---
+
+SCREENSHOTS = ROOT / "test-output" / "console"  # git-ignored: looked at, never committed
+DESK = {"width": 1366, "height": 768}  # the committee office's PC
+PHONE = {"width": 390, "height": 844}  # a phone, and the Mini App
+BROWSER_LOCALES = {"zh_Hans": "zh-CN", "en": "en-GB"}
+CONSOLE_LINK = r"http://\S+/console/login#t=[\w-]+"
+
+
+async def console_link_from_bot(staff) -> str:
+    """Send /console as ``staff`` through the sandbox; the sign-in link of the bot's answer."""
+    import re
+
+    await staff.send("/console")
+    found = re.search(CONSOLE_LINK, await texts(staff))
+    assert found, await texts(staff)
+    return found.group(0)
+
+
+@contextlib.asynccontextmanager
+async def browser_page(browser, *, locale: str = "zh_Hans", viewport: dict | None = None,
+                       allow: tuple[str, ...] = ()):
+    """A page in a fresh context (no cookies of another test) of the session's browser. Errors of the
+    page's scripts and what the browser logs as errors (a Content-Security-Policy refusal, a failed
+    request) fail the test once it is done with the page, except those containing one of ``allow``
+    (e.g. "403" for a refusal the test expects)."""
+    context = await browser.new_context(locale=BROWSER_LOCALES[locale], viewport=viewport or DESK,
+                                        timezone_id="Asia/Shanghai")
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"script error: {exc}"))
+    # A refused or failed request is named by its URL (the console's own line for it does not say which).
+    page.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}")
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None)
+    page.on("requestfailed", lambda r: errors.append(f"failed {r.method} {r.url}: {r.failure}"))
+    try:
+        yield page
+    finally:
+        await context.close()
+    unexpected = [e for e in errors if not any(a in e for a in allow)]
+    assert not unexpected, unexpected
+
+
+async def screenshot(page, name: str) -> Path:
+    """A full-page PNG under test-output/console/ (to be looked at; nothing compares it)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path
