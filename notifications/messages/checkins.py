@@ -495,7 +495,7 @@ def helper_list_text(data: Mapping[str, Any]) -> Markup:
     else:
         headline = t("🏠 Your check-ins for today, {date}: after a visit or a call, tap one button for each.",
                      date=day)
-    items = [{"name": clip(line["name"], 40), "room": line["room"], "phone": line.get("phone"),
+    items = [{"name": clip(line["name"], 60), "room": line["room"], "phone": line.get("phone"),
               "note": clip(line["note"], 100) if line.get("note") else None, "state": helper_state(line)}
              for line in lines]
     return render_template("checkins/helper_list.html", headline=headline, items=items,
