@@ -59,6 +59,7 @@ from services.policies.tracking import (
     send_followups,
     tag_labels,
 )
+from services.policies.trial import RuleTrial, eligible_list, in_area, try_rule
 
 __all__ = [
     "AnswerError",
@@ -77,6 +78,7 @@ __all__ = [
     "PushResult",
     "QuestionField",
     "ReportRow",
+    "RuleTrial",
     "SqlFields",
     "anonymous_profile",
     "answer_question",
@@ -86,12 +88,14 @@ __all__ = [
     "check_benefits",
     "consent_to_keep",
     "declared_fields",
+    "eligible_list",
     "erase_answers",
     "explain",
     "followups_tick",
     "get_policy",
     "give_consent",
     "import_enrolments",
+    "in_area",
     "keep_answer",
     "load_catalogue",
     "load_sql_fields",
@@ -113,4 +117,5 @@ __all__ = [
     "resident_profile",
     "send_followups",
     "tag_labels",
+    "try_rule",
 ]

@@ -8,6 +8,7 @@ from bot.console.pages import (
     checkins,
     dashboard,
     notices,
+    policies,
     polls,
     residents,
     segments,
@@ -16,4 +17,5 @@ from bot.console.pages import (
     verification,
 )
 
-PAGES = (dashboard, residents, tags, audit, segments, notices, polls, topics, verification, checkins)
+PAGES = (dashboard, residents, tags, audit, segments, notices, polls, topics, verification, checkins,
+         policies)
