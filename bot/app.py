@@ -11,7 +11,6 @@ from pathlib import Path
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError
@@ -24,10 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 import handlers
 from bot.checkin_jobs import checkin_config
 from bot.db import create_engine, session_factory
+from bot.edits import EditsThatChangeNothing
 from bot.logs import UpdateLogContext
 from bot.metrics import Metrics
 from bot.middlewares import ActorMiddleware, ChatOrder, DbSessionMiddleware
 from bot.settings import Settings
+from bot.telegram_session import BotSession
 from handlers.commands import commands_for
 from services.clock import Clock, system_clock
 from services.config import AppConfig, OutboxConfig
@@ -48,10 +49,11 @@ def build_bot(settings: Settings, token: str | None = None) -> Bot:
     token = token or settings.bot_token
     if not token:
         raise SystemExit("configuration error: BOT_TOKEN: required to talk to Telegram (or use `demo`)")
-    session = None
-    if settings.telegram_api_base:
-        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
-    return Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+    base = settings.telegram_api_base
+    session = BotSession(api=TelegramAPIServer.from_base(base)) if base else BotSession()
+    bot = Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+    bot.session.middleware(EditsThatChangeNothing())  # a second tap's edit is done (bot.edits)
+    return bot
 
 
 def build_storage(settings: Settings) -> BaseStorage:
