@@ -821,7 +821,7 @@ async def test_self_then_helper_elder_and_helper_silent_staff_alerted_saying_bot
     assert "📞 +8613800138003" in text_of(asked)
     assert not [m for m in await w.duty.bot_messages() if "Check-in alert" in text_of(m)]  # staff not yet
     await w.tick(timedelta(minutes=30))
-    await helper.wait_for_message(has("Reminder: 1 elder is still waiting"))
+    reminder = await helper.wait_for_message(has("Reminder: 1 elder is still waiting"))
     await w.duty.send("/checkins")
     board = text_of(await w.duty.last_message())
     assert "🧑‍🤝‍🧑 Waiting for a helper (1)\n• 赵桂兰 (迎春小区 5-1-102) · Li ⏰" in board
@@ -835,6 +835,35 @@ async def test_self_then_helper_elder_and_helper_silent_staff_alerted_saying_bot
     await w.duty.press("📜 History")
     history = text_of(await w.duty.last_message())
     assert "helper asked: · Li" in history and "no answer from the helper: · Li" in history
+    # she answers late after all: staff hear the all clear, and the lists her helper was sent are
+    # edited in place through the outbox and the sender (nothing new arrives for him)
+    before = len(await helper.bot_messages())
+    await w.elder.press("😊 I'm fine")
+    await w.duty.wait_for_message(has("All clear"))
+    for sent in (asked, reminder):
+        edited = await edited_to(helper, sent, "answered the check-in themselves")
+        assert edited["reply_markup"] is None  # nothing left to answer
+    assert len(await helper.bot_messages()) == before
+    # an edit that changes nothing (two updates racing to the same state) is done, not an error
+    from notifications.render import send_payload
+
+    async with w.sessions() as s:
+        edits = (await s.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key.like("hle:%"))
+                                 .order_by(OutboxMessage.id))).all()
+    (last,) = [e for e in edits if e.payload["edit_message_id"] == asked["message_id"]][-1:]
+    assert last.status == OutboxStatus.sent
+    assert (await send_payload(w.stack.bot, helper.id, last.payload)).message_id == asked["message_id"]
+
+
+async def edited_to(user, message: dict, fragment: str, timeout: float = 10.0) -> dict:  # noqa: ASYNC109
+    """The message once its text shows ``fragment`` (edited in place by the bot)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        current = {m["message_id"]: m for m in await user.bot_messages()}[message["message_id"]]
+        if fragment in text_of(current):
+            return current
+        assert asyncio.get_running_loop().time() < deadline, text_of(current)
+        await asyncio.sleep(0.05)
 
 
 async def test_a_handed_over_helpers_elders_go_to_the_substitute(world):
