@@ -817,6 +817,7 @@ async def test_a_proxy_helper_gets_one_list_for_two_elders_and_answers_for_each(
     assert (report.opened, report.helpers_asked) == (1, 2)
     (listed,) = await messages(w, "hl:%")
     assert listed.account_id == h.helper and listed.ref_type == "checkin_list"
+    assert listed.idempotency_key == f"hl:a{h.helper}:2026-11-28:daily:{h.helper}"  # once a day, whoever opens
     assert listed.payload["message"] == "checkins.helper_list" and listed.payload["locale"] == "en"
     text = visible(listed)
     assert "Your check-ins for today, 11-28" in text
@@ -861,6 +862,23 @@ async def test_a_proxy_helper_gets_one_list_for_two_elders_and_answers_for_each(
     assert (report.opened, report.helpers_asked) == (0, 0) and len(await messages(w, "hl:%")) == 1
     report = await tick(w, 300)
     assert (report.helpers_reminded, report.helpers_silent, report.alerted) == (0, 0, 0)
+
+
+async def test_an_elder_added_after_the_days_list_comes_in_a_list_of_its_own(engine):
+    h = await helper_world(engine)
+    w = h.w
+    await tick(w, 0)
+    async with w.sessions() as s:  # 赵桂兰 gets him as her helper at 09:20, for 10:00 today
+        zhao = await s.get(Resident, w.zhao)
+        await cs.enrol_resident(s, zhao, now=at(20), cfg=CFG, minute=600)
+        await cs.assign_helper(s, await actor_of(s, w.duty), zhao, h.helper, "proxy", now=at(20), cfg=CFG)
+        await s.commit()
+    assert (await tick(w, 40)).helpers_asked == 0  # her time has not come
+    report = await tick(w, 60)
+    assert (report.opened, report.helpers_asked) == (1, 1)
+    first, added = await messages(w, "hl:%:daily:%")
+    assert "赵桂兰" not in visible(first) and "1. 赵桂兰 · 迎春小区 5-1-102" in visible(added)
+    assert added.idempotency_key.endswith(f":daily:{(await rounds_by_resident(w))[w.zhao].id}:{h.helper}")
 
 
 async def test_forged_helper_buttons_change_nothing(engine):

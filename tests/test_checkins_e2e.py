@@ -770,6 +770,8 @@ async def test_a_proxy_helper_gets_one_list_for_two_elders_and_answers_each(worl
     assert "Each day (every day) from 10:00 you get one message" in text_of(told)
     reply = await choose_helper(w, "6-1-102", "", "Li · helper", PROXY)  # he is a helper of the committee now
     assert "Li now answers the daily check-in for 孙二" in reply
+    await w.duty.send("/checkin_enrol 6-1-102 10:30")  # enrolling again says who answers
+    assert "Their helper answers for them (/checkin_helper)." in text_of(await w.duty.last_message())
     await helper.wait_for_message(has("for 孙二"))
     listed = [c["commands"] for c in w.stack.sandbox.commands_dict() if c["scope"] == f"chat:{helper.id}"]
     assert listed and "helping" in {c["command"] for c in listed[-1]}

@@ -159,7 +159,7 @@ async def _enrol_one(bot: Bot, session: AsyncSession, actor: Actor, resident: Re
         # The elder's "/" list gains /checkin now, not at their next /start.
         await publish_for_account(bot, session, elder, default_locale=config.default_locale)
     return views.enrolled_reply(resident.name, cs.room_of(resident), plan.minute_of_day, plan.days,
-                                plan.starts_on.isoformat(), on_bot=elder is not None)
+                                plan.starts_on.isoformat(), on_bot=elder is not None, mode=plan.mode.value)
 
 
 async def enrol_chosen(query: CallbackQuery, callback_data: EnrolCb, actor: Actor, session: AsyncSession, bot: Bot,

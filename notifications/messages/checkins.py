@@ -316,9 +316,12 @@ def enrol_buttons(choices: Sequence[tuple[int, str]], minute: int | None, days: 
             for rid, label in choices]
 
 
-def enrolled_reply(name: str, room: str, minute: int, days: int, starts_on: str, *, on_bot: bool) -> Markup:
+def enrolled_reply(name: str, room: str, minute: int, days: int, starts_on: str, *, on_bot: bool,
+                   mode: str = "self") -> Markup:
     text = t("Enrolled {name} ({room}): daily check-in at {time}, {days}, from {start}.", name=name, room=room,
              time=format_minute(minute), days=format_days(days), start=starts_on)
+    if mode == "proxy":
+        return text + "\n" + t("Their helper answers for them (/checkin_helper).")
     if on_bot:
         return text + "\n" + t("They have been told when they will be asked and how to change or pause it.")
     return text + "\n" + t("They have not joined the bot yet: check-ins start once they do (household invite: "

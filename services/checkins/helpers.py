@@ -220,10 +220,20 @@ async def _queue_list(session: AsyncSession, cfg: CheckinConfig, cover: Cover, d
     told = 0
     for account in await _recipients(session, cover):
         key = f"hl:{cover.key}:{day.isoformat()}:{kind}:{first}:{account.id}"
+        if kind == "daily" and not await _has_list(session, account.id, f"hl:{cover.key}:{day.isoformat()}:daily:"):
+            # The day's first list has one key whatever opened it: two processes asking at once
+            # (rounds opened by both) send it once; later additions get a list of their own.
+            key = f"hl:{cover.key}:{day.isoformat()}:daily:{account.id}"
         if await tell(session, account, key, "checkins.helper_list", view.data(kind, names), now=now,
                       priority=Priority.checkin, ref_type=REF_LIST, ref_id=account.id):
             told += 1
     return told
+
+
+async def _has_list(session: AsyncSession, account_id: int, prefix: str) -> bool:
+    return await session.scalar(select(OutboxMessage.id).where(
+        OutboxMessage.ref_type == REF_LIST, OutboxMessage.ref_id == account_id,
+        OutboxMessage.idempotency_key.startswith(prefix, autoescape=True)).limit(1)) is not None
 
 
 async def refresh_lists(session: AsyncSession, cfg: CheckinConfig, cover: Cover, day: date, now: datetime, *,
