@@ -61,6 +61,7 @@ from services.models.policies import (  # noqa: F401
     PolicyFieldType,
     PolicyVersion,
 )
+from services.models.registry import RegistryImport  # noqa: F401
 from services.models.tags import ResidentTag, Segment, Tag, TagKind
 from services.models.updates import ProcessedUpdate  # noqa: F401
 from services.models.verification import (  # noqa: F401

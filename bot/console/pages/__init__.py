@@ -10,6 +10,7 @@ from bot.console.pages import (
     notices,
     policies,
     polls,
+    registry,
     residents,
     segments,
     tags,
@@ -18,4 +19,4 @@ from bot.console.pages import (
 )
 
 PAGES = (dashboard, residents, tags, audit, segments, notices, polls, topics, verification, checkins,
-         policies)
+         policies, registry)
