@@ -29,7 +29,7 @@ from aiogram.types import TelegramObject, Update, User
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.accounts import TelegramUser, resolve_actor, touch_account
+from services.accounts import TelegramUser, touch_actor
 from services.clock import Clock, system_clock
 from services.i18n import normalize_locale, set_locale
 from services.scope import Actor
@@ -168,13 +168,11 @@ class ActorMiddleware(BaseMiddleware):
         # The locale is set before any query so that even a failing lookup is answered politely.
         set_locale(normalize_locale(user.language_code, self.default_locale))
         # No commit here: the touch commits with the update's effects (before its first reply).
-        account = await touch_account(
+        actor = await touch_actor(
             session,
             TelegramUser(user.id, user.first_name, user.last_name, user.username, user.language_code),
             data["now"],
-        )
-        actor = await resolve_actor(
-            session, account, language_code=user.language_code, default_locale=self.default_locale
+            default_locale=self.default_locale,
         )
         set_locale(actor.locale)
         data["actor"] = actor

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.i18n import LOCALES, normalize_locale
-from services.models import Account, Resident
-from services.scope import Actor, load_staff_grants
+from services.models import Account, Region, Resident, Staff
+from services.scope import Actor, StaffGrant, load_staff_grants
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,19 +32,53 @@ async def touch_account(session: AsyncSession, user: TelegramUser, now: datetime
     """Get or create the account of a Telegram user and refresh its names; idempotent. Writes only what
     changed (``last_seen_at`` when older than ``LAST_SEEN_RESOLUTION``): most updates leave the row alone."""
     account = await session.scalar(select(Account).where(Account.telegram_id == user.id))
+    return await _touched(session, account, user, now)
+
+
+async def _touched(session: AsyncSession, account: Account | None, user: TelegramUser, now: datetime) -> Account:
+    """``account`` (a new one for ``user`` if None) with what Telegram says now; flushed only when that
+    changed something (an unchanged account is not even marked dirty)."""
     if account is None:
         account = Account(telegram_id=user.id, chat_id=user.id, created_at=now)
         session.add(account)
-    account.first_name = user.first_name[:128]
-    account.last_name = user.last_name[:128] if user.last_name else None
-    account.username = user.username
-    account.language_code = user.language_code
+    fresh: dict[str, object] = {
+        "first_name": user.first_name[:128], "last_name": user.last_name[:128] if user.last_name else None,
+        "username": user.username, "language_code": user.language_code}
     if account.last_seen_at is None or now - account.last_seen_at >= LAST_SEEN_RESOLUTION:
-        account.last_seen_at = now
+        fresh["last_seen_at"] = now
     if account.unreachable_at is not None:
-        account.unreachable_at = None  # they wrote to us, so they no longer block the bot
-    await session.flush()
+        fresh["unreachable_at"] = None  # they wrote to us, so they no longer block the bot
+    changed = account.id is None
+    for name, value in fresh.items():
+        if getattr(account, name) != value:
+            setattr(account, name, value)
+            changed = True
+    if changed:
+        await session.flush()
     return account
+
+
+def _actor_rows(telegram_id: int):
+    """The account of a Telegram user with its resident and active staff grants: one row per grant (one
+    row without a grant for a non-staff account), so a known user is resolved in one statement."""
+    return (select(Account, Resident, Staff.id, Staff.role, Region.id, Region.path, Region.code, Region.name)
+            .outerjoin(Resident, Resident.id == Account.resident_id)
+            .outerjoin(Staff, and_(Staff.account_id == Account.id, Staff.active.is_(True)))
+            .outerjoin(Region, Region.id == Staff.region_id)
+            .where(Account.telegram_id == telegram_id)
+            .order_by(Staff.id))
+
+
+async def touch_actor(session: AsyncSession, user: TelegramUser, now: datetime, *, default_locale: str) -> Actor:
+    """:func:`touch_account` and :func:`resolve_actor` for the user behind an update: the account (made
+    on first contact), its resident, staff grants and language as one ``Actor``, read in one statement;
+    the account row written only when something changed (see :func:`touch_account`)."""
+    rows = (await session.execute(_actor_rows(user.id))).all()
+    account = await _touched(session, rows[0][0] if rows else None, user, now)
+    resident = rows[0][1] if rows else None
+    grants = [StaffGrant(*row[2:]) for row in rows if row[2] is not None]
+    locale = account.locale or normalize_locale(user.language_code, default_locale)
+    return Actor(account=account, resident=resident, staff=grants, locale=locale)
 
 
 async def resolve_actor(
