@@ -114,7 +114,7 @@ async def test_a_rule_is_tried_on_a_resident_with_its_reasons_and_audited(app, w
     assert 'data-truth="TRUE"' in changed
     broken = await (await app.client.get("/console/policies/meal_assistance", params={
         "resident": str(zhao), "rule": "age >="})).text()
-    assert 'data-truth' not in broken and zh("column %(column)s: %(message)s").split("%")[0] in broken
+    assert "data-truth" not in broken and zh("column {column}: {message}").split("{")[0] in broken
     async with app.sessions() as s:
         tried = list(await s.scalars(select(AuditLog.target_id).where(AuditLog.action == "policy.test")))
     assert tried.count(zhao) == 3 and young in tried
