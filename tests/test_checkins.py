@@ -1007,7 +1007,8 @@ async def test_a_handed_over_helpers_elders_go_to_the_substitute_and_staff_are_t
         lists = [m for m in await messages(w, "hl:%") if f":{TODAY + timedelta(days=day)}:" in m.idempotency_key]
         assert recipients(lists) == {h.other} and len(lists) == 1
         assert {"孙一", "孙二", "赵桂兰"} <= {line["name"] for line in lists[0].payload["data"]["lines"]}
-        assert "You stand in for 李师傅." in visible(lists[0])
+        standing_in = translate("zh_Hans", "You stand in for {names}.").format(names="李师傅")  # 秀英 reads Chinese
+        assert standing_in in visible(lists[0])
     rounds = await rounds_by_resident(w, TODAY + timedelta(days=1))
     with pytest.raises(cs.CheckinError):  # the helper away no longer answers
         await helper_press(h, h.helper, rounds[h.sun1].id, "ok", 24 * 60 + 5)
