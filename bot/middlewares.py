@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -43,6 +43,20 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 _update_session: ContextVar[AsyncSession | None] = ContextVar("update_session", default=None)
 # A commit can fail on the database (constraint, serialisation, lost connection) or on the socket.
 COMMIT_ERRORS = (SQLAlchemyError, OSError)
+
+
+# The chat whose turn the current task already holds (ChatOrder.hold), so its own lock() passes.
+_chat_held: ContextVar[StorageKey | None] = ContextVar("chat_held", default=None)
+
+
+@contextlib.contextmanager
+def holding(key: StorageKey | None) -> Iterator[None]:
+    """Tasks created in this block run as holders of ``key``'s turn (see :meth:`ChatOrder.hold`)."""
+    token = _chat_held.set(key)
+    try:
+        yield
+    finally:
+        _chat_held.reset(token)
 
 
 class ChatOrder(BaseEventIsolation):
@@ -78,12 +92,23 @@ class ChatOrder(BaseEventIsolation):
 
     @contextlib.asynccontextmanager
     async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
+        if _chat_held.get() == key:  # taken for this update before it was handed to its task
+            yield
+            return
         async with self._local(key):
             if self.shared is None:
                 yield
             else:
                 async with self.shared.lock(key):
                     yield
+
+    async def hold(self, key: StorageKey) -> contextlib.AsyncExitStack:
+        """Take ``key``'s turn now for an update that a task will handle: the webhook takes it before
+        Telegram gets its 200, so the chat's next update, at whichever worker, comes after this one.
+        Run the task under :func:`holding` and close the returned stack when it is done."""
+        turn = contextlib.AsyncExitStack()
+        await turn.enter_async_context(self.lock(key))
+        return turn
 
     def chats_in_hand(self) -> int:
         """How many chats have an update in hand or waiting in this process."""

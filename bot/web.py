@@ -21,14 +21,19 @@ from collections.abc import Callable
 from typing import Any
 
 from aiogram import Bot, Dispatcher
+from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
+from aiogram.fsm.storage.base import StorageKey
 from aiogram.methods import TelegramMethod
+from aiogram.types import Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
+from pydantic import ValidationError
 
 from bot import console
 from bot.app import Runtime, background_running
 from bot.health import Health
 from bot.metrics import CONTENT_TYPE, metrics_of
+from bot.middlewares import ChatOrder, holding
 
 log = logging.getLogger("bot.web")
 
@@ -41,6 +46,7 @@ DRAIN_SECONDS = 30.0  # on shutdown, updates in hand get this long to finish
 # 200, so Telegram (at most max_connections requests in flight, 40 by default) slows down instead of
 # the worker queueing unbounded tasks for its 20 database connections.
 MAX_IN_HAND = 50
+Turn = contextlib.AsyncExitStack  # a chat's turn taken for one update (ChatOrder.hold)
 
 
 def add_bot_routes(app: web.Application, rt: Runtime) -> None:
@@ -103,22 +109,44 @@ class WebhookHandler(SimpleRequestHandler):
             return web.Response(text="Bad Request: the body is not JSON", status=400)
         if not isinstance(update, dict):
             return web.Response(text="Bad Request: an update is a JSON object", status=400)
+        event, held, turn = await self._take_turn(update)
         await self._places.acquire()
-        task = asyncio.create_task(self._feed(update))
+        with holding(held):
+            task = asyncio.create_task(self._feed(event or update, turn))
         self._background_feed_update_tasks.add(task)
         task.add_done_callback(self._background_feed_update_tasks.discard)
         task.add_done_callback(lambda _task: self._places.release())
         return web.json_response({}, dumps=self.bot.session.json_dumps)
 
-    async def _feed(self, update: dict[str, Any]) -> None:
+    async def _take_turn(self, update: dict[str, Any]) -> tuple[Update | None, StorageKey | None, Turn | None]:
+        """The update, and its chat's turn taken before Telegram gets the 200: a chat's next update
+        then waits for this one at whichever worker it arrives (with Redis, across workers)."""
         try:
-            result = await self.dispatcher.feed_raw_update(bot=self.bot, update=update, **self.data)
+            event = Update.model_validate(update, context={"bot": self.bot})
+        except ValidationError:
+            return None, None, None  # aiogram refuses it in the task, as for polling
+        order = self.dispatcher.fsm.events_isolation
+        key = event_key(self.dispatcher, self.bot, event)
+        if key is None or not isinstance(order, ChatOrder):
+            return event, None, None
+        return event, key, await order.hold(key)
+
+    async def _feed(self, update: Update | dict[str, Any], turn: Turn | None) -> None:
+        try:
+            if isinstance(update, Update):
+                result = await self.dispatcher.feed_update(bot=self.bot, update=update, **self.data)
+            else:
+                result = await self.dispatcher.feed_raw_update(bot=self.bot, update=update, **self.data)
             if isinstance(result, TelegramMethod):
                 await self.dispatcher.silent_call_request(bot=self.bot, result=result)
         except Exception as exc:
             # aiogram has logged a handler's exception with the update id; an update that is not an
             # Update at all never reached it.
-            log.debug("webhook: update %s not handled (%s)", update.get("update_id"), type(exc).__name__)
+            update_id = update.update_id if isinstance(update, Update) else update.get("update_id")
+            log.debug("webhook: update %s not handled (%s)", update_id, type(exc).__name__)
+        finally:
+            if turn is not None:
+                await turn.aclose()
 
     async def close(self) -> None:
         """Finish the updates in hand (on the app's shutdown, after the listener stopped)."""
@@ -130,6 +158,16 @@ class WebhookHandler(SimpleRequestHandler):
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
+
+
+def event_key(dp: Dispatcher, bot: Bot, event: Update | None) -> StorageKey | None:
+    """The key the dispatcher's FSM middleware locks for ``event`` (None: no chat or user)."""
+    if event is None:
+        return None
+    context = UserContextMiddleware.resolve_event_context(event)
+    fsm = dp.fsm.resolve_context(bot, context.chat_id, context.user_id, context.thread_id,
+                                 context.business_connection_id)
+    return fsm.key if fsm else None
 
 
 def webhook_url(rt: Runtime) -> str:

@@ -425,3 +425,46 @@ async def test_two_webhook_workers_on_postgres_and_redis_share_one_port(tmp_path
         assert workers.process.returncode == 0, workers.log()[-3000:]
         assert {"worker 0 stopped (0)", "worker 1 stopped (0)", "workers stopped"} <= set(workers.lines), workers.lines
         assert json.loads(json.dumps(sb.stats()))["webhook_deliveries"] == 5
+
+
+async def test_a_chats_turn_is_taken_before_the_200_so_its_next_update_waits_at_another_worker(tmp_path):
+    """Two workers on one Redis: update 1 of a chat reaches A, whose reply is held up; update 2 of the
+    same chat reaches B. B answers Telegram only once A is done, and the chat sees the replies in order.
+    (Were the turn taken in A's task after the 200, B could take the chat first.)"""
+    redis = await fresh_redis()
+    await redis.aclose()
+    gate = asyncio.Event()
+
+    async def held_up(make_request, bot, method):
+        if type(method).__name__ == "SendMessage":
+            await gate.wait()
+        return await make_request(bot, method)
+
+    async with sandbox_server() as (sb, base_url, _bot, client):
+        user = await client.create_user("邻居")
+        settings = dict(redis_url=os.environ["TEST_REDIS_URL"])
+        async with runtime(settings_for(tmp_path, base_url, **settings)) as worker_a, \
+                runtime(settings_for(tmp_path, base_url, **settings)) as worker_b:
+            worker_a.bot.session.middleware(held_up)
+            async with web_client(worker_a, webhook=True) as a, web_client(worker_b, webhook=True) as b:
+                headers = {SECRET_HEADER: SECRET}
+
+                def update(update_id: int, command: str) -> dict:
+                    person = {"id": user.id, "is_bot": False, "first_name": "邻居", "language_code": "zh-hans"}
+                    return {"update_id": update_id, "message": {
+                        "message_id": update_id, "date": int(time.time()), "text": command, "from": person,
+                        "chat": {"id": user.id, "type": "private", "first_name": "邻居"},
+                        "entities": [{"type": "bot_command", "offset": 0, "length": len(command)}]}}
+
+                first = await a.post(WEBHOOK_PATH, json=update(1, "/start"), headers=headers)
+                assert first.status == 200  # Telegram has its answer; A's reply waits at the gate
+                second = asyncio.create_task(b.post(WEBHOOK_PATH, json=update(2, "/help"), headers=headers))
+                try:
+                    await asyncio.sleep(0.5)
+                    assert not second.done()  # B holds Telegram's request: the chat's turn is A's
+                finally:
+                    gate.set()
+                assert (await asyncio.wait_for(second, 30)).status == 200
+                await sb.wait_until(lambda: len(sb.messages(user.id)) >= 2, 30)
+    replies = [m["text"] for m in sb.messages(user.id)]
+    assert replies[0].startswith(WELCOME_START) and not replies[1].startswith(WELCOME_START), replies
