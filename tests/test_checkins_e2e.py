@@ -959,3 +959,39 @@ async def test_forged_helper_buttons_change_nothing_and_names_arrive_as_text(wor
     # the real button works; the alert shows the name as text
     await helper.press("🆘 1. Needs help")
     shown_as_text(await w.duty.wait_for_message(has("needs help")))
+
+
+async def test_staff_hand_a_helper_over_to_the_duty_staff_and_take_an_elder_themselves(world):
+    w = world
+    helper = await w.user("Li", resident="李建国")
+    await w.duty.send("/checkin_handover")
+    assert "No helpers answer for elders in your area yet" in text_of(await w.duty.last_message())
+    await w.duty.send("/checkin_enrol 6-1-101 10:00")
+    await choose_helper(w, "6-1-101", "李建国", "李建国 · 丁香苑 3-2-201", PROXY)
+    await w.duty.send("/checkin_handover")
+    await w.duty.press("Li · 丁香迎春居委会")
+    await w.duty.press("7 days")
+    await w.duty.press("🏢 The committee's staff on duty")
+    assert ("Handed over until 2026-12-04 (inclusive): Li's elders go to the committee's staff on duty."
+            in text_of(await w.duty.last_message()))
+    told = await helper.wait_for_message(has("handed over your elders"))
+    assert "Zhang handed over your elders from 2026-11-28 to 2026-12-04." in text_of(told)
+    assert "The committee's staff on duty answer for them meanwhile." in text_of(told)
+    await w.duty.wait_for_message(has("Nobody stands in: the staff on duty get their daily list"))
+    await w.tick(timedelta(minutes=1))
+    listed = await w.duty.wait_for_message(has("Your check-ins for today"))
+    assert "You answer as the committee's staff on duty" in text_of(listed)
+    await w.duty.press("✅ 1. 孙一: seen / spoke — all well")
+    assert (await round_of(w, "孙一")).answer == "ok"
+    # staff may answer for an elder themselves ("Me"), and give the elder back her own check-in
+    await w.duty.send("/checkin_enrol 5-1-102 11:00")
+    reply = await choose_helper(w, "5-1-102", "", "🙋 Me", FIRST)
+    assert "when they do not, Zhang is asked." in reply
+    await w.duty.send("/checkin_helper 5-1-102 --note hard of hearing, knock loudly")
+    assert "Their note: hard of hearing, knock loudly" in text_of(await w.duty.last_message())
+    await w.duty.press("👤 The elder answers alone")
+    assert "赵桂兰 answers the daily check-in alone again." in text_of(await w.duty.last_message())
+    async with w.sessions() as s:
+        plan = await s.scalar(select(CheckinPlan).join(Resident, Resident.id == CheckinPlan.resident_id)
+                              .where(Resident.name == "赵桂兰"))
+    assert (plan.mode, plan.helper_account_id, plan.note) == (AnswerMode.self, None, "hard of hearing, knock loudly")
