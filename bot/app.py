@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 import handlers
 from bot.checkin_jobs import checkin_config
 from bot.db import create_engine, session_factory
+from bot.edits import EditsThatChangeNothing
 from bot.logs import UpdateLogContext
 from bot.metrics import Metrics
 from bot.middlewares import ActorMiddleware, ChatOrder, DbSessionMiddleware
@@ -50,7 +51,9 @@ def build_bot(settings: Settings, token: str | None = None) -> Bot:
         raise SystemExit("configuration error: BOT_TOKEN: required to talk to Telegram (or use `demo`)")
     base = settings.telegram_api_base
     session = BotSession(api=TelegramAPIServer.from_base(base)) if base else BotSession()
-    return Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+    bot = Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+    bot.session.middleware(EditsThatChangeNothing())  # a second tap's edit is done (bot.edits)
+    return bot
 
 
 def build_storage(settings: Settings) -> BaseStorage:

@@ -10,7 +10,9 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import ErrorEvent
 
 from notifications.render import plain
-from services.i18n import _
+from services.config import AppConfig
+from services.i18n import DEFAULT_LOCALE, _, normalize_locale, set_locale
+from services.scope import Actor
 from services.updates import UpdateNotSaved
 
 log = logging.getLogger("bot.errors")
@@ -22,8 +24,15 @@ def router() -> Router:
     return r
 
 
-async def on_error(event: ErrorEvent) -> bool:
+async def on_error(event: ErrorEvent, actor: Actor | None = None, config: AppConfig | None = None) -> bool:
     update = event.update
+    if actor is None:
+        # It failed before the account was read (the database away): answer in the user's Telegram
+        # language, not in whatever the process was last set to.
+        user = update.callback_query.from_user if update.callback_query else (
+            update.message.from_user if update.message else None)
+        default = config.default_locale if config is not None else DEFAULT_LOCALE
+        set_locale(normalize_locale(user.language_code if user else None, default))
     # The exception's message may quote user input (phones, ID numbers): log its type and frames only.
     exc = event.exception
     log.error("update %s failed: %s\n%s", update.update_id, type(exc).__name__,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import sys
 import time
@@ -568,3 +569,243 @@ async def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# --- faults and fuzz: what went wrong, and what changed ------------------------------------------
+
+
+class ErrorLog(logging.Handler):
+    """Every record logged at ERROR or above (any logger) while the block runs: ``with ErrorLog() as
+    errors: ...`` then ``errors.lines``. The bot's error handler logs each failed update there."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # The first line says what failed; a traceback's last frames say where.
+        message = record.getMessage().splitlines()
+        if record.exc_info and record.exc_info[1] is not None:
+            message.append(f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}")
+        frames = [line.strip() for line in message[1:] if line.strip().startswith("File ")]
+        ours = [f for f in frames if any(f"/{layer}/" in f for layer in ("handlers", "services", "notifications"))]
+        where = ours[-2:] or [f for f in frames if "site-packages" not in f][-2:] or frames[-1:]
+        self.lines.append(" | ".join([f"{record.name}: {message[0]}", *where, *message[-1:][: len(message) > 1]]))
+
+    def __enter__(self) -> ErrorLog:
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger().removeHandler(self)
+
+
+@dataclass
+class TableSnapshot:
+    """Every row of every table, by primary key (``tables[name][key] = {column: value}``)."""
+
+    tables: dict[str, dict[tuple, dict]]
+
+
+async def table_snapshot(engine, skip: set[str] | frozenset[str] = frozenset()) -> TableSnapshot:
+    """The whole database as Python values, to compare before and after."""
+    from services.models import Base
+
+    tables: dict[str, dict[tuple, dict]] = {}
+    async with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            if table.name in skip:
+                continue
+            key = [c.name for c in table.primary_key.columns]
+            rows = (await conn.execute(table.select())).mappings().all()
+            tables[table.name] = {tuple(row[k] for k in key): dict(row) for row in rows}
+    return TableSnapshot(tables)
+
+
+class TcpProxy:
+    """A TCP proxy on 127.0.0.1 in this event loop, between the bot and a server (PostgreSQL, Redis),
+    for outages without touching the machine's server: :meth:`cut` drops every open connection and
+    stops listening (a new connection is refused, as by a server that is down or restarting),
+    :meth:`restore` listens again on the same port. ``async with TcpProxy(host, port) as proxy``;
+    ``proxy.port`` is where to connect."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self.connections = 0  # accepted so far
+        self._server = None
+        self._open: set = set()  # (client writer, upstream writer) pairs
+
+    async def __aenter__(self) -> TcpProxy:
+        await self.restore()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.cut()
+
+    @property
+    def up(self) -> bool:
+        return self._server is not None
+
+    async def restore(self) -> None:
+        import asyncio
+
+        if self._server is None:
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+            self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Refuse new connections and reset the open ones (their clients see the connection lost)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for pair in list(self._open):
+            for writer in pair:
+                writer.transport.abort()
+        self._open.clear()
+        if server is not None:
+            await server.wait_closed()
+
+    async def _serve(self, reader, writer) -> None:
+        import asyncio
+
+        if self._server is None:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.connections += 1
+        pair = (writer, up_writer)
+        self._open.add(pair)
+
+        async def pipe(src, dst) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        finally:
+            self._open.discard(pair)
+
+
+@dataclass
+class WebhookBot:
+    """The sandbox delivering by webhook and the bot serving it in this process (see webhook_bot)."""
+
+    sandbox: object  # bot.sandbox.Sandbox
+    client: object  # bot.sandbox.client.SandboxClient (actions return without waiting for the bot)
+    rt: object  # bot.app.Runtime
+    url: str  # the bot's web app: /webhook, /healthz, /metrics
+
+    async def health(self) -> tuple[int, dict]:
+        """``GET /healthz``: the status and the report."""
+        from aiohttp import ClientSession, ClientTimeout
+
+        async with ClientSession(timeout=ClientTimeout(total=30)) as http, http.get(self.url + "/healthz") as resp:
+            return resp.status, await resp.json()
+
+    async def health_becomes(self, status: int, *, seconds: float = 60) -> dict:
+        """Ask /healthz until it answers ``status``; its report (TimeoutError if it never does)."""
+        import asyncio
+
+        async with asyncio.timeout(seconds):
+            while True:
+                got, report = await self.health()
+                if got == status:
+                    return report
+                await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def webhook_bot(tmp: Path, *, database_url: str, redis_url: str | None = None, **overrides):
+    """The bot as ``communitybot run --webhook`` runs it (web app with the webhook, /healthz, /metrics,
+    the outbox sender and the ticks), in this process, behind a sandbox that delivers by webhook. The
+    database must have its schema. The sender's lease is 5 s (production: 60 s), so that a message it
+    could not mark goes again within the test; everything else is production's."""
+    import asyncio
+
+    from bot.app import open_runtime
+    from bot.runtime import add_background_jobs
+    from bot.sandbox.client import SandboxClient
+    from bot.settings import Settings
+    from bot.web import run_webhook
+    from tests.conftest import TEST_DATA_KEY
+    from tests.harness import TOKEN, start_sandbox
+
+    runner, base_url, sandbox = await start_sandbox()
+    client = SandboxClient(base_url, wait_for_bot=False)
+    try:
+        with reserved_port() as port:
+            public = f"http://127.0.0.1:{port}"
+            options = {"tick_interval": "1s", **overrides}
+            settings = Settings(_env_file=None, bot_token=TOKEN, telegram_api_base=base_url, data_dir=tmp,
+                                database_url=database_url, redis_url=redis_url, public_url=public, web_port=port,
+                                webhook_secret="test-webhook-secret", secret_key="test-secret-key",
+                                data_key=TEST_DATA_KEY, **options)
+            async with open_runtime(settings, migrate=False) as rt:
+                add_background_jobs(rt, poll_interval=0.05, lease=timedelta(seconds=5), reclaim_every=1.0)
+                stop = asyncio.Event()
+                ready: list[str] = []
+                serving = asyncio.create_task(run_webhook(rt, stop=stop, handle_signals=False, ready=ready.append))
+                try:
+                    await sandbox.wait_until(lambda: bool(ready) or serving.done(), 60)
+                    assert ready, serving
+                    yield WebhookBot(sandbox, client, rt, public)
+                finally:
+                    stop.set()
+                    await asyncio.wait_for(serving, 90)
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+async def seed_residents(sessions, sandbox, count: int, *, committee: str, prefix: str, first_phone: int,
+                         building: str = "1", lang: str = "en", now: datetime | None = None,
+                         secret_key: str = "test-secret-key") -> list:
+    """``count`` residents of ``committee`` imported from one registry sheet (services.registry), and as
+    many sandbox users who joined as them the way the bot makes them join: consent, their own contact
+    matched (services.verification.match_contact), then name and the last four of the ID number
+    (knowledge_check). Phones are ``+86`` and ``first_phone`` onwards. Returns the sandbox users, in
+    order. One sheet per committee: a second import of the same committee would flag the first's
+    residents as missing."""
+    from services import verification as vs
+    from services.accounts import TelegramUser, touch_account
+    from services.identity import make_id_number
+    from services.registry import import_registry, read_text_rows
+
+    now = now or datetime.now(UTC)
+    people = []
+    lines = ["name,phone,id_number,building,unit,room"]
+    for i in range(count):
+        name, phone = f"{prefix}{i:05d}", f"+86{first_phone + i}"
+        id_number = make_id_number("310104", date(1940 + i % 50, 1 + i % 12, 1 + i % 28), i % 1000, "MF"[i % 2])
+        lines.append(f"{name},{phone},{id_number},{building},{1 + i // 100 % 10},{100 + i % 100}")
+        people.append((name, phone, id_number))
+    async with sessions() as session:
+        await ensure_demo_regions(session)
+        await session.commit()
+        report = await import_registry(session, await get_region(session, committee), read_text_rows("\n".join(lines)),
+                                       secret_key=secret_key, now=now)
+        assert report.imported == count, report
+    users = []
+    for start in range(0, count, 250):
+        async with sessions() as session:
+            for name, phone, id_number in people[start:start + 250]:
+                user = sandbox.create_user(name, language_code=lang, phone_number=phone)
+                account = await touch_account(session, TelegramUser(user.id, name, language_code=lang), now)
+                vs.give_consent(account, now)
+                resident = await vs.match_contact(session, account, contact_user_id=user.id, phone=phone, now=now)
+                await vs.knowledge_check(session, account, resident_id=resident.id, full_name=name,
+                                         id_last4=id_number[-4:], secret_key=secret_key, now=now)
+                users.append(user)
+            await session.commit()
+    return users

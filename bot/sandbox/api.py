@@ -346,6 +346,7 @@ async def handle_method(request: web.Request) -> web.Response:
         if isinstance(result, Awaitable):
             result = await result
     except SandboxApiError as err:
+        sandbox.record_refusal(name, err)
         return _error(err)
     return web.json_response({"ok": True, "result": _to_json(result)})
 

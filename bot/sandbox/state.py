@@ -342,6 +342,9 @@ class Sandbox:
         self.bot_texts: dict[str, dict[str, str]] = {}
         self.calls_by_method: dict[str, int] = {}
         self.sent_by_method: dict[str, int] = {}
+        # Every call answered with an error, as (method, error_code, description), newest last (a bot
+        # that never makes a call Telegram would refuse leaves only what it asked for on purpose).
+        self.refused_calls: deque[tuple[str, int, str]] = deque(maxlen=MAX_REDELIVERABLE)
         self._updates: deque[QueuedUpdate] = deque()
         # What every recent update carried, so that one can be delivered again (redeliver()).
         self._sent_updates: dict[int, QueuedUpdate] = {}
@@ -1196,6 +1199,9 @@ class Sandbox:
 
     def record_call(self, method: str) -> None:
         self.calls_by_method[method] = self.calls_by_method.get(method, 0) + 1
+
+    def record_refusal(self, method: str, err: SandboxApiError) -> None:
+        self.refused_calls.append((method, err.error_code, err.description))
 
     def set_rate_limits(self, global_rate: float | None, per_chat_rate: float | None) -> None:
         self.limiter.global_rate = global_rate
