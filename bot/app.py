@@ -27,6 +27,7 @@ from bot.edits import EditsThatChangeNothing
 from bot.logs import UpdateLogContext
 from bot.metrics import Metrics
 from bot.middlewares import ActorMiddleware, ChatOrder, DbSessionMiddleware
+from bot.routing import magic_filters_inline
 from bot.settings import Settings
 from bot.telegram_session import BotSession
 from handlers.commands import commands_for
@@ -130,6 +131,7 @@ def build_dispatcher(
     dp.update.outer_middleware(DbSessionMiddleware(sessions, clock))
     dp.update.outer_middleware(ActorMiddleware(settings.default_locale))
     dp.include_routers(*extra_routers, *handlers.routers())
+    magic_filters_inline(dp)  # F filters on the loop, not one thread hop each (bot.routing)
     dp.startup.register(register_commands)
     return dp
 
