@@ -106,8 +106,8 @@ async def test_postgres_cut_under_load_the_bot_recovers_by_itself_and_health_fol
         async with TcpProxy(target.host or "127.0.0.1", target.port or 5432) as proxy, \
                 webhook_bot(tmp_path, database_url=_via(url, proxy), outbox_rate=40) as bot:
             rt = bot.rt
-            residents = await seed_residents(rt.sessions, bot.sandbox, 120, committee="DXYC", prefix="居民",
-                                             first_phone=13700000000)
+            residents = [p.user for p in await seed_residents(rt.sessions, bot.sandbox, 120, committee="DXYC",
+                                                              prefix="居民", first_phone=13700000000)]
             talkers = [await bot.client.create_user(f"Talker {n}", language_code="en") for n in range(6)]
             for user in talkers:
                 await user.send("/help")

@@ -46,3 +46,30 @@ async def test_when_the_database_fails_before_the_account_is_read_the_apology_is
         "en", "Sorry, something went wrong on our side. Please try again in a moment.")
     assert body(await chinese.last_message()) == tr(
         "zh-hans", "Sorry, something went wrong on our side. Please try again in a moment.")
+
+
+async def test_a_forged_page_button_on_a_file_shows_the_page_as_a_new_message(stack):
+    """The fuzz's finding: the topic list's page button pressed on a message without text (here the
+    registry export, a file) made its handler edit a text that is not there: an error. Now the page
+    comes as a new message with its buttons."""
+    from notifications.callbacks import TopicsCb
+    from services import discussions as ds
+    from services.scope import Actor, load_staff_grants
+    from tests.helpers import dxyc_member
+
+    staff = await dxyc_member(stack, "staff", staff=True)
+    async with stack.session() as s:
+        account = await s.scalar(select(Account).where(Account.telegram_id == staff.id))
+        actor = Actor(account=account, staff=await load_staff_grants(s, account.id))
+        await ds.create_topic(s, actor, ds.TopicDraft(title="垃圾分类", body="大家说说看"), now=stack.clock(),
+                              cfg=stack.dp["discussion_config"])
+        await s.commit()
+    await staff.send("/export")
+    export = await staff.last_message()
+    assert export["document"] and export["text"] is None
+    with ErrorLog() as errors:
+        await staff.callback(export["message_id"], TopicsCb(pg=0).pack())
+    assert errors.lines == []
+    page = await staff.last_message()
+    assert page["message_id"] != export["message_id"] and "垃圾分类" in body(page)
+    assert page["reply_markup"]["inline_keyboard"]
