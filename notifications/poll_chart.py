@@ -76,6 +76,7 @@ def poll_figure(results: PollResults) -> Figure:
     """The chart as a matplotlib figure (Agg canvas, no pyplot state: safe in a worker thread)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     font = cjk_font()
     fig = Figure(figsize=(7, 3.8), dpi=100)
@@ -91,6 +92,7 @@ def poll_figure(results: PollResults) -> Figure:
         note = f"{o.votes or 0}" + (f"\n{o.area:g} m²" if o.area is not None else "")
         ax.annotate(note, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
     ax.set_ylim(0, max([*votes, 1]) * 1.3)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # votes are whole: no 0.2, 0.4 … on the axis
     ax.spines[["top", "right"]].set_visible(False)
     ax.set_title(f"#{results.id} · {results.voted_units}/{results.eligible_units}", fontsize=10)
     fig.tight_layout()

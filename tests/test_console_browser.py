@@ -9,15 +9,54 @@ test-output/console/ to be looked at. Skipped where there is no Chromium, requir
 
 from __future__ import annotations
 
-import pytest
+from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import select
+
+from bot.checkin_jobs import checkin_tick
 from services.i18n import ngettext, use_locale
-from tests.helpers import browser_page, console_link_from_bot, make_staff, verify, zh
+from services.models import Alert, AlertOutcome, AlertStatus
+from tests.harness import running_stack
+from tests.helpers import (
+    DESK,
+    PHONE,
+    PacedClock,
+    browser_page,
+    console_link_from_bot,
+    make_staff,
+    screenshot,
+    verify,
+    zh,
+)
 from tests.seed import ID_LI, ID_WANG, ID_ZHAO, seed_registry
 
-pytestmark = pytest.mark.parametrize("stack", [{"console": True}], indirect=True)
+LIVE = 15_000  # ms a live figure may take to change (the delivery report asks every 3 s, the board's stream too)
+PINNED = datetime(2026, 11, 28, 1, 59, tzinfo=UTC)  # 09:59 in Shanghai, Saturday 2026-11-28
+PHONES = {"王秀英": "+8613800138001", "李建国": "+8613800138002", "赵桂兰": "+8613800138003"}
+IDS = {"王秀英": ID_WANG, "李建国": ID_LI, "赵桂兰": ID_ZHAO}
 
-LIVE = 15_000  # ms a live figure may take to change (the delivery report asks every 3 s)
+
+@pytest.fixture
+async def desk(tmp_path):
+    """What `demo` runs (the console on the sandbox's port), on a clock at 09:59 Shanghai time moving at
+    the wall clock's pace (a check-in at 10:00 is due in a minute); nothing in the database yet."""
+    async with running_stack(tmp_path, console=True, clock=PacedClock(PINNED)) as s:
+        yield s
+
+
+@pytest.fixture
+async def stack(desk):
+    """The same with the tests' registry (tests/seed.py: two committees, a few residents each)."""
+    await seed_registry(desk.sessions, now=PINNED - timedelta(days=3))
+    return desk
+
+
+async def resident(stack, name: str, lang: str = "zh-hans"):
+    """A sandbox user who joins through the bot as the registry's ``name`` (phone and ID number)."""
+    user = await stack.client.create_user(name, language_code=lang, phone_number=PHONES[name])
+    await verify(user, name, IDS[name], lang)
+    return user
 
 
 def expect(locator):
@@ -32,7 +71,6 @@ def zh_n(singular: str, plural: str, n: int, **values) -> str:
 
 
 async def test_staff_sign_in_with_the_link_the_bot_sends_and_sign_out(stack, browser):
-    await seed_registry(stack.sessions)
     staff = await make_staff(stack)
     link = await console_link_from_bot(staff)
     assert link.startswith(stack.base_url + "/console/login#t=")  # the console is on the sandbox's port
@@ -56,10 +94,12 @@ async def test_staff_sign_in_with_the_link_the_bot_sends_and_sign_out(stack, bro
         await expect(again.get_by_role("alert")).to_have_text(
             zh("This sign-in link was already used. Send /console to the bot for a new one."))
         await expect(again.get_by_role("heading", name=zh("Dashboard"))).to_have_count(0)
+        # A new link opened in this very tab (only the fragment changes: no page load) signs in too.
+        await again.goto(await console_link_from_bot(staff))
+        await expect(again.get_by_role("heading", name=zh("Dashboard"))).to_be_visible()
 
 
 async def test_a_segment_is_counted_as_it_is_typed_and_its_mistake_marked(stack, browser):
-    await seed_registry(stack.sessions)
     staff = await make_staff(stack)
     async with browser_page(browser) as page:
         await page.goto(await console_link_from_bot(staff))
@@ -76,7 +116,7 @@ async def test_a_segment_is_counted_as_it_is_typed_and_its_mistake_marked(stack,
         await editor.press("Backspace")
         await editor.press_sequentially('5"', delay=20)
         await expect(live).to_have_text(zh_n("{n} resident matches.", "{n} residents match.", 1))
-        await page.get_by_role("textbox", name=zh("Name")).fill("5号楼")
+        await page.get_by_role("textbox", name=zh("Segment name")).fill("5号楼")
         await page.get_by_role("button", name=zh("Save segment")).click()
         await expect(page.get_by_role("heading", name="5号楼")).to_be_visible()
         await expect(page.get_by_role("status")).to_have_text(zh("The segment is saved."))
@@ -85,13 +125,7 @@ async def test_a_segment_is_counted_as_it_is_typed_and_its_mistake_marked(stack,
 
 
 async def test_a_notice_is_sent_and_its_delivery_report_fills_as_residents_press_received(stack, browser):
-    await seed_registry(stack.sessions)
-    residents = []
-    for name, idn in (("王秀英", ID_WANG), ("李建国", ID_LI), ("赵桂兰", ID_ZHAO)):
-        phone = {"王秀英": "+8613800138001", "李建国": "+8613800138002", "赵桂兰": "+8613800138003"}[name]
-        user = await stack.client.create_user(name, language_code="zh-hans", phone_number=phone)
-        await verify(user, name, idn)
-        residents.append(user)
+    residents = [await resident(stack, name) for name in ("王秀英", "李建国", "赵桂兰")]
     staff = await make_staff(stack)
     await residents[2].block()  # 赵桂兰 has blocked the bot: she cannot be sent it
     async with browser_page(browser) as page:
@@ -130,3 +164,149 @@ async def test_a_notice_is_sent_and_its_delivery_report_fills_as_residents_press
         unreached = page.locator("section", has_text=zh("Who has not received it")).locator("tbody tr")
         await expect(unreached).to_have_count(1)
         await expect(unreached).to_contain_text("赵桂兰")
+
+
+async def test_an_alert_arriving_while_the_board_is_open_appears_and_is_taken_and_closed_there(stack, browser):
+    elder = await resident(stack, "赵桂兰")
+    staff = await make_staff(stack)
+    await staff.send("/checkin_enrol 5-1-102 10:00")
+    await elder.wait_for_message()  # told she is enrolled
+    async with browser_page(browser) as page:
+        await page.goto(await console_link_from_bot(staff))
+        await page.get_by_role("link", name=zh("Check-ins"), exact=True).click()
+        await expect(page.get_by_role("heading", name=zh("Check-ins"))).to_contain_text("丁香迎春居委会")
+        await expect(page.locator("[data-live-status]")).to_have_text(zh("Live"))
+        open_alerts = page.locator("[data-figure=open-alerts]")
+        await expect(open_alerts).to_have_text("0")
+        await page.evaluate("() => { window.stillTheSamePage = true; }")
+        stack.clock.advance(timedelta(minutes=1))
+        assert (await checkin_tick(stack.runtime, stack.clock())).opened == 1  # 10:00: she is asked
+        await elder.wait_for_message(lambda m: zh("🆘 I need help") in str(m["reply_markup"]))
+        await expect(page.locator("[data-section]", has_text="赵桂兰")).to_be_visible(timeout=LIVE)
+        await elder.press(zh("🆘 I need help"))
+        await expect(open_alerts).to_have_text("1", timeout=LIVE)  # arrived by itself
+        card = page.locator(".alert-card", has_text="赵桂兰")
+        await expect(card).to_be_visible()
+        assert await page.evaluate("() => window.stillTheSamePage === true")
+        await card.get_by_role("button", name=zh("🙋 I'm on it")).click()
+        await expect(card).to_contain_text("张书记")  # taken, by whom
+        await expect(card.get_by_role("button", name=zh("🙋 I'm on it"))).to_have_count(0)
+        await card.get_by_role("button", name=zh("✅ Safe")).click()
+        await expect(open_alerts).to_have_text("0")
+        await expect(page.get_by_text(zh("No open alerts."))).to_be_visible()
+    async with stack.session() as s:
+        alert = await s.scalar(select(Alert))
+    assert alert.status == AlertStatus.resolved and alert.outcome == AlertOutcome.safe
+
+
+# --- screenshots: every main page, zh_Hans and en, office screen and phone --------------------------
+
+async def demo_desk(stack):
+    """The demo's committee as staff find it on a working morning: its registry, a verified resident
+    enrolled in check-ins who has just asked for help, a segment, a notice, a poll and a topic."""
+    from services import notices as ns
+    from services import segments as seg
+    from services.accounts import resolve_actor
+    from services.checkins import enrol_resident
+    from services.demo import demo_resident, seed_demo
+    from services.discussions.topics import TopicDraft, create_topic
+    from services.models import Account, Resident
+    from services.polls.ballots import PollDraft, create_poll
+    from services.regions import get_region
+
+    async with stack.session() as s:
+        await seed_demo(s, secret_key=stack.settings.secret_key, now=PINNED - timedelta(days=3))
+        await s.commit()
+        phone, name, last4 = await demo_resident(s, stack.settings.secret_key)
+    elder = await stack.client.create_user(name, language_code="zh-hans", phone_number=phone)
+    await verify(elder, name, last4)
+    staff = await make_staff(stack)
+    now = stack.clock()
+    async with stack.session() as s:
+        account = await s.scalar(select(Account).where(Account.telegram_id == staff.id))
+        actor = await resolve_actor(s, account, language_code="zh-hans", default_locale="zh_Hans")
+        resident_ = await s.scalar(select(Resident).join(Account, Account.resident_id == Resident.id)
+                                   .where(Account.telegram_id == elder.id))
+        await enrol_resident(s, resident_, now=now, cfg=stack.dp["checkin_config"], minute=10 * 60)
+        await seg.save_segment(s, actor, "独居老人", "独居 且 年龄 >= 70", now)
+        await ns.create_notice(s, actor, text="周二9点到12点3号楼停水，请提前储水。",
+                               aud=await ns.audience(s, actor, "committee", None), now=now)
+        committee = await get_region(s, "DXYC")
+        await create_poll(s, actor, committee, PollDraft(question="小区东门是否加装电动车充电桩？",
+                                                         options=["同意", "不同意", "弃权"],
+                                                         closes_at=now + timedelta(days=7)),
+                          now=now, cfg=stack.dp["poll_config"])
+        topic = TopicDraft(title="垃圾分类投放点调整", body="拟将3号楼投放点移至北侧，请大家提意见。")
+        await create_topic(s, actor, topic, now=now, cfg=stack.dp["discussion_config"])
+        await s.commit()
+    stack.clock.advance(timedelta(minutes=1))
+    await checkin_tick(stack.runtime, stack.clock())
+    await elder.wait_for_message(lambda m: zh("🆘 I need help") in str(m["reply_markup"]))
+    await elder.press(zh("🆘 I need help"))
+    return staff
+
+
+# Nothing but a table's own scroller may be wider than the screen: the innermost elements that reach
+# past its right edge (tag, class and text), none when the page fits.
+OVERFLOWING = """() => {
+  if (document.documentElement.scrollWidth <= window.innerWidth + 1) return [];
+  const out = [];
+  for (const el of document.querySelectorAll("body *")) {
+    if (el.closest(".table-wrap")) continue;
+    const box = el.getBoundingClientRect();
+    const past = (e) => e.getBoundingClientRect().right > window.innerWidth + 1;
+    if (past(el) && ![...el.children].some(past)) {
+      out.push(el.tagName.toLowerCase() + (el.className ? "." + el.className : "") + " " + Math.round(box.right) + "px "
+               + (el.textContent || "").trim().slice(0, 30));
+    }
+  }
+  return out.slice(0, 8);
+}"""
+DETAILS = ("/residents/", "/segments/", "/notices/", "/polls/", "/topics/", "/checkins/alerts/")
+
+
+async def main_pages(page, base: str) -> list[str]:
+    """The console's menu, and the first item of each list that has items to open."""
+    paths = [href for href in await page.locator("#nav a").evaluate_all("els => els.map(a => a.getAttribute('href'))")]
+    found = []
+    for path in paths:
+        await page.goto(base + path)
+        for prefix in DETAILS:
+            link = page.locator(f"main a[href^='/console{prefix}']").filter(has_not_text="XLSX")
+            hrefs = [h for h in await link.evaluate_all("els => els.map(a => a.getAttribute('href'))")
+                     if h.removeprefix("/console" + prefix).split("?")[0].isdigit()]
+            if hrefs and hrefs[0] not in found and not any(f.startswith("/console" + prefix) for f in found):
+                found.append(hrefs[0])
+    return paths + found + ["/console/notices/new", "/console/polls/new"]
+
+
+def slug(path: str) -> str:
+    """The screenshot's name: ``/console/polls/7`` → ``polls-item`` (the same name from run to run)."""
+    parts = ["item" if part.isdigit() else part for part in path.removeprefix("/console").strip("/").split("/")]
+    return "-".join(part for part in parts if part) or "dashboard"
+
+
+@pytest.mark.parametrize("locale", ["zh_Hans", "en"])
+async def test_screenshots_of_the_main_pages_on_an_office_screen_and_a_phone(desk, browser, locale):
+    stack = desk
+    staff = await demo_desk(stack)
+    for size, viewport in (("desk", DESK), ("phone", PHONE)):
+        async with browser_page(browser, locale=locale, viewport=viewport) as page:
+            await page.goto(stack.base_url + "/console/login")
+            await screenshot(page, f"{locale}-{size}-login")
+            await page.goto(await console_link_from_bot(staff))
+            await page.wait_for_url(stack.base_url + "/console/")
+            if locale == "en":
+                await page.get_by_role("button", name="English").click()
+                await expect(page.get_by_role("heading", level=1)).to_have_text("Dashboard")
+            wide, leaked = [], []
+            for path in await main_pages(page, stack.base_url):
+                response = await page.goto(stack.base_url + path)
+                assert response.status == 200, path
+                await screenshot(page, f"{locale}-{size}-{slug(path)}")
+                if overflow := await page.evaluate(OVERFLOWING):
+                    wide.append((path, overflow))
+                if "None" in await page.locator("main").inner_text():  # a Python None shown as a word
+                    leaked.append(path)
+            assert not wide, f"wider than the {size} screen: {wide}"
+            assert not leaked, leaked

@@ -51,11 +51,59 @@ ACTIONS = {
     "checkin.alert_resolve": N_("closed an alert"),
     "privacy.forget": N_("deleted their data"),
     "staff.enrol": N_("joined as staff"),
+    "staff.invite": N_("made a staff invite"),
+    "invite.create": N_("made household invite codes"),
+    "registry.upload": N_("uploaded a registry file"),
+    "verify.knowledge": N_("verified with name and ID number"),
+    "verify.invite": N_("verified with an invite code"),
+    "verify.contact": N_("shared their phone number to verify"),
+    "verify.staff_invite": N_("used a staff invite"),
+    "verify.review_request": N_("asked staff to verify them"),
+    "verify.conflict": N_("claimed an entry someone else holds"),
+    "topic.create": N_("opened a topic"),
+    "comment.create": N_("commented"),
+    "comment.report": N_("reported a comment"),
+    "comment.auto_hide": N_("a comment was hidden by reports"),
+    "discussion.residents_publish": N_("changed who may publish topics"),
+    "checkin.enrol_segment": N_("enrolled a segment in check-ins"),
+    "checkin.contact_added": N_("added an emergency contact"),
+    "checkin.contact_removed": N_("removed an emergency contact"),
+    "checkin.helper": N_("set a check-in helper"),
+    "checkin.handover": N_("handed check-ins over"),
+    "checkin.handover_end": N_("ended a hand-over"),
+    "policy.test": N_("tested a programme's rule"),
+    "policy.push": N_("told residents of a programme"),
+    "policy.eligible_export": N_("exported a programme's eligible residents"),
+}
+
+# What an entry is about, and how it ended; anything else shows as its code.
+TARGETS = {
+    "resident": N_("resident"), "account": N_("account"), "region": N_("region"), "household": N_("household"),
+    "notice": N_("notice"), "poll": N_("poll"), "topic": N_("topic"), "comment": N_("comment"),
+    "segment": N_("segment"), "tag": N_("tag"), "alert": N_("alert"), "policy": N_("programme"),
+    "verification_request": N_("verification request"),
+}
+OUTCOMES = {
+    "ok": N_("done"), "failed": N_("did not succeed"), "wrong_answer": N_("wrong answer"),
+    "not_own_contact": N_("not their own contact"), "unknown_code": N_("unknown code"),
+    "used_code": N_("code already used"), "expired_code": N_("code expired"), "no_match": N_("not in the registry"),
+    "several": N_("several registry entries"), "no_id_on_file": N_("no ID number on file"),
+    "review": N_("sent to staff review"), "pending": N_("waiting for staff"), "approved": N_("approved"),
+    "rejected": N_("rejected"), "cancelled": N_("cancelled"), "unknown": N_("unknown link"),
+    "used": N_("link already used"), "expired": N_("link expired"), "not_staff": N_("not staff"),
 }
 
 
 def action_label(action: str) -> str:
     return _(ACTIONS[action]) if action in ACTIONS else action
+
+
+def target_label(target_type: str | None) -> str:
+    return _(TARGETS[target_type]) if target_type in TARGETS else (target_type or "")
+
+
+def outcome_label(outcome: str) -> str:
+    return _(OUTCOMES[outcome]) if outcome in OUTCOMES else outcome
 
 
 def detail_text(detail: dict | None) -> str:
@@ -73,7 +121,8 @@ async def audit_page(request: web.Request) -> web.Response:
                                per_page=PER_PAGE)
     actions = await audit.actions_in_scope(c.db, c.actor)
     return render(request, "audit.html", page=page, action=action or "", actions=actions, action_label=action_label,
-                  detail_text=detail_text, filters={"action": action} if action else {},
+                  target_label=target_label, outcome_label=outcome_label, detail_text=detail_text,
+                  filters={"action": action} if action else {},
                   export_url=url("/audit/export.xlsx", action=action))
 
 
@@ -83,6 +132,7 @@ async def audit_export(request: web.Request) -> web.Response:
     action = (request.query.get("action") or "").strip()[:64] or None
     page = await audit.entries(c.db, c.actor, action=action, per_page=EXPORT_ROWS)
     rows = [(fmt.local_time(e.at, c.tz, with_zone=False), e.actor_name or "—", action_label(e.action),
-             e.target_type or "", e.target_id, e.region or "", e.outcome, detail_text(e.detail)) for e in page.entries]
+             target_label(e.target_type), e.target_id, e.region or "", outcome_label(e.outcome), detail_text(e.detail))
+            for e in page.entries]
     headers = [_("Time"), _("Who"), _("Action"), _("Target"), _("Id"), _("Region"), _("Outcome"), _("Detail")]
     return await xlsx_response(f"audit-{c.now.date().isoformat()}.xlsx", _("Audit log"), headers, rows)

@@ -167,5 +167,5 @@ async def export(request: web.Request) -> web.Response:
     rows = [(s.name, s.expression, count, regions.get(s.region_id, "#" + str(s.region_id)),
              local_time(s.updated_at, c.tz).strftime("%Y-%m-%d %H:%M"))
             for s, count in await _segments_with_counts(c)]
-    headers = [_("Name"), _("Expression"), _("Residents"), _("Region"), _("Changed")]
+    headers = [_("Segment name"), _("Expression"), _("Residents"), _("Region"), _("Changed")]
     return await xlsx_response(f"segments-{today(c).isoformat()}.xlsx", _("Segments"), headers, rows)

@@ -15,6 +15,12 @@ from services.models import Tag, TagKind
 
 routes = web.RouteTableDef()
 NAV = (NavItem("tags", N_("Tag dictionary"), "/tags", order=30),)
+# The built-in tags' categories as staff read them; a region's own category shows as typed.
+CATEGORIES = {"age": N_("age"), "care": N_("care"), "community": N_("community"), "general": N_("general")}
+
+
+def category_name(category: str) -> str:
+    return _(CATEGORIES[category]) if category in CATEGORIES else category
 
 
 async def _page(request: web.Request, *, error: str | None = None, form: dict | None = None,
@@ -25,7 +31,7 @@ async def _page(request: web.Request, *, error: str | None = None, form: dict | 
     owners = {g.region_id: g.region_name for g in c.actor.staff}
     return render(request, "tags.html", status=status, tags=tags, usage=usage, owners=owners, error=error,
                   form=form or {}, regions=c.actor.staff, defined=request.query.get("defined"),
-                  owner_name=lambda tag: _owner(tag, owners))
+                  owner_name=lambda tag: _owner(tag, owners), category_name=category_name)
 
 
 def _owner(tag: Tag, owners: dict[int, str]) -> str:
@@ -67,8 +73,9 @@ async def tags_export(request: web.Request) -> web.Response:
     tags = await ts.list_tags(c.db, c.actor)
     usage = await ts.tag_usage(c.db, c.actor)
     owners = {g.region_id: g.region_name for g in c.actor.staff}
-    rows = [(t.code, t.name_zh, t.name_en, t.category, _("rule") if t.kind == TagKind.rule else _("manual"),
-             t.rule or "", _owner(t, owners), usage.get(t.code, 0)) for t in tags]
+    rows = [(t.code, t.name_zh, t.name_en, category_name(t.category),
+             _("rule") if t.kind == TagKind.rule else _("manual"), t.rule or "", _owner(t, owners),
+             usage.get(t.code, 0)) for t in tags]
     headers = [_("Code"), _("Chinese name"), _("English name"), _("Category"), _("Kind"), _("Rule"), _("Defined by"),
                _("Residents")]
     return await xlsx_response(f"tags-{c.now.date().isoformat()}.xlsx", _("Tag dictionary"), headers, rows)

@@ -87,6 +87,10 @@
     });
   }
 
+  // A link opened in the tab that already shows the sign-in page changes only its fragment: no new
+  // page loads, so the fragment is read when it changes too.
+  window.addEventListener("hashchange", signIn);
+
   document.addEventListener("DOMContentLoaded", function () {
     signIn();
     menu();
