@@ -770,44 +770,288 @@ async def webhook_bot(tmp: Path, *, database_url: str, redis_url: str | None = N
         await runner.cleanup()
 
 
+@dataclass
+class Person:
+    """A resident seeded by :func:`seed_residents` and the sandbox user who is (or may become) them."""
+
+    name: str
+    phone: str
+    id_number: str
+    user: object  # bot.sandbox.state.SimUser (its ``id`` is the Telegram id and chat)
+    joined: bool
+
+
 async def seed_residents(sessions, sandbox, count: int, *, committee: str, prefix: str, first_phone: int,
-                         building: str = "1", lang: str = "en", now: datetime | None = None,
-                         secret_key: str = "test-secret-key") -> list:
-    """``count`` residents of ``committee`` imported from one registry sheet (services.registry), and as
-    many sandbox users who joined as them the way the bot makes them join: consent, their own contact
-    matched (services.verification.match_contact), then name and the last four of the ID number
-    (knowledge_check). Phones are ``+86`` and ``first_phone`` onwards. Returns the sandbox users, in
-    order. One sheet per committee: a second import of the same committee would flag the first's
-    residents as missing."""
+                         join: int | None = None, building: str = "1", lang: str = "en",
+                         now: datetime | None = None, secret_key: str = "test-secret-key",
+                         parallel: int = 6) -> list[Person]:
+    """``count`` residents of ``committee`` imported from one registry sheet (services.registry), each
+    with a sandbox user; the first ``join`` of them (all by default) joined through the verification
+    service: an account (services.accounts.touch_account), consent, then name and the last four of the
+    ID number (services.verification.knowledge_check, which links the account), ``parallel`` sessions
+    at a time. Phones are ``+86`` and ``first_phone`` onwards. One sheet per committee: a second import
+    of the same committee would flag the first's residents as missing."""
+    import asyncio
+
     from services import verification as vs
     from services.accounts import TelegramUser, touch_account
     from services.identity import make_id_number
     from services.registry import import_registry, read_text_rows
 
     now = now or datetime.now(UTC)
+    join = count if join is None else join
     people = []
     lines = ["name,phone,id_number,building,unit,room"]
     for i in range(count):
         name, phone = f"{prefix}{i:05d}", f"+86{first_phone + i}"
         id_number = make_id_number("310104", date(1940 + i % 50, 1 + i % 12, 1 + i % 28), i % 1000, "MF"[i % 2])
         lines.append(f"{name},{phone},{id_number},{building},{1 + i // 100 % 10},{100 + i % 100}")
-        people.append((name, phone, id_number))
+        user = sandbox.create_user(name, language_code=lang, phone_number=phone)
+        people.append(Person(name, phone, id_number, user, i < join))
     async with sessions() as session:
         await ensure_demo_regions(session)
         await session.commit()
-        report = await import_registry(session, await get_region(session, committee), read_text_rows("\n".join(lines)),
-                                       secret_key=secret_key, now=now)
+        region = await get_region(session, committee)
+        report = await import_registry(session, region, read_text_rows("\n".join(lines)), secret_key=secret_key,
+                                       now=now)
         assert report.imported == count, report
-    users = []
-    for start in range(0, count, 250):
+        ids = dict((await session.execute(select(Resident.name, Resident.id).where(
+            Resident.committee_id == region.id, Resident.name.startswith(prefix)))).all())
+
+    async def join_all(chunk: list[Person]) -> None:
         async with sessions() as session:
-            for name, phone, id_number in people[start:start + 250]:
-                user = sandbox.create_user(name, language_code=lang, phone_number=phone)
-                account = await touch_account(session, TelegramUser(user.id, name, language_code=lang), now)
+            for p in chunk:
+                account = await touch_account(session, TelegramUser(p.user.id, p.name, language_code=lang), now)
                 vs.give_consent(account, now)
-                resident = await vs.match_contact(session, account, contact_user_id=user.id, phone=phone, now=now)
-                await vs.knowledge_check(session, account, resident_id=resident.id, full_name=name,
-                                         id_last4=id_number[-4:], secret_key=secret_key, now=now)
-                users.append(user)
+                await vs.knowledge_check(session, account, resident_id=ids[p.name], full_name=p.name,
+                                         id_last4=p.id_number[-4:], secret_key=secret_key, now=now)
             await session.commit()
-    return users
+
+    joining = people[:join]
+    size = max(1, -(-len(joining) // parallel))
+    await asyncio.gather(*(join_all(joining[i:i + size]) for i in range(0, len(joining), size)))
+    return people
+
+
+# --- two webhook workers behind a router of the test ----------------------------------------------
+
+
+class WorkerProcess:
+    """One ``communitybot run --webhook`` process (``python -m bot``) on its own port, started and
+    killed by the test (which plays the supervisor): ``await start()``, ``kill(signal.SIGKILL)``,
+    ``await stop()`` (SIGTERM, and it must stop by itself)."""
+
+    def __init__(self, index: int, env: dict[str, str], data_dir: Path, *, set_webhook: bool) -> None:
+        self.index, self.env, self.data_dir, self.set_webhook = index, env, data_dir, set_webhook
+        self.port = 0
+        self.process = None
+        self.lines: list[str] = []
+        self.log_file = data_dir / f"worker{index}.log"
+        self._reader = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    async def start(self, *, seconds: float = 180) -> None:
+        import asyncio
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with reserved_port() as port:
+            self.port = port
+            command = [sys.executable, "-m", "bot", "run", "--webhook", *([] if self.set_webhook else
+                                                                          ["--no-set-webhook"])]
+            with self.log_file.open("ab") as log:
+                self.process = await asyncio.create_subprocess_exec(
+                    *command, cwd=ROOT, env={**self.env, "WEB_PORT": str(port), "DATA_DIR": str(self.data_dir)},
+                    stdout=asyncio.subprocess.PIPE, stderr=log)
+            self.starts += 1
+            seen = len(self.lines)
+            self._reader = asyncio.create_task(self._read(self.process))
+            async with asyncio.timeout(seconds):
+                while not any(" serving http://" in line for line in self.lines[seen:]):
+                    if self.process.returncode is not None:
+                        raise AssertionError(f"worker {self.index} exited ({self.process.returncode}):\n"
+                                             f"{self.log()[-4000:]}")
+                    await asyncio.sleep(0.05)
+
+    async def _read(self, process) -> None:
+        while line := (await process.stdout.readline()).decode(errors="replace"):
+            self.lines.append(line.rstrip("\n"))
+
+    def kill(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    async def wait(self) -> int:
+        code = await self.process.wait()
+        if self._reader is not None:
+            await self._reader
+        return code
+
+    async def stop(self) -> int | None:
+        import asyncio
+        import signal
+
+        if self.process is None:
+            return None
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 90)
+            except TimeoutError:
+                self.process.kill()
+        return await self.wait()
+
+
+def _chat_of(update: dict) -> int | None:
+    for kind in ("message", "edited_message"):
+        if kind in update:
+            return update[kind]["chat"]["id"]
+    if "callback_query" in update:
+        return update["callback_query"]["from"]["id"]
+    return None
+
+
+class WebhookRouter:
+    """The load balancer in front of the workers (nginx's role in the README's setup): Telegram's
+    POSTs to ``/webhook`` go to one worker — by default, for each chat, the other one than last time,
+    so a conversation alternates between the workers — and to the next one when that one does not take
+    the connection (it is dead). ``pin(update_id, [0, 1])`` sends that update's deliveries to worker 0,
+    then 1. ``deliveries`` records (update id, worker, status)."""
+
+    def __init__(self, workers: list[WorkerProcess]) -> None:
+        self.workers = workers
+        self.deliveries: list[tuple[int, int, int]] = []
+        self.pins: dict[int, list[int]] = {}
+        self._last: dict[int, int] = {}
+        self._runner = None
+        self._http = None
+        self.url = ""
+
+    def pin(self, update_id: int, workers: list[int]) -> None:
+        self.pins[update_id] = list(workers)
+
+    def workers_of(self, update_id: int) -> list[int]:
+        return [w for u, w, status in self.deliveries if u == update_id and status == 200]
+
+    def _order(self, update: dict) -> list[int]:
+        n = len(self.workers)
+        pinned = self.pins.get(update.get("update_id"))
+        if pinned:
+            first = pinned.pop(0)
+        else:
+            chat = _chat_of(update)
+            first = (self._last.get(chat, -1) + 1) % n if chat is not None else 0
+            if chat is not None:
+                self._last[chat] = first
+        return [first, *[(first + k) % n for k in range(1, n)]]
+
+    async def _handle(self, request):
+        import json
+
+        import aiohttp
+        from aiohttp import web
+
+        body = await request.read()
+        update = json.loads(body)
+        headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-telegram")}
+        headers["Content-Type"] = "application/json"
+        for index in self._order(update):
+            try:
+                async with self._http.post(self.workers[index].url + "/webhook", data=body, headers=headers) as resp:
+                    answer = await resp.read()
+                    self.deliveries.append((update.get("update_id"), index, resp.status))
+                    return web.Response(status=resp.status, body=answer, content_type="application/json")
+            except aiohttp.ClientConnectionError:
+                continue  # that worker is down: the next one (nginx's proxy_next_upstream)
+        return web.Response(status=502)
+
+    async def __aenter__(self) -> WebhookRouter:
+        import aiohttp
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/webhook", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                           timeout=aiohttp.ClientTimeout(total=60))
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._http.close()
+        await self._runner.cleanup()
+
+
+@dataclass
+class Cluster:
+    """Two webhook workers on one PostgreSQL database and one Redis, behind a router, behind the
+    sandbox's webhook delivery (see two_workers)."""
+
+    sandbox: object
+    client: object  # SandboxClient: actions return without waiting for the bot
+    router: WebhookRouter
+    workers: list[WorkerProcess]
+    engine: object  # the test's own engine on the workers' database
+    database_url: str
+
+    def sessions(self):
+        from bot.db import session_factory
+
+        return session_factory(self.engine)()
+
+
+@contextlib.asynccontextmanager
+async def two_workers(tmp: Path, name: str, *, env: dict[str, str] | None = None):
+    """Two ``communitybot run --webhook`` processes (the first calls setWebhook) on a fresh PostgreSQL
+    database (``<test database>_<name>``, upgraded with Alembic first) and TEST_REDIS_URL's Redis
+    (emptied), behind a :class:`WebhookRouter` that PUBLIC_URL names, behind a sandbox of this process
+    that delivers by webhook. ``env`` adds settings (OUTBOX_RATE, TICK_INTERVAL=1s and the keys are
+    set). Skips without PostgreSQL or Redis (fails in CI)."""
+    import os
+
+    from bot.db import create_engine
+    from bot.migrate import upgrade
+    from bot.sandbox.client import SandboxClient
+    from tests.conftest import TEST_DATA_KEY, TEST_DATA_KEYS
+    from tests.harness import TOKEN, start_sandbox
+
+    redis = await fresh_redis()
+    await redis.aclose()
+    async with fresh_pg_database(name) as database_url:
+        engine = create_engine(database_url, data_keys=TEST_DATA_KEYS)
+        runner, base_url, sandbox = await start_sandbox()
+        client = SandboxClient(base_url, wait_for_bot=False)
+        workers: list[WorkerProcess] = []
+        try:
+            await upgrade(engine)
+            base_env = {**os.environ, "BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE": base_url, "DATABASE_URL": database_url,
+                        "REDIS_URL": os.environ["TEST_REDIS_URL"], "WEB_HOST": "127.0.0.1",
+                        "SECRET_KEY": "test-secret-key", "DATA_KEY": TEST_DATA_KEY,
+                        "WEBHOOK_SECRET": "test-webhook-secret", "TICK_INTERVAL": "1s", "OUTBOX_RATE": "200",
+                        **(env or {})}
+            base_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            workers = [WorkerProcess(i, base_env, tmp / f"worker{i}", set_webhook=i == 0) for i in range(2)]
+            async with WebhookRouter(workers) as router:
+                for worker in workers:
+                    worker.env = {**worker.env, "PUBLIC_URL": router.url}
+                import asyncio
+
+                await asyncio.gather(*(w.start() for w in workers))
+                yield Cluster(sandbox, client, router, workers, engine, database_url)
+                for worker in workers:
+                    assert await worker.stop() == 0, worker.log()[-3000:]
+        finally:
+            for worker in workers:
+                await worker.stop()
+            await client.close()
+            await runner.cleanup()
+            await engine.dispose()
