@@ -310,3 +310,38 @@ async def test_screenshots_of_the_main_pages_on_an_office_screen_and_a_phone(des
                     leaked.append(path)
             assert not wide, f"wider than the {size} screen: {wide}"
             assert not leaked, leaked
+
+
+async def test_an_xlsx_with_one_bad_row_imports_the_others_and_names_the_bad_one(stack, browser, tmp_path):
+    from openpyxl import Workbook
+
+    staff = await make_staff(stack)
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["姓名", "手机", "小区", "楼号", "单元", "室"])
+    sheet.append(["钱一", "13800138101", "丁香苑", "7", "1", "101"])
+    sheet.append(["钱二", "12345", "丁香苑", "7", "1", "102"])  # line 3: not a phone number
+    sheet.append(["钱三", "13800138103", "丁香苑", "7", "1", "103"])
+    upload = tmp_path / "7号楼.xlsx"
+    book.save(upload)
+    async with browser_page(browser) as page:
+        await page.goto(await console_link_from_bot(staff))
+        await page.get_by_role("link", name=zh("Registry import"), exact=True).click()
+        await page.get_by_role("checkbox").uncheck()  # a few new rows, not the whole registry
+        await page.locator("input[type=file]").set_input_files(upload)
+        await page.get_by_role("button", name=zh("Import"), exact=True).click()
+        await expect(page.get_by_role("heading", level=1)).to_contain_text("7号楼.xlsx")
+        await expect(page.locator("[data-import-label]")).to_have_text(zh("done"), timeout=LIVE)
+        await expect(page.locator("[data-import-bar]")).to_have_attribute("value", "100")
+        await expect(page.locator("[data-figure=imported]")).to_have_text("2")
+        await expect(page.locator("[data-figure=rejected]")).to_have_text("1")
+        bad = page.locator("tr[data-line]")
+        await expect(bad).to_have_count(1)
+        await expect(bad).to_have_attribute("data-line", "3")
+        await expect(bad).to_contain_text(zh("the phone number is not a valid phone number"))
+        await page.get_by_role("link", name=zh("Residents"), exact=True).click()
+        await page.get_by_role("searchbox", name=zh("Name or room")).fill("钱")
+        await page.get_by_role("button", name=zh("Search")).click()
+        await expect(page.locator("main table tbody tr")).to_have_count(2)
+        await expect(page.locator("main table tbody")).to_contain_text("钱一")
+        await expect(page.locator("main table tbody")).to_contain_text("钱三")

@@ -38,7 +38,7 @@ COUNT_LABELS = (("imported", N_("New")), ("updated", N_("Updated")), ("unchanged
                 ("flagged", N_("Flagged as moved out")), ("restored", N_("Back from moved out")),
                 ("households_updated", N_("Households updated")), ("rejected", N_("Rejected")))
 STATUS_LABELS = {ri.QUEUED: N_("waiting to start"), ri.COUNTING: N_("counting the rows"),
-                 ri.RUNNING: N_("importing"), ri.DONE: N_("done"), ri.FAILED: N_("failed"),
+                 ri.RUNNING: N_("importing"), ri.DONE: N_("done"), ri.FAILED: N_("did not succeed"),
                  ri.INTERRUPTED: N_("interrupted: import the file again (nothing is imported twice)")}
 
 
