@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from services.i18n import _
 from services.policies import ReportRow, pick
+from services.sheets import row
 
 
 def report_sheet(rows: Sequence[ReportRow], locale: str, title: str) -> bytes:
@@ -16,12 +17,12 @@ def report_sheet(rows: Sequence[ReportRow], locale: str, title: str) -> bytes:
     wb = Workbook()
     ws = wb.active
     ws.title = "policies"
-    ws.append([title])
+    ws.append(row(ws, [title]))
     ws.append([_("Code"), _("Programme"), _("Eligible"), _("Unknown"), _("Notified"), _("Applied"), _("Enrolled"),
                _("Declined"), _("Take-up (%)")])
     for r in rows:
-        ws.append([r.code, pick(r.title, locale), r.eligible, r.unknown, r.notified, r.applied, r.enrolled,
-                   r.declined, None if r.take_up is None else float(round(r.take_up * 100, 1))])
+        ws.append(row(ws, [r.code, pick(r.title, locale), r.eligible, r.unknown, r.notified, r.applied, r.enrolled,
+                           r.declined, None if r.take_up is None else float(round(r.take_up * 100, 1))]))
     ws.column_dimensions["A"].width = 28
     ws.column_dimensions["B"].width = 36
     buf = io.BytesIO()

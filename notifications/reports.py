@@ -16,6 +16,7 @@ from typing import Any
 from notifications.messages.checkins import report_title
 from services.checkins import WeeklyReport
 from services.i18n import _
+from services.sheets import row
 
 
 def weekly_sheet(report: WeeklyReport) -> bytes:
@@ -25,7 +26,7 @@ def weekly_sheet(report: WeeklyReport) -> bytes:
     wb = Workbook()
     ws = wb.active
     ws.title = "checkins"
-    ws.append([report_title(report.committee, report.start.isoformat(), report.end.isoformat())])
+    ws.append(row(ws, [report_title(report.committee, report.start.isoformat(), report.end.isoformat())]))
     ws.append([_("Date"), _("Asked"), _("I'm fine"), _("I need help"), _("Alerts"), _("Answer rate")])
     for d in report.days:
         ws.append([d.day.isoformat(), d.rounds, d.ok, d.help, d.alerted,
@@ -37,7 +38,7 @@ def weekly_sheet(report: WeeklyReport) -> bytes:
         hs = wb.create_sheet("helpers")
         hs.append([_("Helper"), _("Asked"), _("Answered"), _("Late"), _("No answer")])
         for h in report.helpers:
-            hs.append([h.name or _("the committee's staff on duty"), h.asked, h.answered, h.late, h.silent])
+            hs.append(row(hs, [h.name or _("the committee's staff on duty"), h.asked, h.answered, h.late, h.silent]))
         hs.column_dimensions["A"].width = 24
     buf = io.BytesIO()
     wb.save(buf)
@@ -98,16 +99,16 @@ def table_sheet(title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]
 
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(sheet[:31])
-    ws.append([title])
+    ws.append(row(ws, [title]))
     bold = Font(bold=True)
     header = []
     for text in headers:
         cell = WriteOnlyCell(ws, value=text)
         cell.font = bold
         header.append(cell)
-    ws.append(header)
-    for row in rows:
-        ws.append(list(row))
+    ws.append(row(ws, header))
+    for values in rows:
+        ws.append(row(ws, values))
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

@@ -32,6 +32,7 @@ from services.identity import (
 from services.labels import label
 from services.models import Account, Household, Region, RegionLevel, Resident, ResidentStatus
 from services.regions import committee_compounds
+from services.sheets import row as sheet_row
 from services.sql import rowcount
 
 BATCH = 1000
@@ -582,9 +583,9 @@ async def export_registry_xlsx(session: AsyncSession, committee: Region) -> byte
         .order_by(Resident.building, Resident.unit, Resident.room, Resident.name)
     )
     for r, hh_code, owner, area, account_id in (await session.execute(stmt)).all():
-        ws.append([r.name, r.phone, r.birth_date, r.gender, r.compound, r.building, r.unit, r.room,
-                   hh_code, r.living_alone, r.hukou, r.disability_level, r.monthly_income,
-                   r.emergency_contact_phone, owner, area, r.status.value, account_id is not None])
+        ws.append(sheet_row(ws, [r.name, r.phone, r.birth_date, r.gender, r.compound, r.building, r.unit, r.room,
+                                 hh_code, r.living_alone, r.hukou, r.disability_level, r.monthly_income,
+                                 r.emergency_contact_phone, owner, area, r.status.value, account_id is not None]))
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
