@@ -253,5 +253,7 @@ def csrf_token(console_session: ConsoleSession, secret_key: str) -> str:
 
 
 def check_csrf(console_session: ConsoleSession, secret_key: str, value: str | None) -> bool:
-    """True when ``value`` is this session's CSRF token (compared in constant time)."""
-    return bool(value) and hmac.compare_digest(csrf_token(console_session, secret_key), value or "")
+    """True when ``value`` is this session's CSRF token (compared in constant time; as bytes, so a value
+    that is not ASCII is simply wrong instead of an error)."""
+    given = (value or "").encode("utf-8", "surrogateescape")
+    return bool(given) and hmac.compare_digest(csrf_token(console_session, secret_key).encode(), given)
