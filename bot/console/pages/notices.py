@@ -62,6 +62,17 @@ def _audience_choice(form: MultiMapping[str]) -> tuple[str, str | None]:
     return kind, None
 
 
+async def _audience(c: Ctx, kind: str, ref: str | None) -> ns.Audience:
+    """``services.notices.audience``; a segment named by an id that is not in the area is a 404, like
+    every other id of another committee (a missing one looks the same)."""
+    try:
+        return await ns.audience(c.db, c.actor, kind, ref)
+    except ns.NoticeError:
+        if kind == "segment" and ref:
+            not_found()
+        raise
+
+
 def _count_text(residents: int, reachable: int) -> str:
     return ngettext("Audience: {n} resident, of whom {reachable} can be reached in the bot.",
                     "Audience: {n} residents, of whom {reachable} can be reached in the bot.",
@@ -122,7 +133,7 @@ async def _compose(request: web.Request, *, form: MultiMapping[str] | None = Non
     form = form if form is not None else request.query
     kind, ref = _audience_choice(form)
     try:
-        aud = await ns.audience(c.db, c.actor, kind, ref)
+        aud = await _audience(c, kind, ref)
         residents, reachable = await ns.count_recipients(c.db, c.actor, aud, _today(c))
         count = (True, _count_text(residents, reachable))
     except ns.NoticeError as err:
@@ -144,7 +155,7 @@ async def live_count(request: web.Request) -> web.Response:
     c = ctx(request)
     kind, ref = _audience_choice(request.query)
     try:
-        aud = await ns.audience(c.db, c.actor, kind, ref)
+        aud = await _audience(c, kind, ref)
     except ns.NoticeError as err:
         return web.json_response({"ok": False, "text": str(err)})
     residents, reachable = await ns.count_recipients(c.db, c.actor, aud, _today(c))
@@ -163,7 +174,7 @@ async def save_draft(request: web.Request) -> web.Response:
     if not isinstance(text, str):
         raise web.HTTPBadRequest()
     try:
-        aud = await ns.audience(c.db, c.actor, kind, ref)
+        aud = await _audience(c, kind, ref)
         draft = await ns.save_draft(c.db, c.actor, text=str(plain(text.strip())), aud=aud, now=c.now)
     except ns.NoticeError as err:
         return await _compose(request, form=form, error=str(err), status=400)

@@ -38,6 +38,15 @@ def _filter(query: MultiMapping[str]) -> ResidentFilter:
                           status=STATUSES.get(status, ResidentStatus.active))
 
 
+async def _scoped_filter(c: Ctx, query: MultiMapping[str]) -> ResidentFilter:
+    """The list's filter; a committee outside the staff member's area is a 404 (as a segment is)."""
+    flt = _filter(query)
+    if flt.committee_id is not None and flt.committee_id not in {
+            r.id for r in await rs.committees_in_scope(c.db, c.actor)}:
+        not_found()
+    return flt
+
+
 def _filter_query(query: MultiMapping[str]) -> dict[str, str]:
     """The list's filters as given, to carry into pager links and the export link."""
     return {k: query[k] for k in ("q", "tag", "segment", "committee", "status") if query.get(k)}
@@ -57,7 +66,7 @@ async def _choices(c: Ctx) -> dict:
 @routes.get("/residents")
 async def residents_list(request: web.Request) -> web.Response:
     c = ctx(request)
-    flt = _filter(request.query)
+    flt = await _scoped_filter(c, request.query)
     today = c.console.data("checkin_config").today(c.now)
     error, status = None, 200
     try:
@@ -77,7 +86,7 @@ async def residents_list(request: web.Request) -> web.Response:
 @routes.get("/residents/export.xlsx")
 async def residents_export(request: web.Request) -> web.Response:
     c = ctx(request)
-    flt = _filter(request.query)
+    flt = await _scoped_filter(c, request.query)
     today = c.console.data("checkin_config").today(c.now)
     try:
         rows = await rs.export_residents(c.db, c.actor, flt, today=today, now=c.now)
