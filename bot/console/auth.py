@@ -10,6 +10,7 @@ with Telegram's ``tgWebAppData`` (also in the fragment), checked with aiogram's
 from __future__ import annotations
 
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from aiogram.utils.web_app import safe_parse_webapp_init_data
 from aiohttp import web
@@ -38,7 +39,27 @@ def _login_page(request: web.Request, mode: str, *, refusal: str | None = None, 
                   signed_out="signed_out" in request.query)
 
 
-def _signed_in(request: web.Request, opened: console_auth.OpenedSession, via: str) -> NoReturn:
+def _refuse_another_site(request: web.Request) -> None:
+    """403 for a sign-in posted by another site's page: it would sign this browser in to the poster's
+    own account (login CSRF), and whatever its user then did would be done as someone else. Browsers
+    say where a form comes from (``Sec-Fetch-Site``, ``Origin``); a request that says nothing is taken
+    as it comes (an old browser; the link's token is still needed)."""
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        raise web.HTTPForbidden()
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    here = {urlsplit("//" + request.host).hostname, urlsplit(request.app[CONSOLE].cfg.public_url).hostname} - {None}
+    if urlsplit(origin).hostname not in here:  # "null" (an opaque origin) included
+        raise web.HTTPForbidden()
+
+
+async def _signed_in(request: web.Request, opened: console_auth.OpenedSession, via: str) -> NoReturn:
+    """The new session's cookie, replacing the session this browser had (which ends: a sign-in never
+    keeps an old session id alive beside the new one)."""
+    c = ctx(request)
+    if c.signed_in is not None and c.signed_in.session.id != opened.session_id:
+        await console_auth.end_session(c.db, c.signed_in, now=c.now)
     redirect = web.HTTPSeeOther(url("/"))
     set_session_cookie(redirect, request.app[CONSOLE].cfg, opened.token, via=via)
     raise redirect
@@ -55,6 +76,7 @@ async def login_page(request: web.Request) -> web.Response:
 @routes.post("/login")
 @public
 async def login(request: web.Request) -> web.Response:
+    _refuse_another_site(request)
     c = ctx(request)
     form = await request.post()
     token = form.get("token")
@@ -64,7 +86,7 @@ async def login(request: web.Request) -> web.Response:
     except ConsoleAuthError as err:
         # Returned, not raised: the refusal is audited and a spent link stays spent.
         return _login_page(request, "link", refusal=err.reason, status=403)
-    _signed_in(request, opened, console_auth.VIA_LINK)
+    await _signed_in(request, opened, console_auth.VIA_LINK)
 
 
 @routes.get("/app")
@@ -76,6 +98,7 @@ async def mini_app_page(request: web.Request) -> web.Response:
 @routes.post("/app")
 @public
 async def mini_app_login(request: web.Request) -> web.Response:
+    _refuse_another_site(request)
     c = ctx(request)
     form = await request.post()
     raw = form.get("init_data")
@@ -94,7 +117,7 @@ async def mini_app_login(request: web.Request) -> web.Response:
     except ConsoleAuthError as err:
         return _login_page(request, "mini_app", refusal="stale" if err.reason == "expired" else err.reason,
                            status=403)
-    _signed_in(request, opened, console_auth.VIA_MINI_APP)
+    await _signed_in(request, opened, console_auth.VIA_MINI_APP)
 
 
 @routes.post("/logout")
