@@ -96,7 +96,9 @@ class WebhookHandler(SimpleRequestHandler):
 
     def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
         # Never "no secret, no check": the secret is always set (bot.settings.ensure_webhook_secret).
-        return bool(self.secret_token) and secrets.compare_digest(telegram_secret_token, self.secret_token or "")
+        # Compared as bytes: a header that is not ASCII is a wrong secret, not an error.
+        given = telegram_secret_token.encode("utf-8", "surrogateescape")
+        return bool(self.secret_token) and secrets.compare_digest(given, (self.secret_token or "").encode())
 
     async def handle(self, request: web.Request) -> web.Response:
         if not self.verify_secret(request.headers.get(SECRET_HEADER, ""), self.bot):
