@@ -49,6 +49,9 @@ def create_engine(url: str, *, data_keys: DataKeys | None = None, **kwargs) -> A
 
 
 def _create_engine(url: str, **kwargs) -> AsyncEngine:
+    # An error names the statement, never the values bound to it: a logged traceback would otherwise
+    # carry names, message texts and comments (logs hold no personal data).
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = sqlite_path(url)
         if path is not None:
