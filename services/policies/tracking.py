@@ -339,12 +339,16 @@ def _columns(header: list[str]) -> dict[str, int] | None:
 
 
 def read_rows(name: str, content: bytes) -> list[list[str]]:
-    """Rows of a CSV (UTF-8) or XLSX file, as text cells."""
+    """Rows of a CSV (UTF-8) or XLSX file, as text cells; ``ValueError`` for a file that is not one (a
+    broken or foreign workbook included: openpyxl and zipfile raise errors of their own)."""
     if name.lower().endswith(".xlsx"):
         from openpyxl import load_workbook
 
-        sheet = load_workbook(io.BytesIO(content), read_only=True, data_only=True).active
-        return [["" if c is None else str(c) for c in row] for row in sheet.iter_rows(values_only=True)]
+        try:
+            sheet = load_workbook(io.BytesIO(content), read_only=True, data_only=True).active
+            return [["" if c is None else str(c) for c in row] for row in sheet.iter_rows(values_only=True)]
+        except Exception as exc:
+            raise ValueError("not a readable XLSX file") from exc
     return [list(r) for r in csv.reader(io.StringIO(content.decode("utf-8-sig")))]
 
 
