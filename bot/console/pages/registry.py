@@ -144,6 +144,8 @@ async def _read_upload(request: web.Request, target: Path) -> tuple[dict[str, st
     fields: dict[str, str] = {}
     filename, size = "", -1
     if request.headers.get(CSRF_HEADER):  # posted by import.js: the body was not read yet, stream it
+        if request.content_type != "multipart/form-data":
+            raise web.HTTPBadRequest()
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
