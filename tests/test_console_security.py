@@ -523,3 +523,96 @@ async def test_the_bots_own_spreadsheets_hold_typed_text_as_text(app, world):
         values = [c for ws in load_workbook(io.BytesIO(data)).worksheets for r in ws.iter_rows(values_only=True)
                   for c in r]
         assert EVIL in values
+
+
+# --- the rest of the web app: the webhook; uploads; what reaches a log -------------------------------------
+
+
+@pytest.fixture
+async def bare(sqlite_engine, tmp_path):
+    """The console of make_world, no more (for tests that need none of the hostile things)."""
+    async with session_factory(sqlite_engine)() as s:
+        world = await make_world(s)
+    async with console_app(sqlite_engine, tmp_path) as a:
+        a.world = world
+        yield a
+
+
+async def test_the_webhook_refuses_odd_secrets_and_bodies_without_an_error(bare):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.web import SECRET_HEADER, WEBHOOK_PATH, add_webhook_route, build_web_app
+
+    web_app = build_web_app(bare.rt)
+    add_webhook_route(web_app, bare.rt)
+    secret = bare.rt.settings.ensure_webhook_secret()
+    async with TestClient(TestServer(web_app)) as http:
+        for header in ("é" + secret[1:], "\u200b", secret + "\u00a0", "x" * 300):  # not ASCII, or not the secret
+            refused = await http.post(WEBHOOK_PATH, json={"update_id": 1}, headers={SECRET_HEADER: header})
+            assert refused.status == 403, header
+        body = io.BytesIO(b'{"update_id": 1, "x": "' + b"a" * (2 * 1024 * 1024) + b'"}')
+        huge = await http.post(WEBHOOK_PATH, data=body,
+                               headers={SECRET_HEADER: secret, "Content-Type": "application/json"})
+        assert huge.status == 413  # no update is that large: the body is not read past the app's limit
+        for body in (b"\xff\xfe", b"[1, 2]", b"null", b'"text"'):
+            bad = await http.post(WEBHOOK_PATH, data=body, headers={SECRET_HEADER: secret})
+            assert bad.status == 400, body
+
+
+async def test_an_upload_with_oversized_or_odd_parts_is_refused_and_nothing_is_kept(bare):
+    token = await signed_in(bare, bare.world.dxyc_staff.account.id)
+    dxyc = bare.world.regions["DXYC"].id
+    before = await fingerprint(bare)
+    # A field of 2 MB beside a small file: not read into memory (the fields are a few characters).
+    form = FormData()
+    form.add_field("committee", str(dxyc))
+    form.add_field("junk", io.BytesIO(b"x" * (2 * 1024 * 1024)), content_type="text/plain")
+    form.add_field("file", "姓名\n张三\n".encode(), filename="a.csv")
+    big = await bare.client.post("/console/registry/import", data=form, headers={"X-CSRF-Token": token},
+                                 allow_redirects=False)
+    assert big.status == 413
+    # Two files, the second one large: only one file is taken, the other is not read whole either.
+    form = FormData()
+    form.add_field("committee", str(dxyc))
+    form.add_field("file", "姓名\n张三\n".encode(), filename="a.csv")
+    form.add_field("file", io.BytesIO(b"x" * (2 * 1024 * 1024)), filename="b.csv")
+    two = await bare.client.post("/console/registry/import", data=form, headers={"X-CSRF-Token": token},
+                                 allow_redirects=False)
+    assert two.status == 413
+    # Not a multipart body at all.
+    plain = await bare.client.post("/console/registry/import", data=b"hello", allow_redirects=False,
+                                   headers={"X-CSRF-Token": token, "Content-Type": "text/plain"})
+    assert plain.status == 400
+    assert await fingerprint(bare) == before
+    imports = bare.rt.settings.ensure_data_dir() / "imports"
+    assert not imports.exists() or list(imports.iterdir()) == []
+
+
+async def test_a_database_error_in_a_log_carries_no_values(engine):
+    """What SQLAlchemy puts in an error message (and so in a logged traceback): the statement, never the
+    values bound to it (names, comment texts, token hashes)."""
+    from sqlalchemy.exc import IntegrityError
+
+    async with session_factory(engine)() as s:
+        s.add(Account(telegram_id=5, chat_id=5, first_name="王秀英的私事", created_at=NOW))
+        await s.commit()
+        s.add(Account(telegram_id=5, chat_id=6, first_name="王秀英的私事", created_at=NOW))
+        with pytest.raises(IntegrityError) as raised:
+            await s.commit()
+    assert "王秀英" not in str(raised.value) and "INSERT INTO accounts" in str(raised.value)
+
+
+def test_a_broken_policy_outcomes_file_is_a_polite_refusal():
+    """/policy_import answers "could not be read" (a ValueError) for any file that is not one."""
+    for name, content in (("a.xlsx", b"not a zip at all"), ("a.xlsx", b"PK\x03\x04broken"),
+                          ("a.csv", b"\xff\xfe\x00"), ("a.xlsx", _zip({"hello.txt": b"not a workbook"}))):
+        with pytest.raises(ValueError):
+            pol.read_rows(name, content)
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
