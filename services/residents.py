@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import audit
 from services.ids import is_db_id
 from services.models import Account, Household, Region, Resident, ResidentStatus
-from services.scope import Actor, committee_ids_in_scope, resident_scope
+from services.scope import Actor, committee_ids_in_scope, resident_scope, unindexed
 
 _ROOM_DASH = re.compile(r"^(\w+?)\s*[-－/]\s*(?:(\w+?)\s*[-－/]\s*)?(\w+)$")
 _ROOM_CN = re.compile(r"^(\w+?)\s*(?:号楼|号|栋|幢|楼)\s*(?:(\w+?)\s*单元)?\s*(\w+?)\s*(?:室|号)?$")
@@ -193,13 +193,61 @@ async def _list_conditions(session: AsyncSession, actor: Actor, flt: ResidentFil
     return conds
 
 
+# The list's order within a committee; ``ix_residents_list`` (committee, status, then these) walks it,
+# so a page of one committee's residents of one status is an index range, wherever in the list it is.
+_LIST_ORDER = (Resident.building, Resident.unit, Resident.room, Resident.name, Resident.id)
+
+
 def _row_select(conds: list):
-    verified = select(Account.id).where(Account.resident_id == Resident.id,
-                                        Account.verified_at.is_not(None)).exists()
     return (select(Resident.id, Resident.name, Region.name, Resident.building, Resident.unit, Resident.room,
-                   Resident.birth_date, Resident.gender, Resident.status, verified)
-            .join(Region, Region.id == Resident.committee_id).where(*conds)
-            .order_by(Region.name, Resident.building, Resident.unit, Resident.room, Resident.name, Resident.id))
+                   Resident.birth_date, Resident.gender, Resident.status)
+            .join(Region, Region.id == Resident.committee_id).where(*conds).order_by(*_LIST_ORDER))
+
+
+async def _counts_by_committee(session: AsyncSession, conds: list, *, by_scan: bool) -> list[tuple[int, int]]:
+    """(committee id, matching residents) in the list's order of committees (by name, then id).
+
+    ``by_scan``: the conditions read a column no index holds (a name): on SQLite the grouping then
+    scans the table ("+committee_id") instead of walking an index and fetching each row it counts at
+    random (a street's name search: 1.25 s against 0.1 s); otherwise it counts along the index."""
+    committee = unindexed(Resident.committee_id) if by_scan else Resident.committee_id
+    counts: dict[int, int] = dict((await session.execute(
+        select(committee, func.count()).where(*conds).group_by(committee))).all())
+    if not counts:
+        return []
+    names = dict((await session.execute(select(Region.id, Region.name).where(Region.id.in_(list(counts))))).all())
+    return [(cid, counts[cid]) for cid in sorted(counts, key=lambda cid: (names.get(cid, ""), cid))]
+
+
+async def _rows(session: AsyncSession, conds: list, counts: list[tuple[int, int]], offset: int,
+                limit: int) -> list[ResidentRow]:
+    """``limit`` rows from ``offset`` of the list, committee by committee (by name). In each committee
+    the ids of the page are found along ``ix_residents_list`` alone (the rows skipped by the offset are
+    never read), then only those rows are read; so a deep page costs about what the first one does,
+    instead of sorting every resident of a street. Whether each is in the bot is asked for these rows."""
+    ids: list[int] = []
+    for committee_id, n in counts:
+        if len(ids) >= limit:
+            break
+        if offset >= n:
+            offset -= n
+            continue
+        ids += await session.scalars(select(Resident.id).where(*conds, Resident.committee_id == committee_id)
+                                     .order_by(*_LIST_ORDER).limit(limit - len(ids)).offset(offset))
+        offset = 0
+    if not ids:
+        return []
+    found = {row[0]: row for row in await session.execute(_row_select([Resident.id.in_(ids)]))}
+    verified = set(await session.scalars(select(Account.resident_id).where(
+        Account.resident_id.in_(ids), Account.verified_at.is_not(None))))
+    return [ResidentRow(rid, name, committee, building, unit, room, born, gender, status, rid in verified)
+            for rid, name, committee, building, unit, room, born, gender, status in (found[i] for i in ids)]
+
+
+def _by_name(flt: ResidentFilter) -> bool:
+    """The list is narrowed by a name (a column no index holds), not a room."""
+    query = flt.query.strip()[:50]
+    return bool(query) and parse_room(query) is None
 
 
 async def list_residents(session: AsyncSession, actor: Actor, flt: ResidentFilter, *, today: date, page: int = 1,
@@ -209,10 +257,11 @@ async def list_residents(session: AsyncSession, actor: Actor, flt: ResidentFilte
     Raises ``ResidentListError`` for a tag code that cannot exist or a segment not in scope."""
     per_page = min(max(per_page, 1), MAX_PER_PAGE)
     conds = await _list_conditions(session, actor, flt, today)
-    total = await session.scalar(select(func.count()).select_from(Resident).where(*conds)) or 0
+    counts = await _counts_by_committee(session, conds, by_scan=_by_name(flt))
+    total = sum(n for _cid, n in counts)
     page = min(max(page, 1), max(1, -(-total // per_page)))
-    rows = await session.execute(_row_select(conds).limit(per_page).offset((page - 1) * per_page))
-    return ResidentPage([ResidentRow(*row) for row in rows.all()], total, page, per_page)
+    rows = await _rows(session, conds, counts, (page - 1) * per_page, per_page)
+    return ResidentPage(rows, total, page, per_page)
 
 
 async def export_residents(session: AsyncSession, actor: Actor, flt: ResidentFilter, *, today: date,
@@ -220,7 +269,7 @@ async def export_residents(session: AsyncSession, actor: Actor, flt: ResidentFil
     """Every resident of the list (up to ``limit``) for a file; audited (``resident.export``, with the
     filter and the number of rows, never the rows)."""
     conds = await _list_conditions(session, actor, flt, today)
-    rows = [ResidentRow(*row) for row in (await session.execute(_row_select(conds).limit(limit))).all()]
+    rows = await _rows(session, conds, await _counts_by_committee(session, conds, by_scan=_by_name(flt)), 0, limit)
     audit.record(session, "resident.export", now=now, actor_account_id=actor.account_id,
                  region_id=_home_region(actor), detail={
                      "rows": len(rows), "query": flt.query[:50] or None, "tag": flt.tag,

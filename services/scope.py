@@ -100,6 +100,12 @@ def _scan_sqlite(element, compiler, **kw):
     return "+" + compiler.process(element.column, **kw)
 
 
+def unindexed(column) -> ColumnElement:
+    """``column`` as an expression SQLite must not read along an index (``+col``; unchanged elsewhere):
+    e.g. a GROUP BY over a street that an index would order at the price of a random row read each."""
+    return _ScanColumn(column)
+
+
 def wide_scope(actor: Actor) -> bool:
     """True when a staff scope reaches above one committee (street, district or city)."""
     return any(g.role != StaffRole.committee for g in actor.staff)

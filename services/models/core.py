@@ -97,7 +97,9 @@ class Resident(Base):
 
     __tablename__ = "residents"
     __table_args__ = (
-        Index("ix_residents_committee_building", "committee_id", "building", "unit", "room"),
+        # A committee's residents of one status in the console's order (and its rooms looked up by
+        # building, unit, room): a page anywhere in a list of 20,000 is an index range (bench console).
+        Index("ix_residents_list", "committee_id", "status", "building", "unit", "room", "name", "id"),
         # Covers the registry fields segments filter on, so SQLite counts a segment from this narrow
         # index instead of the wide rows (bench segments, 1M residents: 109–358 ms → 7–130 ms);
         # birth_date comes right after the scope so age ranges are seeks within each committee.
