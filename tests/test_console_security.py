@@ -616,3 +616,24 @@ def _zip(files: dict[str, bytes]) -> bytes:
         for name, data in files.items():
             z.writestr(name, data)
     return buf.getvalue()
+
+
+async def test_a_rejected_rows_reason_never_repeats_a_phone_or_id_number(bare):
+    """A column shifted by one puts an ID number under 出生日期 or a phone under 独居: the row is
+    rejected, and its reason (kept in the import's report, shown and exported) does not quote the
+    number, which the registry otherwise holds only as a keyed hash (IDs) or encrypted (phones)."""
+    from services.registry import import_registry, read_text_rows
+
+    id_number, phone = "110101199003071234", "13800138000"
+    rows = ("姓名,手机,出生日期,独居,月收入,专有面积\n"
+            f"甲,13800138001,{id_number},,,\n"
+            f"乙,13800138002,,{phone},,\n"
+            f"丙,13800138003,,,138 0013 8000元,\n"
+            f"丁,13800138004,,,,{phone}平方米x\n"
+            "戊,13800138005,1950年3月,,,\n")
+    async with bare.sessions() as s:
+        report = await import_registry(s, bare.world.regions["DXYC"], read_text_rows(rows), secret_key="k", now=NOW)
+    reasons = " | ".join(r.reason for r in report.rejected)
+    assert len(report.rejected) == 5, reasons
+    assert id_number not in reasons and phone not in reasons and "0013" not in reasons, reasons
+    assert "1950年3月" in reasons  # a value that is no number of anyone's is still quoted, to find the mistake
