@@ -84,7 +84,10 @@ async def test_staff_sign_in_with_the_link_the_bot_sends_and_sign_out(stack, bro
         assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/console"
         await page.go_back()
         assert "#t=" not in page.url  # nor in the history (the sign-in page gave its place to the dashboard)
-        await page.goto(stack.base_url + "/console/")
+        await page.goto(await console_link_from_bot(staff))  # a second link while signed in: sent on, token dropped
+        await expect(page.get_by_role("heading", name=zh("Dashboard"))).to_be_visible()
+        await page.wait_for_function("() => !location.hash")
+        assert page.url == stack.base_url + "/console/"
         await page.get_by_role("button", name=zh("Sign out")).click()
         await expect(page.get_by_role("status")).to_have_text(zh("You are signed out."))
         await page.goto(stack.base_url + "/console/residents")

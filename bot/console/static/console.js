@@ -32,7 +32,14 @@
 
   function signIn() {
     var form = document.querySelector("form[data-fragment-login]");
-    if (!form) return;
+    if (!form) {
+      // Signed in already, the server sent a sign-in link on to this page, and the browser carried the
+      // link's fragment along: the token leaves the address bar unused (it expires by itself).
+      if (/(^|[#&])(t|tgWebAppData)=/.test(window.location.hash)) {
+        window.history.replaceState(null, "", window.location.pathname + window.location.search);
+      }
+      return;
+    }
     var value = fragmentValue(form.getAttribute("data-fragment-login"));
     if (!value) return;
     form.querySelector('input[type="hidden"]').value = value;
