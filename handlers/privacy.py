@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers.keyboards import REMOVE, inline
 from notifications.callbacks import ForgetCb
 from notifications.format import field_value, role_name
+from notifications.messages.checkins import handover_lines, mode_name
 from notifications.render import render_template, t
 from services import privacy
 from services.config import AppConfig
@@ -45,11 +46,13 @@ def mydata_text(summary: privacy.HeldSummary, locale: str, config: AppConfig):
         "privacy/mydata.html", account=rows(summary.account),
         resident=rows(summary.resident) if summary.resident is not None else None,
         tags=[tag_name(tag, locale) for tag in summary.tags], separator=_(", "),
-        roles=[(role_name(role), region) for role, region in summary.staff_roles])
+        roles=[(role_name(role), region) for role, region in summary.staff_roles],
+        helping=[(e.name, e.room, e.committee, mode_name(e.mode)) for e in summary.helping],
+        handovers=handover_lines(summary.handovers))
 
 
-async def mydata(message: Message, actor: Actor, session: AsyncSession, config: AppConfig) -> None:
-    data = await privacy.my_data(session, actor)
+async def mydata(message: Message, actor: Actor, session: AsyncSession, config: AppConfig, now: datetime) -> None:
+    data = await privacy.my_data(session, actor, today=now.astimezone(config.tz).date())
     await message.answer(mydata_text(privacy.summary(data), actor.locale, config))
     doc = json.dumps(data, ensure_ascii=False, indent=2).encode()
     await message.answer_document(BufferedInputFile(doc, filename="my-data.json"),
@@ -68,11 +71,11 @@ async def forget(message: Message, state: FSMContext) -> None:
 
 
 async def forget_confirmed(query: CallbackQuery, actor: Actor, session: AsyncSession, state: FSMContext,
-                           now: datetime) -> None:
+                           now: datetime, config: AppConfig) -> None:
     if actor.account is None:
         await query.answer()
         return
-    await privacy.forget(session, actor, now)
+    await privacy.forget(session, actor, now, today=now.astimezone(config.tz).date())
     await state.clear()
     await query.answer()
     await query.message.edit_text(t("Your data has been deleted. Goodbye, and thank you."), reply_markup=None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -10,6 +10,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
+from services.checkins import helped_elders, helper_leaves, my_handovers
 from services.i18n import N_, _
 from services.models import (
     Household,
@@ -45,9 +46,10 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else (value.value if hasattr(value, "value") else value)
 
 
-async def my_data(session: AsyncSession, actor: Actor) -> dict[str, Any]:
-    """Everything held about the actor's own account and linked resident. The ID number is held only
-    as keyed hashes, so there is nothing to show of it but that."""
+async def my_data(session: AsyncSession, actor: Actor, *, today: date) -> dict[str, Any]:
+    """Everything held about the actor's own account and linked resident, and for a helper whom they
+    answer the daily check-in for and their hand-overs not over by ``today`` (local date). The ID
+    number is held only as keyed hashes, so there is nothing to show of it but that."""
     account = actor.account
     if account is None:
         raise NoAccount
@@ -67,6 +69,12 @@ async def my_data(session: AsyncSession, actor: Actor) -> dict[str, Any]:
         "resident": None,
         "tags": [],
         "staff_roles": [{"role": g.role.value, "region": g.region_name} for g in actor.staff],
+        # Helping with check-ins: the elders as the helper's own list names them, and hand-overs.
+        "helping": [{"name": e.name, "room": e.room, "committee": e.committee, "mode": e.mode}
+                    for e in await helped_elders(session, account.id)],
+        "handovers": [{"committee": h.committee, "start": h.start, "end": h.end, "away": h.away,
+                       "helper": h.helper, "substitute": h.substitute}
+                      for h in await my_handovers(session, account.id, today)],
     }
     if actor.resident is not None:
         r = actor.resident
@@ -112,6 +120,28 @@ class HeldTag:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldElder:
+    """An elder the person answers the daily check-in for (as their list names them)."""
+
+    name: str
+    room: str
+    committee: str
+    mode: str  # proxy, self_then_helper
+
+
+@dataclass(frozen=True, slots=True)
+class HeldHandover:
+    """A hand-over not over yet: the person away (``away``), or standing in for ``helper``."""
+
+    committee: str
+    start: str
+    end: str
+    away: bool
+    helper: str
+    substitute: str | None  # None: the committee's on-duty staff
+
+
+@dataclass(frozen=True, slots=True)
 class HeldSummary:
     """What /mydata shows in the chat; the file (``my_data``) has every value in full."""
 
@@ -119,6 +149,8 @@ class HeldSummary:
     resident: list[HeldField] | None
     tags: list[HeldTag]
     staff_roles: list[tuple[str, str]]  # (role, region name)
+    helping: list[HeldElder] = field(default_factory=list)
+    handovers: list[HeldHandover] = field(default_factory=list)
 
 
 _TIMES = ("consent_at", "verified_at", "created_at")
@@ -142,11 +174,15 @@ def summary(data: dict[str, Any]) -> HeldSummary:
         resident=fields(data["resident"]) if data["resident"] else None,
         tags=[HeldTag(tag["code"], tag["zh"], tag["en"]) for tag in data["tags"]],
         staff_roles=[(r["role"], r["region"]) for r in data["staff_roles"]],
+        helping=[HeldElder(**e) for e in data.get("helping", [])],
+        handovers=[HeldHandover(**h) for h in data.get("handovers", [])],
     )
 
 
-async def forget(session: AsyncSession, actor: Actor, now: datetime) -> None:
-    """Unlink and erase the account; the committee's registry row stays, marked withdrawn.
+async def forget(session: AsyncSession, actor: Actor, now: datetime, *, today: date | None = None) -> None:
+    """Unlink and erase the account; the committee's registry row stays, marked withdrawn. A helper's
+    elders (and hand-overs they stand in for) fall to the committee's on-duty staff, who are told
+    which (``today``: the local date, for hand-overs not over yet).
 
     Failed verification attempts of the lock window stay, without the account: they hold the time,
     the method, the registry entry tried and a keyed hash of the phone number, and keep the lock on
@@ -155,6 +191,7 @@ async def forget(session: AsyncSession, actor: Actor, now: datetime) -> None:
     account = actor.account
     if account is None:
         raise NoAccount
+    await helper_leaves(session, account, now=now, today=today or now.date())
     resident_id = account.resident_id
     region_id = actor.resident.committee_id if actor.resident else None
     if resident_id is not None:

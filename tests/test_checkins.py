@@ -33,6 +33,7 @@ from services.models import (
     CheckinPlan,
     CheckinRound,
     EmergencyContact,
+    HelperHandover,
     OutboxMessage,
     Resident,
     RoundEvent,
@@ -971,6 +972,79 @@ async def test_a_silent_proxy_helper_is_reminded_once_then_staff_are_alerted(eng
     assert recipients(await messages(w, "al:%:clear:%")) == {w.duty, w.street}
 
 
+async def test_a_helper_who_blocked_the_bot_is_an_alert_at_once_naming_them(engine):
+    h = await helper_world(engine)
+    w = h.w
+    await tick(w, 0)
+    (listed,) = await messages(w, "hl:%")
+    async with w.sessions() as s:  # what the sender does on a 403, then its listener
+        assert await outbox.mark_unreachable(s, listed.id, error="Forbidden: bot was blocked by the user",
+                                             now=at(1)) is not None
+        await cs.on_list_unreachable(s, await s.get(OutboxMessage, listed.id), at(1), cfg=CFG)
+        await s.commit()
+    alerts = {m.payload["data"]["name"]: m for m in await messages(w, "al:%")}
+    assert set(alerts) == {"孙一", "孙二"} and recipients(list(alerts.values())) == {w.duty}
+    assert all(m.priority == Priority.alert for m in alerts.values())
+    assert ("Check-in alert: nobody can answer for 孙一 today — their helper 李师傅 cannot be reached (the bot is "
+            "blocked).") in visible(alerts["孙一"])
+    assert "Helper: 李师傅" in visible(alerts["孙一"])
+    async with w.sessions() as s:
+        reasons = {a.reason for a in await s.scalars(select(Alert))}
+        events = (await s.scalars(select(RoundEvent).where(RoundEvent.kind == "helper_unreachable"))).all()
+    assert reasons == {AlertReason.helper_blocked} and {e.target_account_id for e in events} == {h.helper}
+    assert all(r.status == RoundStatus.alerted for r in (await rounds_by_resident(w)).values())
+    # once: the listener again and the tick's safety net find nothing; he is not reminded, nobody
+    # is alerted again when his time runs out
+    async with w.sessions() as s:
+        await cs.on_list_unreachable(s, await s.get(OutboxMessage, listed.id), at(2), cfg=CFG)
+        await s.commit()
+    assert (await tick(w, 2)).helpers_unreachable == 0
+    report = await tick(w, 30)
+    assert (report.helpers_reminded, report.helpers_unreachable) == (0, 0)
+    assert (await tick(w, 90)).helpers_silent == 0 and len(await messages(w, "al:%:L1:%")) == 2
+    alert = await only_alert_of(w, "孙一")
+    async with w.sessions() as s:  # the history says why
+        steps = await cs.round_history(s, await actor_of(s, w.duty), alert.id, cfg=CFG)
+    assert ("helper_unreachable", "李师傅") in {(step.kind, step.target) for step in steps}
+
+
+async def only_alert_of(w: World, name: str) -> Alert:
+    async with w.sessions() as s:
+        return (await s.scalars(select(Alert).join(Resident, Resident.id == Alert.resident_id)
+                                .where(Resident.name == name))).one()
+
+
+async def test_a_helper_who_blocked_the_bot_is_an_alert_at_the_next_tick_without_a_listener(engine):
+    h = await helper_world(engine)
+    w = h.w
+    async with w.sessions() as s:  # 赵桂兰 answers first; her helper is asked when she stays silent
+        await cs.assign_helper(s, await actor_of(s, w.duty), await s.get(Resident, w.zhao), h.helper,
+                               "self_then_helper", now=at(-60), cfg=CFG)
+        await s.commit()
+    await tick(w, 0)
+    rounds = await rounds_by_resident(w)
+    for sun in (h.sun1, h.sun2):
+        await helper_press(h, h.helper, rounds[sun].id, "ok", 5)
+    await tick(w, 30)
+    assert (await tick(w, 90)).helpers_asked == 1
+    (fallback,) = [m for m in await messages(w, "hl:%") if m.payload["data"]["kind"] == "fallback"]
+    async with w.sessions() as s:
+        await outbox.mark_unreachable(s, fallback.id, error="Forbidden", now=at(91))
+        await s.commit()
+    report = await tick(w, 92)
+    assert (report.helpers_unreachable, report.alerted, report.helpers_silent) == (1, 0, 0)
+    (alert,) = await messages(w, "al:%")
+    assert alert.account_id == w.duty and alert.payload["data"]["name"] == "赵桂兰"
+    assert ("Check-in alert: 赵桂兰 has not answered today's check-in, and their helper 李师傅 cannot be reached "
+            "(the bot is blocked).") in visible(alert)
+    assert (await tick(w, 93)).helpers_unreachable == 0
+    # the next day's rounds are asked after that bounce: they wait for him as usual
+    report = await tick(w, 24 * 60)
+    assert report.helpers_asked == 2 and report.helpers_unreachable == 0
+    assert all(r.status == RoundStatus.helper for r in (await rounds_by_resident(w, TODAY + timedelta(days=1)))
+               .values() if r.mode.value == "proxy")
+
+
 async def cs_list(h: Helpers, account_id: int, minutes: float) -> cs.HelperList:
     async with h.w.sessions() as s:
         return await cs.my_list(s, await actor_of(s, account_id), now=at(minutes), cfg=CFG)
@@ -1017,6 +1091,57 @@ async def test_a_handed_over_helpers_elders_go_to_the_substitute_and_staff_are_t
     await tick(w, 2 * 24 * 60)  # the period is over: his elders are his again
     third = [m for m in await messages(w, "hl:%") if f":{TODAY + timedelta(days=2)}:" in m.idempotency_key]
     assert recipients(third) == {h.helper, h.other}
+
+
+async def test_mydata_says_whom_a_helper_answers_for_and_forget_leaves_them_to_staff_who_are_told(engine):
+    from services import privacy
+
+    h = await helper_world(engine)
+    w = h.w
+    async with w.sessions() as s:  # 秀英 helps 赵桂兰, and stands in for 李师傅 today and tomorrow
+        await cs.assign_helper(s, await actor_of(s, w.duty), await s.get(Resident, w.zhao), h.other, "proxy",
+                               now=at(-120), cfg=CFG)
+        dx = await get_region(s, "DXYC")
+        await cs.hand_over(s, await actor_of(s, h.helper), h.helper, dx.id, 2, h.other, now=at(-60), cfg=CFG)
+        await s.commit()
+    assert (await tick(w, 0)).helpers_asked == 3
+    async with w.sessions() as s:
+        hers = await privacy.my_data(s, await actor_of(s, h.other), today=TODAY)
+        his = await privacy.my_data(s, await actor_of(s, h.helper), today=TODAY)
+        duty = await privacy.my_data(s, await actor_of(s, w.duty), today=TODAY)
+    assert hers["helping"] == [{"name": "赵桂兰", "room": "迎春小区 5-1-102", "committee": "丁香迎春居委会",
+                                "mode": "proxy"}]
+    assert hers["handovers"] == [{"committee": "丁香迎春居委会", "start": "2026-11-28", "end": "2026-11-29",
+                                  "away": False, "helper": "李师傅", "substitute": "秀英"}]
+    assert [e["name"] for e in his["helping"]] == ["孙一", "孙二"]
+    assert [(x["away"], x["substitute"]) for x in his["handovers"]] == [(True, "秀英")]
+    assert (duty["helping"], duty["handovers"]) == ([], [])
+    summary = privacy.summary(hers)
+    assert [e.name for e in summary.helping] == ["赵桂兰"] and summary.handovers[0].helper == "李师傅"
+    async with w.sessions() as s:  # 秀英 deletes her data at 09:10, with three elders waiting for her
+        await privacy.forget(s, await actor_of(s, h.other), at(10), today=TODAY)
+        await s.commit()
+    (left,) = await messages(w, "chleft:%")
+    assert left.account_id == w.duty and left.payload["locale"] == "en"
+    text = visible(left)
+    assert "👋 秀英 no longer uses the bot (they deleted their data)." in text
+    assert ("Until you choose a new helper (/checkin_helper), the staff on duty get the daily list and answer for "
+            "these elders of 丁香迎春居委会:\n• 赵桂兰 (迎春小区 5-1-102)") in text
+    assert ("They stood in for 李师傅 until 2026-11-29: the staff on duty answer for those elders meanwhile."
+            in text)
+    async with w.sessions() as s:
+        plan = await s.scalar(select(CheckinPlan).where(CheckinPlan.resident_id == w.zhao))
+        handover = await s.scalar(select(HelperHandover))
+        assert plan.helper_account_id is None and handover.substitute_account_id is None
+    # her three waiting elders go to the staff on duty at once: their list comes with the next tick
+    assert (await tick(w, 11)).helpers_asked == 3
+    (duty_list,) = await messages(w, "hl:d%")
+    assert duty_list.account_id == w.duty
+    assert {line["name"] for line in duty_list.payload["data"]["lines"]} == {"孙一", "孙二", "赵桂兰"}
+    # … and so do tomorrow's; nobody is asked who is not there
+    await tick(w, 24 * 60)
+    tomorrow = [m for m in await messages(w, "hl:%") if f":{TODAY + timedelta(days=1)}:" in m.idempotency_key]
+    assert recipients(tomorrow) == {w.duty}
 
 
 async def test_a_hand_over_without_a_substitute_goes_to_the_on_duty_staff_today(engine):

@@ -803,6 +803,32 @@ async def test_a_proxy_helper_gets_one_list_for_two_elders_and_answers_each(worl
     assert "孙二 (迎春小区 6-1-102) · reported by Li" in board and "Li: 2/2 answered, 0 late" in board
 
 
+async def test_a_helper_who_blocked_the_bot_is_an_alert_at_once_naming_them(world):
+    w = world
+    helper = await w.user("Li", resident="李建国")
+    await w.duty.send("/checkin_enrol 6-1-101 10:00")
+    await choose_helper(w, "6-1-101", "李建国", "李建国 · 丁香苑 3-2-201", PROXY)
+    await helper.wait_for_message(has("asked you to answer the daily check-in for 孙一"))
+    await helper.block()
+    report = await w.tick(timedelta(minutes=1))  # 10:00: his list goes out and comes back 403
+    assert report.helpers_asked == 1
+    alert = await w.duty.wait_for_message(has("cannot be reached (the bot is blocked)"), timeout=10)
+    assert ("Check-in alert: nobody can answer for 孙一 today — their helper Li cannot be reached (the bot is "
+            "blocked).") in text_of(alert)
+    assert "Phone: +8613800138009" in text_of(alert)
+    assert (await w.alert()).reason == AlertReason.helper_blocked
+    assert (await round_of(w, "孙一")).status == RoundStatus.alerted
+    await w.duty.press("🙋 I'm on it")
+    await w.duty.send("/alerts")
+    await w.duty.press("📜 History")
+    assert "the helper cannot be reached (blocked the bot): · Li" in text_of(await w.duty.last_message())
+    # at once, not after his reminder; no reminder for him, and no second alert when his time is up
+    before = len(await w.duty.bot_messages())
+    assert (await w.tick(w.cfg.reminder_after)).helpers_reminded == 0
+    assert (await w.tick(w.cfg.escalate_after)).helpers_silent == 0
+    assert len(await w.duty.bot_messages()) == before
+
+
 async def test_self_then_helper_elder_and_helper_silent_staff_alerted_saying_both(world):
     w = world
     helper = await w.user("Li", resident="李建国")
@@ -895,6 +921,10 @@ async def test_a_handed_over_helpers_elders_go_to_the_substitute(world):
     staff_told = await w.duty.wait_for_message(has("hands over 1 elders"))
     assert "Li hands over 1 elders of 丁香迎春居委会 from 2026-11-28 to 2026-11-30." in text_of(staff_told)
     await other.wait_for_message(has("You stand in for Li from 2026-11-28 to 2026-11-30"))
+    await other.send("/mydata")  # what she holds as a helper: her own elder, and whom she stands in for
+    card = text_of((await other.bot_messages_since_last_action())[0])
+    assert "• 赵桂兰 (迎春小区 5-1-102, 丁香迎春居委会): a helper answers every day" in card
+    assert "🧳 You stand in for Li 2026-11-28 – 2026-11-30 (丁香迎春居委会)." in card
     # the day's list goes to 秀英 with both elders; Li gets none, and his forged press is refused
     await w.tick(timedelta(minutes=1))
     listed = await other.wait_for_message(has("Your check-ins for today"))
@@ -912,6 +942,40 @@ async def test_a_handed_over_helpers_elders_go_to_the_substitute(world):
     assert "From tomorrow your elders are yours again" in text_of(await helper.last_message())
     await w.tick(timedelta(days=1))
     await helper.wait_for_message(has("Your check-ins for today, 11-29"))
+
+
+async def test_a_helpers_mydata_names_their_elders_and_forget_leaves_them_to_staff_who_are_told(world):
+    w = world
+    helper = await w.user("Li", resident="李建国")
+    for line in ("6-1-101 10:00", "6-1-102 10:30"):
+        await w.duty.send(f"/checkin_enrol {line}")
+    await choose_helper(w, "6-1-101", "李建国", "李建国 · 丁香苑 3-2-201", PROXY)
+    await choose_helper(w, "6-1-102", "", "Li · helper", PROXY)
+    await w.tick(timedelta(minutes=1))  # 10:00: his list, both elders waiting for him
+    await helper.wait_for_message(has("Your check-ins for today"))
+    await helper.send("/mydata")
+    card = text_of((await helper.bot_messages_since_last_action())[0])
+    assert ("You answer the daily check-in for\n• 孙一 (迎春小区 6-1-101, 丁香迎春居委会): a helper answers every "
+            "day\n• 孙二 (迎春小区 6-1-102, 丁香迎春居委会): a helper answers every day") in card
+    await helper.send("/forget")
+    await helper.press("Yes, delete my data")
+    told = await w.duty.wait_for_message(has("no longer uses the bot"))
+    assert "Li no longer uses the bot (they deleted their data)." in text_of(told)
+    assert "• 孙一 (迎春小区 6-1-101)\n• 孙二 (迎春小区 6-1-102)" in text_of(told)
+    async with w.sessions() as s:
+        plans = (await s.scalars(select(CheckinPlan).where(CheckinPlan.mode == AnswerMode.proxy))).all()
+    assert [p.helper_account_id for p in plans] == [None, None]
+    # the two waiting for him go to the staff on duty at once: the list comes with the next tick
+    assert (await w.tick(timedelta(minutes=1))).helpers_asked == 2
+    listed = await w.duty.wait_for_message(has("Your check-ins for today"))
+    assert "孙一" in text_of(listed) and "孙二" in text_of(listed)
+    await w.duty.press("✅ 1. 孙一: seen / spoke — all well")
+    assert (await round_of(w, "孙一")).answered_by_account_id == await account_id_of(w, "Zhang")
+    # nobody is left waiting for the one who left: no reminder to him, no alert saying he was silent
+    await w.tick(w.cfg.escalate_after)
+    alerts = [text_of(m) for m in await w.duty.bot_messages() if "Check-in alert" in text_of(m)]
+    assert len(alerts) == 1 and "nobody answered for 孙二 today" in alerts[0]
+    assert "the committee's staff on duty were asked and did not answer." in alerts[0]
 
 
 async def round_of(w: World, name: str) -> CheckinRound:

@@ -44,7 +44,13 @@ HELPER_HEADLINES = {
                                "not answer."),
     ("no_answer", "self_then_helper"): N_("🔔 Check-in alert: {name} has not answered today's check-in, and their "
                                           "helper {helper} did not answer either."),
+    ("no_answer", "duty"): N_("🔔 Check-in alert: nobody answered for {name} today — the committee's staff on duty "
+                              "were asked and did not answer."),
     ("help", "helper"): N_("🆘 {helper} reports that {name} needs help!"),
+    ("helper_blocked", "proxy"): N_("🔔 Check-in alert: nobody can answer for {name} today — their helper {helper} "
+                                    "cannot be reached (the bot is blocked)."),
+    ("helper_blocked", "self_then_helper"): N_("🔔 Check-in alert: {name} has not answered today's check-in, and "
+                                               "their helper {helper} cannot be reached (the bot is blocked)."),
 }
 OUTCOME_NAMES = {
     "safe": N_("safe"),
@@ -68,7 +74,8 @@ EVENT_NAMES = {
     "family_told": N_("family told:"), "resolve_reminder_sent": N_("reminded to close:"),
     "elder_told": N_("elder told someone checked:"), "stopped": N_("check-ins stopped by"),
     "helper_asked": N_("helper asked:"), "helper_reminded": N_("helper reminded:"),
-    "helper_silent": N_("no answer from the helper:"), "handed_over": N_("handed over from"),
+    "helper_silent": N_("no answer from the helper:"),
+    "helper_unreachable": N_("the helper cannot be reached (blocked the bot):"), "handed_over": N_("handed over from"),
 }
 DAY_NAMES = (N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun"))
 
@@ -220,6 +227,11 @@ def alert_headline(data: Mapping[str, Any]) -> Markup:
         return t(msgid, name=bold(data["name"]), helper=data["reported_by"])
     if reason == "unreached":
         return t(HEADLINES["unreached"], name=bold(data["name"]), helper=data.get("reported_by") or helper_name(data))
+    if reason == "helper_blocked":
+        msgid = HELPER_HEADLINES.get((reason, mode), HELPER_HEADLINES[(reason, "proxy")])
+        return t(msgid, name=bold(data["name"]), helper=helper_name(data))
+    if reason == "no_answer" and data.get("helper_role") == "duty":
+        return t(HELPER_HEADLINES[(reason, "duty")], name=bold(data["name"]))
     if reason == "no_answer" and (reason, mode) in HELPER_HEADLINES and data.get("helper_role"):
         return t(HELPER_HEADLINES[(reason, mode)], name=bold(data["name"]), helper=helper_name(data))
     return t(HEADLINES.get(reason, HEADLINES["no_answer"]), name=bold(data["name"]))
@@ -532,6 +544,12 @@ def handover(data: Mapping[str, Any]) -> Rendered:
                                     elders=int(data["elders"]), committee=data["committee"], by=data.get("by")))
 
 
+def helper_left(data: Mapping[str, Any]) -> Rendered:
+    elders = [{"name": clip(e["name"], 60), "room": e["room"]} for e in data.get("elders") or []]
+    return Rendered(render_template("checkins/helper_left.html", helper=data["helper"], committee=data["committee"],
+                                    elders=elders, stood_in=data.get("stood_in") or []))
+
+
 def handover_ended(data: Mapping[str, Any]) -> Rendered:
     return Rendered(t("🏠 {helper} is back: from tomorrow they answer for their elders of {committee} again "
                       "(the hand-over ends {end}).", helper=data["helper"], committee=data["committee"],
@@ -675,4 +693,5 @@ MESSAGES: dict[str, MessageBuilder] = {
     "checkins.helper_joined": helper_joined,
     "checkins.handover": handover,
     "checkins.handover_ended": handover_ended,
+    "checkins.helper_left": helper_left,
 }

@@ -398,6 +398,42 @@ async def alert_silent_helpers(session: AsyncSession, cfg: CheckinConfig, now: d
     return len(rounds)
 
 
+async def _alert_blocked_helper(session: AsyncSession, cfg: CheckinConfig, rounds, now: datetime) -> int:
+    for rnd in rounds:
+        record_event(session, rnd.id, "helper_unreachable", now, target=rnd.helper_account_id)
+        await raise_alert(session, cfg, rnd, AlertReason.helper_blocked, now)
+    return len(rounds)
+
+
+async def on_list_unreachable(session: AsyncSession, row: OutboxMessage, now: datetime, *,
+                              cfg: CheckinConfig) -> None:
+    """Outbox sender listener (``on_unreachable`` of lists and their edits): the helper blocked the
+    bot, so every elder still waiting for them that the list came back with (asked before it was
+    made) is an alert now, naming the helper, as an unreachable elder is. Once: a round answered or
+    alerted is left alone; a round another transaction holds is left to the tick's safety net."""
+    if row.ref_id is None:
+        return
+    rounds = (await session.scalars(
+        select(CheckinRound).where(CheckinRound.helper_account_id == row.ref_id,
+                                   CheckinRound.status.in_(HELPER_OPEN_STATUSES),
+                                   CheckinRound.helper_asked_at <= row.created_at)
+        .order_by(CheckinRound.id).with_for_update(skip_locked=True))).all()
+    await _alert_blocked_helper(session, cfg, rounds, now)
+
+
+async def alert_unreachable_helpers(session: AsyncSession, cfg: CheckinConfig, now: datetime) -> int:
+    """Tick step: the same for rounds whose helper's list (or its edit) came back "blocked" and were
+    not alerted by the listener (a safety net behind it, as for elders)."""
+    bounced = select(OutboxMessage.id).where(
+        OutboxMessage.ref_type.in_((REF_LIST, REF_LIST_EDIT)), OutboxMessage.ref_id == CheckinRound.helper_account_id,
+        OutboxMessage.status == OutboxStatus.unreachable, OutboxMessage.created_at >= CheckinRound.helper_asked_at)
+    rounds = (await session.scalars(
+        select(CheckinRound).where(CheckinRound.status.in_(HELPER_OPEN_STATUSES),
+                                   CheckinRound.helper_account_id.is_not(None), bounced.exists())
+        .order_by(CheckinRound.id).limit(BATCH).with_for_update(skip_locked=True))).all()
+    return await _alert_blocked_helper(session, cfg, rounds, now)
+
+
 # --- the helper's answer -------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -917,6 +953,79 @@ async def end_handover(session: AsyncSession, actor: Actor, handover_id: int, *,
                  target_id=handover.helper_account_id, region_id=handover.committee_id)
     await session.flush()
     return handover
+
+
+# --- a helper's own data, and a helper leaving --------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class HelpedElder:
+    """An elder the account answers for, as their list names them (plain text)."""
+
+    name: str
+    room: str
+    committee: str
+    mode: str  # AnswerMode: proxy, or self_then_helper
+
+
+async def helped_elders(session: AsyncSession, account_id: int | None) -> list[HelpedElder]:
+    """The elders whose check-in the account answers (its own plans, not hand-overs), by committee and room."""
+    if account_id is None:
+        return []
+    rows = (await session.execute(
+        select(Resident, Region.name, CheckinPlan.mode).join(CheckinPlan, CheckinPlan.resident_id == Resident.id)
+        .join(Region, Region.id == CheckinPlan.committee_id)
+        .where(CheckinPlan.helper_account_id == account_id, CheckinPlan.active.is_(True),
+               CheckinPlan.mode.in_(HELPER_MODES))
+        .order_by(Region.name, Resident.building, Resident.unit, Resident.room, Resident.name))).all()
+    return [HelpedElder(r.name, room_of(r), committee, mode.value) for r, committee, mode in rows]
+
+
+async def helper_leaves(session: AsyncSession, account: Account, *, now: datetime, today: date) -> int:
+    """The account is about to be erased (/forget): the elders it answers for, and those it stands
+    in for, fall to their committee's on-duty staff, who are told which (one message per committee).
+    Its rounds still waiting move to that staff at once (asked at the next tick). Returns how many
+    elders were left to the staff."""
+    plans = (await session.scalars(select(CheckinPlan).where(
+        CheckinPlan.helper_account_id == account.id, CheckinPlan.active.is_(True),
+        CheckinPlan.mode.in_(HELPER_MODES)).with_for_update())).all()
+    standing_in = (await session.scalars(select(HelperHandover).where(
+        HelperHandover.substitute_account_id == account.id, HelperHandover.cancelled_at.is_(None),
+        HelperHandover.ends_on >= today).order_by(HelperHandover.starts_on, HelperHandover.id)
+        .with_for_update())).all()
+    elders: dict[int, list[int]] = defaultdict(list)  # committee → residents left to its staff
+    for plan in plans:
+        plan.helper_account_id, plan.updated_at = None, now
+        elders[plan.committee_id].append(plan.resident_id)
+    stood_in: dict[int, list[dict]] = defaultdict(list)  # committee → hand-overs now without a substitute
+    away = {h.helper_account_id for h in standing_in}
+    names = {a.id: account_name(a) for a in await session.scalars(select(Account).where(Account.id.in_(away)))} \
+        if away else {}
+    for handover in standing_in:
+        handover.substitute_account_id = None
+        stood_in[handover.committee_id].append({"helper": names.get(handover.helper_account_id, "?"),
+                                                "end": handover.ends_on.isoformat()})
+    rounds = (await session.scalars(select(CheckinRound).where(
+        CheckinRound.helper_account_id == account.id, CheckinRound.status.in_(HELPER_OPEN_STATUSES))
+        .with_for_update())).all()
+    for rnd in rounds:
+        rnd.status, rnd.helper_asked_at, rnd.helper_reminded_at = RoundStatus.helper, None, None
+        rnd.helper_account_id = rnd.helper_role = None
+        record_event(session, rnd.id, "handed_over", now, target=account.id)
+    await session.flush()
+    who = account_name(account)
+    for committee_id in sorted(set(elders) | set(stood_in)):
+        committee = await session.get_one(Region, committee_id)
+        residents = (await session.scalars(select(Resident).where(Resident.id.in_(elders[committee_id]))
+                                           .order_by(Resident.building, Resident.unit, Resident.room,
+                                                     Resident.name))).all()
+        data = {"helper": who, "committee": committee.name,
+                "elders": [{"name": r.name, "room": room_of(r)} for r in residents],
+                "stood_in": stood_in[committee_id]}
+        for staff in await duty_staff(session, committee):
+            await tell(session, staff, f"chleft:{account.id}:{committee_id}:{staff.id}:{now.isoformat()}",
+                       "checkins.helper_left", data, now=now, priority=Priority.checkin, ref_type=REF_HELPER,
+                       ref_id=committee_id)
+    return sum(len(v) for v in elders.values())
 
 
 # --- statistics (board and weekly report) --------------------------------------------------------

@@ -38,6 +38,7 @@ from services.checkins.common import (
 from services.checkins.config import CheckinConfig
 from services.checkins.helpers import (
     alert_silent_helpers,
+    alert_unreachable_helpers,
     ask_helper_now,
     ask_helpers,
     refresh_round_lists,
@@ -72,6 +73,7 @@ class TickReport:
     reminded: int = 0
     helpers_reminded: int = 0
     unreachable: int = 0
+    helpers_unreachable: int = 0  # alerts because the helper's list came back "blocked"
     alerted: int = 0
     helpers_silent: int = 0  # alerts because the helper did not answer either
     escalated: int = 0
@@ -79,7 +81,7 @@ class TickReport:
 
     def __bool__(self) -> bool:
         return any((self.opened, self.helpers_asked, self.reminded, self.helpers_reminded, self.unreachable,
-                    self.alerted, self.helpers_silent, self.escalated, self.resolve_reminded))
+                    self.helpers_unreachable, self.alerted, self.helpers_silent, self.escalated, self.resolve_reminded))
 
 
 async def _queue_elder_messages(session: AsyncSession, cfg: CheckinConfig, kind: str, rounds,
@@ -215,6 +217,7 @@ async def alert_unanswered(session: AsyncSession, cfg: CheckinConfig, now: datet
 
 TICK_STEPS = (("opened", open_rounds), ("helpers_asked", ask_helpers), ("reminded", send_reminders),
               ("helpers_reminded", remind_helpers), ("unreachable", alert_unreachable),
+              ("helpers_unreachable", alert_unreachable_helpers),
               ("alerted", alert_unanswered), ("helpers_silent", alert_silent_helpers),
               ("escalated", escalate_alerts), ("resolve_reminded", remind_resolvers))
 

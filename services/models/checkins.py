@@ -72,6 +72,7 @@ class AlertReason(enum.StrEnum):
     unreachable = "unreachable"  # the elder blocked the bot
     help = "help"  # the elder pressed "I need help" (or their helper "Needs help")
     unreached = "unreached"  # the elder's helper reported "Could not reach"
+    helper_blocked = "helper_blocked"  # the helper asked for the round blocked the bot (their list came back)
 
 
 class AlertOutcome(enum.StrEnum):

@@ -43,7 +43,7 @@ EXPORT_ROWS = 5000
 OUTCOMES = {"safe": AlertOutcome.safe, "needed_help": AlertOutcome.needed_help,
             "not_reachable": AlertOutcome.not_reachable}
 REASONS = {"no_answer": N_("No answer"), "unreachable": N_("Cannot be reached"), "help": N_("Asked for help"),
-           "unreached": N_("Helper could not reach them")}
+           "unreached": N_("Helper could not reach them"), "helper_blocked": N_("Their helper cannot be reached")}
 STATUSES = {"open": N_("open"), "acknowledged": N_("someone is on it"), "resolved": N_("closed")}
 DONE = {"ack": N_("You are on it. Please close the alert when you know more."),
         "resolved": N_("The alert is closed.")}
