@@ -637,3 +637,46 @@ async def test_a_rejected_rows_reason_never_repeats_a_phone_or_id_number(bare):
     assert len(report.rejected) == 5, reasons
     assert id_number not in reasons and phone not in reasons and "0013" not in reasons, reasons
     assert "1950年3月" in reasons  # a value that is no number of anyone's is still quoted, to find the mistake
+
+
+async def test_health_metrics_and_error_pages_show_no_personal_data(app, world):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.web import build_web_app
+
+    async with TestClient(TestServer(build_web_app(app.rt))) as http:
+        health = await http.get("/healthz")
+        metrics = await http.get("/metrics")
+        for response in (health, metrics):
+            text = await response.text()
+            assert response.status in (200, 503)
+            for private in (EVIL, "王秀英", "冯志强", "13800138", "+86", "枫林", "hash"):
+                assert private not in text, (response.url, private)
+        # A path or query typed into the address bar comes back as text on the error page.
+        await console_login(app, world.dxyc_staff.account.id)
+        for path in ("/console/%3Csvg%20onload=alert(1)%3E", "/console/residents/1%3Cimg%20src=x%3E",
+                     "/console/residents?page=%3Csvg%20onload=alert(1)%3E&status=%22%3E%3Csvg%20onload=1%3E"):
+            page = await app.client.get(path)
+            assert page.status in (200, 400, 404) and not [raw for raw in RAW if raw in await page.text()], path
+
+
+@pytest.mark.parametrize("who", ["dxyc_staff", "street_staff"])
+async def test_no_list_page_or_download_shows_another_committees_things(app, world, who):
+    from openpyxl import load_workbook
+
+    await signed_in(app, getattr(world, who).account.id)
+    seen = 0
+    for route in console_routes():
+        if route.method != "GET" or route.params or route.public or route.path.endswith(("/events", ".png")):
+            continue
+        response = await app.client.get("/console" + route.path)
+        assert response.status < 500, route
+        if route.path.endswith(".xlsx"):
+            data = await response.read()
+            text = " ".join(str(c) for ws in load_workbook(io.BytesIO(data)).worksheets
+                            for row in ws.iter_rows(values_only=True) for c in row if c is not None)
+        else:
+            text = await response.text()
+        assert not _foreign_free(text), (who, route, _foreign_free(text))
+        seen += EVIL in text or "&lt;img src=x" in text or "王秀英" in text
+    assert seen >= 10  # the lists do show the member's own things
