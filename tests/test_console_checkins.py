@@ -289,3 +289,14 @@ async def test_the_version_follows_one_committee_and_refuses_another(app, world)
     async with app.sessions() as s:
         assert await cs.board_version(s, world.dxyc_staff, dxyc, now=app.clock(), cfg=cfg) == before
         assert await cs.board_version(s, world.flsq_staff, flsq, now=app.clock(), cfg=cfg) != flsq_before
+
+
+async def test_shutdown_wakes_every_stream_to_end():
+    live = page.LiveBoards()
+    with live.listening(1) as one, live.listening(1) as two, live.listening(2) as other:
+        assert live.streams() == 3
+        live.changed(1)
+        assert one.is_set() and two.is_set() and not other.is_set()
+        await live.close(None)
+        assert live.closing and other.is_set()
+    assert live.streams() == 0
