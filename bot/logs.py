@@ -55,6 +55,9 @@ class UpdateIdFilter(logging.Filter):
 _D = "[0-9\uff10-\uff19]"
 # What people put between digit groups: spaces (also as repr() writes them) and dashes.
 _SEP = r"(?:[ \u00a0\u3000-]|\\xa0|\\u3000)"
+# A mobile number is also grouped with dots, underscores or tabs (138.0013.8000); not the others,
+# where a dot would make decimals (2345.6789 ms) look like local numbers.
+_SEP_MOBILE = r"(?:[ \u00a0\u3000\t._-]|\\xa0|\\u3000|\\t)"
 # Not after a digit, unless that digit ends an escape of repr() ("\x90" + "13800138001").
 _START = rf"(?:(?<!{_D})|(?<=\\x[0-9a-fA-F]{{2}})|(?<=\\u[0-9a-fA-F]{{4}})|(?<=\\U[0-9a-fA-F]{{8}}))"
 _END = f"(?!{_D})"
@@ -64,7 +67,8 @@ _PATTERNS = (
     (re.compile(f"{_START}{_D}{{6}}{_SEP}?{_D}{{8}}{_SEP}?{_D}{{3}}(?:{_D}|[XxＸｘ]){_END}"), "[id]"),
     (re.compile(f"{_START}{_D}{{15}}{_END}"), "[id]"),
     # Mobile: 1[3-9] and nine digits, any grouping, with an optional +86 / 0086 / 86 / (+86).
-    (re.compile(f"{_START}(?:{_PREFIX}{_SEP}?)?[1１]{_SEP}?[3-9３-９](?:{_SEP}?{_D}){{9}}{_END}"), "[phone]"),
+    (re.compile(f"{_START}(?:{_PREFIX}{_SEP_MOBILE}?)?[1１]{_SEP_MOBILE}?[3-9３-９](?:{_SEP_MOBILE}?{_D}){{9}}{_END}"),
+     "[phone]"),
     # Fixed line with its area code: 021-6437 1234, (0755) 1234567, +86 21 6437 1234.
     (re.compile(f"{_START}(?:{_PREFIX}{_SEP}?[(（]?[1-9１-９]{_D}{{1,2}}[)）]?|[(（]?[0０][1-9１-９]{_D}{{1,2}}[)）]?)"
                 f"{_SEP}?[2-9２-９](?:{_SEP}?{_D}){{6,7}}{_END}"), "[phone]"),
