@@ -680,3 +680,10 @@ async def test_no_list_page_or_download_shows_another_committees_things(app, wor
         assert not _foreign_free(text), (who, route, _foreign_free(text))
         seen += EVIL in text or "&lt;img src=x" in text or "王秀英" in text
     assert seen >= 10  # the lists do show the member's own things
+
+
+def test_a_mobile_number_grouped_with_dots_or_tabs_is_masked_in_logs():
+    from bot.logs import redact
+
+    for written in ("138.0013.8000", "138\t0013\t8000", "138_0013_8000", "+86.138.0013.8000", "'138\\t0013\\t8000'"):
+        assert "0013" not in redact(f"call {written} now"), written
