@@ -169,6 +169,20 @@ async def test_a_notice_is_sent_and_its_delivery_report_fills_as_residents_press
         await expect(unreached).to_contain_text("赵桂兰")
 
 
+async def test_the_preview_of_a_notice_nobody_can_receive_in_the_bot_says_so(stack, browser):
+    staff = await make_staff(stack)  # nobody of the registry has joined the bot yet
+    async with browser_page(browser) as page:
+        await page.goto(await console_link_from_bot(staff))
+        await page.goto(stack.base_url + "/console/notices/new")
+        await page.get_by_role("textbox", name=zh("Text")).fill("周五9点到11点停电。")
+        await page.get_by_role("button", name=zh("Preview")).click()
+        await expect(page.get_by_role("alert")).to_contain_text(zh(
+            "Nobody in this audience can be reached in the bot: sent now, the notice would reach no one. "
+            "Use the call list to phone them."))
+        await page.get_by_role("link", name=zh("📞 Call list: %(n)s not reachable in the bot") % {"n": 5}).click()
+        await expect(page.locator("main tbody tr")).to_have_count(5)
+
+
 async def test_an_alert_arriving_while_the_board_is_open_appears_and_is_taken_and_closed_there(stack, browser):
     elder = await resident(stack, "赵桂兰")
     staff = await make_staff(stack)

@@ -264,7 +264,7 @@ async def _notice_page(request: web.Request, notice: Notice, *, error: str | Non
     residents, reachable = await ns.count_recipients(c.db, c.actor, aud, _today(c))
     if notice.status == NoticeStatus.draft:
         return render(request, "notice_draft.html", status=status, count=_count_text(residents, reachable),
-                      unreachable=residents - reachable, **common)
+                      unreachable=residents - reachable, reachable=reachable, **common)
     rep = await ns.report(c.db, c.actor, notice.id)
     page = query_int(request.query, "page")
     figures = _figures(rep)
