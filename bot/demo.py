@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 from datetime import datetime
+from pathlib import Path
 
 from aiohttp import web
 
@@ -43,11 +44,36 @@ async def demo_hints(rt, now: datetime) -> list[str]:
         await session.commit()
         from services.demo import demo_resident
 
+        hints.append(await load_sample_policies(session, now))
         sample = await demo_resident(session, rt.settings.ensure_secret_key())
         if sample:
             hints.append("a demo resident to verify as: create a sandbox user with phone {}, send /start, "
                          "share the contact, then answer {} and {}".format(*sample))
     return hints
+
+
+SAMPLE_POLICIES = Path(__file__).resolve().parent.parent / "policies" / "sample"
+
+
+async def load_sample_policies(session, now: datetime) -> str:
+    """The repository's sample programmes when the catalogue is empty, so the console's policies page and
+    /benefits have some to show."""
+    from sqlalchemy import func, select
+
+    from services import policies as pol
+    from services.models import Policy
+
+    if await session.scalar(select(func.count()).select_from(Policy)):
+        return "policies already loaded"
+    if not SAMPLE_POLICIES.is_dir():  # an installed package has no sample folder
+        return "no sample policies here: load a catalogue with  communitybot policies load DIR"
+    try:
+        result = await pol.load_catalogue(session, SAMPLE_POLICIES, now)
+    except pol.CatalogueError as err:
+        await session.rollback()
+        return f"sample policies not loaded: {len(err.problems)} problem(s), see communitybot policies load"
+    await session.commit()
+    return f"sample policies loaded ({len(result.created) + len(result.updated)} programmes from policies/sample)"
 
 
 async def run_demo(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080) -> None:

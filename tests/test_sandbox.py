@@ -430,6 +430,19 @@ def test_message_ids_are_not_reused_after_a_restart(tmp_path: Path) -> None:
     with pytest.raises(SandboxApiError, match="message to edit not found"):
         second_run.edit_text(user.id, old.message_id, "edited")
 
+
+def test_update_ids_are_not_reused_after_a_restart(tmp_path: Path) -> None:
+    """The bot acknowledges an update id it has handled before without handling it (exactly once):
+    a restarted demo whose sandbox counted from 1 again had its visitors' first messages ignored."""
+    first_run = Sandbox(data_dir=tmp_path)
+    user = first_run.create_user("Alice")
+    before = [first_run.user_text(user.id, f"/help {n}")["update_id"] for n in range(3)]
+
+    second_run = Sandbox(data_dir=tmp_path)
+    after = second_run.user_text(user.id, "/help")["update_id"]
+    assert after > max(before)
+    assert second_run.pending_update_count() == 1  # and the ids before it are not waiting for the bot
+
 # ---------------------------------------------------------------- files
 
 

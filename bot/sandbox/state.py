@@ -44,6 +44,9 @@ USERS_FILE = "sandbox_users.json"
 # Message ids are reserved in blocks (persisted with the users), so a restarted sandbox never
 # gives a new message the id of one the bot may still remember (and edit).
 MESSAGE_ID_BLOCK = 1000
+# Update ids likewise: Telegram never sends an update id twice, and the bot remembers those it has
+# handled (processed_updates): a restarted sandbox starting again at 1 had its first updates ignored.
+UPDATE_ID_BLOCK = 1000
 MAX_CALLBACK_DATA_BYTES = 64
 
 # aiogram retries a batch it cannot parse forever; after this many deliveries a raw update is
@@ -351,6 +354,7 @@ class Sandbox:
         self._redelivered: set[int] = set()  # queued again although below the confirmed mark
         self.dropped_update_ids: set[int] = set()
         self._next_update_id = 1
+        self._reserved_update_id = 0  # ids up to this one may have been used before a restart
         self._confirmed_before = 0  # every update_id below this was confirmed by getUpdates
         self._next_user_id = FIRST_USER_ID
         self._file_counter = itertools.count(1)
@@ -448,6 +452,8 @@ class Sandbox:
         self._next_user_id = max(
             [int(data.get("next_user_id", FIRST_USER_ID)), FIRST_USER_ID] + [uid + 1 for uid in self.users]
         )
+        self._reserved_update_id = int(data.get("reserved_update_id", 0))
+        self._next_update_id = self._reserved_update_id + 1
 
     def _save_users(self) -> None:
         if self._users_path is None:
@@ -456,7 +462,8 @@ class Sandbox:
             {**dataclasses.asdict(u), "reserved_message_id": self.chats[u.id].reserved_message_id}
             for u in self.users.values()
         ]
-        body = json.dumps({"next_user_id": self._next_user_id, "users": users}, ensure_ascii=False, indent=1)
+        body = json.dumps({"next_user_id": self._next_user_id, "reserved_update_id": self._reserved_update_id,
+                           "users": users}, ensure_ascii=False, indent=1)
         self._users_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._users_path.with_name(self._users_path.name + ".tmp")
         tmp.write_text(body, "utf-8")
@@ -501,6 +508,9 @@ class Sandbox:
             update_id = self._next_update_id
             payload = {"update_id": update_id, **payload}
         self._next_update_id = max(self._next_update_id, update_id + 1)
+        if self._users_path is not None and update_id > self._reserved_update_id:
+            self._reserved_update_id = update_id + UPDATE_ID_BLOCK - 1
+            self._save_users()
         queued = QueuedUpdate(update_id, payload, raw)
         self._updates.append(queued)
         self._sent_updates[update_id] = queued
