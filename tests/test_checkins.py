@@ -949,6 +949,36 @@ async def test_self_then_helper_asks_the_helper_then_alerts_that_both_were_silen
     assert (await only_alert(w)).outcome == AlertOutcome.all_clear
 
 
+async def test_self_then_helper_elder_off_the_bot_or_blocking_it_goes_to_the_helper_before_any_alert(engine):
+    h = await helper_world(engine)
+    w = h.w
+    async with w.sessions() as s:  # 孙一 (not on the bot) and 赵桂兰 (on it) both answer first
+        staff = await actor_of(s, w.duty)
+        for resident_id in (h.sun1, w.zhao):
+            await cs.assign_helper(s, staff, await s.get(Resident, resident_id), h.helper, "self_then_helper",
+                                   now=at(-60), cfg=CFG)
+        await s.commit()
+    await tick(w, 0)
+    rounds = await rounds_by_resident(w)
+    # 孙一 cannot be asked: her round goes to her helper at once, as a proxy elder's
+    assert (rounds[h.sun1].status, rounds[h.sun1].mode.value) == (RoundStatus.helper, "proxy")
+    (daily,) = await messages(w, "hl:%")
+    assert {line["name"] for line in daily.payload["data"]["lines"]} == {"孙一", "孙二"}
+    # 赵桂兰 is prompted; she blocked the bot: her helper is asked now, and nobody is alerted yet
+    (prompt,) = await messages(w, "ci:%")
+    async with w.sessions() as s:
+        await outbox.mark_unreachable(s, prompt.id, error="Forbidden: bot was blocked by the user", now=at(1))
+        await cs.on_round_unreachable(s, await s.get(OutboxMessage, prompt.id), at(1), cfg=CFG)
+        await s.commit()
+    zhao = (await rounds_by_resident(w))[w.zhao]
+    assert (zhao.status, zhao.helper_account_id, zhao.helper_asked_at) == (RoundStatus.helper, h.helper, at(1))
+    assert await messages(w, "al:%") == []
+    (fallback,) = [m for m in await messages(w, "hl:%") if m.payload["data"]["kind"] == "fallback"]
+    assert "赵桂兰 did not answer today's check-in." in visible(fallback)
+    assert (await tick(w, 2)).unreachable == 0  # the safety net does not alert her either
+    assert await messages(w, "al:%") == []
+
+
 async def test_a_silent_proxy_helper_is_reminded_once_then_staff_are_alerted(engine):
     h = await helper_world(engine)
     w = h.w
@@ -1091,6 +1121,36 @@ async def test_a_handed_over_helpers_elders_go_to_the_substitute_and_staff_are_t
     await tick(w, 2 * 24 * 60)  # the period is over: his elders are his again
     third = [m for m in await messages(w, "hl:%") if f":{TODAY + timedelta(days=2)}:" in m.idempotency_key]
     assert recipients(third) == {h.helper, h.other}
+
+
+async def test_staff_hand_a_helper_over_to_another_helper_or_to_themselves(engine):
+    h = await helper_world(engine)
+    w = h.w
+    async with w.sessions() as s:
+        await cs.assign_helper(s, await actor_of(s, w.duty), await s.get(Resident, w.zhao), h.other, "proxy",
+                               now=at(-120), cfg=CFG)
+        dx = await get_region(s, "DXYC")
+        staff = await actor_of(s, w.colleague)  # committee staff, not on duty
+        assert [c.account_id for c in await cs.substitutes(s, staff, h.helper, dx.id)] == [h.other, w.colleague]
+        for actor, substitute, reason in ((staff, w.family, "not_a_helper"), (staff, w.duty, "not_a_helper"),
+                                          (await actor_of(s, w.foreign), w.foreign, "not_yours")):
+            with pytest.raises(cs.CheckinError) as err:
+                await cs.hand_over(s, actor, h.helper, dx.id, 3, substitute, now=at(-60), cfg=CFG)
+            assert err.value.reason == reason
+        assert await s.scalar(select(func.count()).select_from(HelperHandover)) == 0
+        result = await cs.hand_over(s, staff, h.helper, dx.id, 3, w.colleague, now=at(-60), cfg=CFG)
+        await s.commit()
+    assert result.substitute == "李干事"
+    # the on-duty staff and the helper are told; the staff member standing in arranged it
+    assert recipients(await messages(w, "cho:%")) == {w.duty, h.helper}
+    await tick(w, 0)
+    lists = {m.account_id: m for m in await messages(w, "hl:%")}
+    assert set(lists) == {w.colleague, h.other}
+    assert [line["name"] for line in lists[w.colleague].payload["data"]["lines"]] == ["孙一", "孙二"]
+    assert lists[w.colleague].payload["data"]["covering"] == ["李师傅"]
+    rounds = await rounds_by_resident(w)
+    done = await helper_press(h, w.colleague, rounds[h.sun1].id, "ok", 5)
+    assert (done.round.helper_role, done.round.answered_by_account_id) == ("substitute", w.colleague)
 
 
 async def test_mydata_says_whom_a_helper_answers_for_and_forget_leaves_them_to_staff_who_are_told(engine):

@@ -775,13 +775,16 @@ async def test_a_proxy_helper_gets_one_list_for_two_elders_and_answers_each(worl
     await helper.wait_for_message(has("for 孙二"))
     listed = [c["commands"] for c in w.stack.sandbox.commands_dict() if c["scope"] == f"chat:{helper.id}"]
     assert listed and "helping" in {c["command"] for c in listed[-1]}
+    await w.duty.send("/checkin_helper 6-1-101 --note hard of hearing, knock loudly")  # for whoever looks in
+    assert "Their note: hard of hearing, knock loudly" in text_of(await w.duty.last_message())
     # 10:00: one list with both (孙二's 10:30 opens with it); nothing for the elders themselves
     report = await w.tick(timedelta(minutes=1))
     assert (report.opened, report.helpers_asked) == (1, 2)
     first = await helper.wait_for_message(has("Your check-ins for today, 11-28"))
     text = text_of(first)
     assert "1. 孙一 · 迎春小区 6-1-101" in text and "2. 孙二 · 迎春小区 6-1-102" in text
-    assert "📞 +8613800138009" in text
+    assert "📞 +8613800138009\n📝 hard of hearing, knock loudly\n⌛" in text  # 孙一's note, under her phone
+    assert text.count("📝") == 1
     await helper.press("✅ 1. 孙一: seen / spoke — all well")
     edited = {m["message_id"]: m for m in await helper.bot_messages()}[first["message_id"]]
     assert "✅ All well (10:00)" in text_of(edited) and "⌛ Waiting for your answer" in text_of(edited)
@@ -801,6 +804,10 @@ async def test_a_proxy_helper_gets_one_list_for_two_elders_and_answers_each(worl
     board = text_of(await w.duty.last_message())
     assert "孙一 (迎春小区 6-1-101) 10:00 · by Li" in board
     assert "孙二 (迎春小区 6-1-102) · reported by Li" in board and "Li: 2/2 answered, 0 late" in board
+    # … and so does the week's report, with how often each helper was late
+    await w.duty.send("/checkins_week")
+    week = await w.duty.texts_since_last_action()
+    assert "2 by a helper" in week and "Li: 2/2 answered, 0 late" in week
 
 
 async def test_a_helper_who_blocked_the_bot_is_an_alert_at_once_naming_them(world):
