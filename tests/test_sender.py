@@ -309,50 +309,47 @@ async def unsent(engine) -> int:
                                  .where(OutboxMessage.status != OutboxStatus.sent))
 
 
-async def test_killed_sender_resends_its_window_and_loses_nothing(server, tmp_path, sqlite_engine):
+async def test_killed_sender_resends_its_window_and_loses_nothing(server, bot, tmp_path, sqlite_engine):
     factory = session_factory(sqlite_engine)
     db_url = str(sqlite_engine.url)
     uids = server.users(2000)
     await enqueue(factory, *(OutboxItem(f"notice:1:{uid}", uid, text(f"to {uid}")) for uid in uids))
     batch = 20  # also the in-flight window: at most this many sends can be unmarked at the kill
-
-    async def start_worker(name: str) -> asyncio.subprocess.Process:
-        # Both start now and wait for "go": the restart need not pay aiogram's import time again.
-        return await asyncio.create_subprocess_exec(
-            sys.executable, str(WORKER), "--db", db_url, "--api", server.url, "--rate", "400",
-            "--batch", str(batch), "--lease", "2", "--worker-id", name, "--wait-for-go",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-
-    async def go(proc: asyncio.subprocess.Process) -> None:
-        assert (await asyncio.wait_for(proc.stdout.readline(), 60)) == b"ready\n"
-        proc.stdin.write(b"go\n")
-        await proc.stdin.drain()
+    lease = timedelta(seconds=2)
 
     sent = lambda: server.sandbox.stats()["sent_total"]  # noqa: E731
-    first, second = await start_worker("first"), await start_worker("second")
+    first = await asyncio.create_subprocess_exec(
+        sys.executable, str(WORKER), "--db", db_url, "--api", server.url, "--rate", "400", "--batch", str(batch),
+        "--lease", str(lease.total_seconds()), "--worker-id", "first", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
     try:
-        await go(first)
+        assert (await asyncio.wait_for(first.stdout.readline(), 60)) == b"ready\n"
         async with asyncio.timeout(60):
             await eventually(lambda: sent() >= 600)
         os.kill(first.pid, signal.SIGKILL)
         await first.wait()
         assert sent() < len(uids), "the worker finished before it could be killed"
+    finally:
+        if first.returncode is None:
+            first.kill()
+        await first.communicate()
+    assert first.returncode == -signal.SIGKILL
 
-        await go(second)  # the restart
+    # The restart: a new sender with the same options (in this process: nothing of the killed one is
+    # left but the database) takes over the rows whose lease expires, and stops cleanly when told.
+    second = OutboxSender(bot, factory, rate=400, per_chat_rate=1.0, worker_id="second", batch=batch, lease=lease,
+                          poll_interval=0.05, reclaim_every=lease.total_seconds() / 2)
+    stop = asyncio.Event()
+    sending = asyncio.create_task(second.run(stop))
+    try:
         async with asyncio.timeout(60):
             while True:
                 if not await unsent(sqlite_engine):
                     break
                 await asyncio.sleep(0.1)
-        second.send_signal(signal.SIGTERM)
-        _, err = await second.communicate()
-        assert second.returncode == 0, err.decode()[-2000:]
     finally:
-        for proc in (first, second):
-            if proc.returncode is None:
-                proc.kill()
-                await proc.communicate()
-    assert first.returncode == -signal.SIGKILL
+        stop.set()
+        await sending
 
     received = {uid: len(server.bot_texts(uid)) for uid in uids}
     assert min(received.values()) >= 1
