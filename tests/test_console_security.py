@@ -687,3 +687,33 @@ def test_a_mobile_number_grouped_with_dots_or_tabs_is_masked_in_logs():
 
     for written in ("138.0013.8000", "138\t0013\t8000", "138_0013_8000", "+86.138.0013.8000", "'138\\t0013\\t8000'"):
         assert "0013" not in redact(f"call {written} now"), written
+
+
+# --- the bot in a group chat ---------------------------------------------------------------------------
+
+
+async def test_console_and_other_commands_in_a_group_chat_are_not_answered(stack, caplog):
+    """Someone adds the bot to a group and asks a staff member to send /console there: the sign-in
+    link (or a resident's card, a list) would be read by every member. The bot talks one to one only."""
+    from sqlalchemy import func
+
+    from services.models import ConsoleLink
+    from tests.helpers import make_staff, texts
+    from tests.seed import seed_registry
+
+    await seed_registry(stack.sessions)
+    staff = await make_staff(stack)
+    group = {"id": -1001234567890, "type": "supergroup", "title": "3号楼邻里群"}
+    sender = {"id": staff.id, "is_bot": False, "first_name": "张书记"}
+    for i, text in enumerate(("/console", "/whois 3-201", "/pending")):
+        stack.sandbox.enqueue_raw({"message": {"message_id": 10 + i, "date": stack.sandbox.now(), "chat": group,
+                                               "from": sender, "text": text,
+                                               "entities": [{"type": "bot_command", "offset": 0,
+                                                             "length": len(text.split()[0])}]}})
+    await stack.settled()
+    async with stack.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(ConsoleLink)) == 0
+    # Nothing was even tried in the group (the sandbox, unlike Telegram, knows no group to deliver to).
+    assert not [r for r in caplog.records if r.name == "bot.errors"], caplog.text
+    await staff.send("/console")  # in the private chat it works as ever
+    assert "/console/login#t=" in await texts(staff)
