@@ -76,6 +76,14 @@ def is_mobile(e164: str) -> bool:
     return phonenumbers.number_type(number) in _MOBILE_TYPES
 
 
+def quoted_cell(value: str) -> str:
+    """A cell of an uploaded file as a refusal quotes it. A value of seven digits or more may be a phone
+    or an ID number in the wrong column: it is not repeated (refusals are kept in an import's report,
+    shown, exported, or sent back into a chat), where the registry holds IDs only as keyed hashes and
+    phones encrypted."""
+    return "…" if sum(ch.isdigit() for ch in value) >= 7 else value
+
+
 def mask_phone(phone: str | None) -> str:
     if not phone:
         return ""

@@ -28,6 +28,7 @@ from services.identity import (
     last4,
     normalize_phone,
     parse_id_number,
+    quoted_cell,
 )
 from services.labels import label
 from services.models import Account, Household, Region, RegionLevel, Resident, ResidentStatus
@@ -165,13 +166,6 @@ def _cells(cells: list[Any], index: dict[str, int]) -> dict[str, str]:
     return {name: _text(cells[i]) if i < n else "" for name, i in index.items()}
 
 
-def _echo(value: str) -> str:
-    """A cell as a rejection reason quotes it. A value of seven digits or more may be a phone or an ID
-    number in the wrong column: it is not repeated (the reason is kept in the import's report, shown
-    and exported, where the registry itself holds IDs only as keyed hashes and phones encrypted)."""
-    return "…" if sum(ch.isdigit() for ch in value) >= 7 else value
-
-
 def _bool(value: str, column: str = "living_alone") -> bool | None:
     low = value.lower()
     if low in _TRUE:
@@ -179,8 +173,8 @@ def _bool(value: str, column: str = "living_alone") -> bool | None:
     if low in _FALSE:
         return None if low == "" else False
     if column == "owner":
-        raise RowError(_("owner must be yes or no (是/否, 1/0), not {value!r}").format(value=_echo(value)))
-    raise RowError(_("living_alone must be yes or no, not {value!r}").format(value=_echo(value)))
+        raise RowError(_("owner must be yes or no (是/否, 1/0), not {value!r}").format(value=quoted_cell(value)))
+    raise RowError(_("living_alone must be yes or no, not {value!r}").format(value=quoted_cell(value)))
 
 
 _AREA_UNITS = ("平方米", "平米", "㎡", "m²", "m2", "sqm")
@@ -200,11 +194,11 @@ def _area(value: str) -> Decimal | None:
         area = None
     if area is None or not area.is_finite():
         raise RowError(_("floor_area must be a number of square metres (e.g. 89.5), not {value!r}").format(
-            value=_echo(value)))
+            value=quoted_cell(value)))
     area = area.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     if not 0 < area <= MAX_FLOOR_AREA:
-        raise RowError(_("floor_area must be more than 0 m², not {value!r}").format(value=_echo(value))
-                       if area <= 0 else _("floor_area {value!r} is too large").format(value=_echo(value)))
+        raise RowError(_("floor_area must be more than 0 m², not {value!r}").format(value=quoted_cell(value))
+                       if area <= 0 else _("floor_area {value!r} is too large").format(value=quoted_cell(value)))
     return area
 
 
@@ -217,7 +211,7 @@ def _int(value: str, column: str) -> int | None:
     try:
         return round(float(text))
     except ValueError:
-        raise RowError(_("{column} must be a number, not {value!r}").format(column=column, value=_echo(value))
+        raise RowError(_("{column} must be a number, not {value!r}").format(column=column, value=quoted_cell(value))
                        ) from None
 
 
@@ -231,7 +225,8 @@ def _date(value: str) -> date | None:
         y, m, d = (int(p) for p in text.split("-")[:3])
         return date(y, m, d)
     except ValueError:
-        raise RowError(_("birth_date {value!r} is not a date (use 1950-03-21)").format(value=_echo(value))) from None
+        raise RowError(_("birth_date {value!r} is not a date (use 1950-03-21)").format(
+            value=quoted_cell(value))) from None
 
 
 def parse_row(cells: list[Any], index: dict[str, int], secret_key: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import aliased
 from services import audit
 from services.expressions import Truth
 from services.i18n import _
+from services.identity import quoted_cell
 from services.models import Account, CaseStatus, Policy, PolicyCase, Resident, ResidentStatus, Tag
 from services.notify import tell
 from services.outbox import Priority
@@ -356,12 +357,12 @@ async def _resolve(session: AsyncSession, actor: Actor, cells: dict[str, str]) -
     base = select(Resident.id).where(resident_scope(actor), Resident.status == ResidentStatus.active)
     if cells.get("id"):
         if not cells["id"].isdigit():
-            raise CaseError(_("\"{value}\" is not a resident number.").format(value=cells["id"]))
+            raise CaseError(_("\"{value}\" is not a resident number.").format(value=quoted_cell(cells["id"])))
         found = list(await session.scalars(base.where(Resident.id == int(cells["id"]))))
     elif cells.get("name") and cells.get("room"):
         room = parse_room(cells["room"])
         if room is None:
-            raise CaseError(_("\"{value}\" is not a room such as 3-201.").format(value=cells["room"]))
+            raise CaseError(_("\"{value}\" is not a room such as 3-201.").format(value=quoted_cell(cells["room"])))
         found = list(await session.scalars(base.where(Resident.name == cells["name"], room_filter(room)).limit(2)))
     else:
         raise CaseError(_("Give a resident number, or a name and a room."))
@@ -392,7 +393,7 @@ async def import_enrolments(session: AsyncSession, actor: Actor, rows: list[list
         try:
             if status is None:
                 raise CaseError(_("unknown status \"{value}\" (enrolled, declined or applied)").format(
-                    value=cells.get("status")))
+                    value=quoted_cell(cells.get("status") or "")))
             resident_id = await _resolve(session, actor, cells)
             if await record_outcome(session, actor, cells["policy"], resident_id, status, now=now,
                                     reason=cells.get("reason")):
