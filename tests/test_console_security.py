@@ -717,3 +717,15 @@ async def test_console_and_other_commands_in_a_group_chat_are_not_answered(stack
     assert not [r for r in caplog.records if r.name == "bot.errors"], caplog.text
     await staff.send("/console")  # in the private chat it works as ever
     assert "/console/login#t=" in await texts(staff)
+
+
+async def test_a_policy_outcome_refusal_never_repeats_an_id_number(bare):
+    """/policy_import's refusals go back into the staff chat: an ID number put under "id" (read as
+    身份证号) is not repeated there either."""
+    rows = [["policy", "id", "status"], ["meal_assistance", "11010119900307123X", "enrolled"],
+            ["meal_assistance", "1", "13800138000"]]
+    async with bare.sessions() as s:
+        result = await pol.import_enrolments(s, bare.world.dxyc_staff, rows, now=NOW)
+    errors = " | ".join(result.errors)
+    assert len(result.errors) == 2, errors
+    assert "11010119900307123X" not in errors and "13800138000" not in errors, errors
