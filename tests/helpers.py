@@ -782,15 +782,16 @@ class Person:
 
 
 async def seed_residents(sessions, sandbox, count: int, *, committee: str, prefix: str, first_phone: int,
-                         join: int | None = None, building: str = "1", lang: str = "en",
+                         join: int | None = None, building=None, lang: str = "en",
                          now: datetime | None = None, secret_key: str = "test-secret-key",
                          parallel: int = 6) -> list[Person]:
     """``count`` residents of ``committee`` imported from one registry sheet (services.registry), each
     with a sandbox user; the first ``join`` of them (all by default) joined through the verification
     service: an account (services.accounts.touch_account), consent, then name and the last four of the
     ID number (services.verification.knowledge_check, which links the account), ``parallel`` sessions
-    at a time. Phones are ``+86`` and ``first_phone`` onwards. One sheet per committee: a second import
-    of the same committee would flag the first's residents as missing."""
+    at a time. Phones are ``+86`` and ``first_phone`` onwards; ``building`` is "1", a name, or a function
+    of the row's index. One sheet per committee: a second import of the same committee would flag the
+    first's residents as missing."""
     import asyncio
 
     from services import verification as vs
@@ -804,8 +805,11 @@ async def seed_residents(sessions, sandbox, count: int, *, committee: str, prefi
     lines = ["name,phone,id_number,building,unit,room"]
     for i in range(count):
         name, phone = f"{prefix}{i:05d}", f"+86{first_phone + i}"
-        id_number = make_id_number("310104", date(1940 + i % 50, 1 + i % 12, 1 + i % 28), i % 1000, "MF"[i % 2])
-        lines.append(f"{name},{phone},{id_number},{building},{1 + i // 100 % 10},{100 + i % 100}")
+        j = first_phone + i  # unique across seeds, as the phones are: so are the ID numbers
+        birth = date(1930, 1, 1) + timedelta(days=j % 20000)
+        id_number = make_id_number("310104", birth, j // 20000 % 1000, "MF"[i % 2])
+        where = building(i) if callable(building) else building or "1"
+        lines.append(f"{name},{phone},{id_number},{where},{1 + i // 100 % 10},{100 + i % 100}")
         user = sandbox.create_user(name, language_code=lang, phone_number=phone)
         people.append(Person(name, phone, id_number, user, i < join))
     async with sessions() as session:
@@ -1008,14 +1012,20 @@ class Cluster:
 
         return session_factory(self.engine)()
 
+    async def start_workers(self) -> None:
+        import asyncio
+
+        await asyncio.gather(*(w.start() for w in self.workers if w.process is None))
+
 
 @contextlib.asynccontextmanager
-async def two_workers(tmp: Path, name: str, *, env: dict[str, str] | None = None):
+async def two_workers(tmp: Path, name: str, *, env: dict[str, str] | None = None, start: bool = True):
     """Two ``communitybot run --webhook`` processes (the first calls setWebhook) on a fresh PostgreSQL
     database (``<test database>_<name>``, upgraded with Alembic first) and TEST_REDIS_URL's Redis
     (emptied), behind a :class:`WebhookRouter` that PUBLIC_URL names, behind a sandbox of this process
     that delivers by webhook. ``env`` adds settings (OUTBOX_RATE, TICK_INTERVAL=1s and the keys are
-    set). Skips without PostgreSQL or Redis (fails in CI)."""
+    set). With ``start=False`` the workers start at ``await cluster.start_workers()`` (seed first: it
+    goes faster without their ticks). Skips without PostgreSQL or Redis (fails in CI)."""
     import os
 
     from bot.db import create_engine
@@ -1043,12 +1053,12 @@ async def two_workers(tmp: Path, name: str, *, env: dict[str, str] | None = None
             async with WebhookRouter(workers) as router:
                 for worker in workers:
                     worker.env = {**worker.env, "PUBLIC_URL": router.url}
-                import asyncio
-
-                await asyncio.gather(*(w.start() for w in workers))
-                yield Cluster(sandbox, client, router, workers, engine, database_url)
+                cluster = Cluster(sandbox, client, router, workers, engine, database_url)
+                if start:
+                    await cluster.start_workers()
+                yield cluster
                 for worker in workers:
-                    assert await worker.stop() == 0, worker.log()[-3000:]
+                    assert await worker.stop() in (0, None), worker.log()[-3000:]
         finally:
             for worker in workers:
                 await worker.stop()

@@ -73,3 +73,21 @@ async def test_a_forged_page_button_on_a_file_shows_the_page_as_a_new_message(st
     page = await staff.last_message()
     assert page["message_id"] != export["message_id"] and "垃圾分类" in body(page)
     assert page["reply_markup"]["inline_keyboard"]
+
+
+async def test_the_same_enrolment_twice_is_audited_once_and_a_change_again(session):
+    """The two-worker test's finding: a double tap on a resident's enrol button recorded two
+    enrolments in the audit log although the second changed nothing."""
+    from services import checkins as cs
+    from services.models import AuditLog, CheckinPlan
+    from tests.helpers import NOW, make_world
+
+    world = await make_world(session)
+    cfg = cs.CheckinConfig()
+    zhao = world.residents["zhao"]
+    for minute in (600, 600, 630):
+        await cs.enrol_resident(session, zhao, now=NOW, cfg=cfg, minute=minute, by_account_id=None)
+        await session.commit()
+    audits = (await session.scalars(select(AuditLog.detail).where(AuditLog.action == "checkin.enrol"))).all()
+    assert [(d["time"], d["created"]) for d in audits] == [("10:00", True), ("10:30", False)]
+    assert await session.scalar(select(func.count()).select_from(CheckinPlan)) == 1

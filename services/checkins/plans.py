@@ -157,10 +157,10 @@ async def enrol_resident(session: AsyncSession, resident: Resident, *, now: date
     """Enrol one resident (the caller has checked scope); returns (plan, created).
 
     Re-enrolling updates time and days and re-activates. Minute and days are validated first (a
-    refusal writes nothing). The elder, if on the bot, is told when they will be asked and how to
-    change or pause it (outbox, once per change) — unless a helper answers for them (``proxy``: the
-    elder is never asked). ``mode`` is a new plan's answering mode (``services.checkins.helpers``
-    sets modes and helpers)."""
+    refusal writes nothing); the same enrolment again changes nothing and is not audited again. The
+    elder, if on the bot, is told when they will be asked and how to change or pause it (outbox, once
+    per change) — unless a helper answers for them (``proxy``: the elder is never asked). ``mode`` is
+    a new plan's answering mode (``services.checkins.helpers`` sets modes and helpers)."""
     if minute is not None:
         check_minute(minute)
     if days is not None:
@@ -189,9 +189,10 @@ async def enrol_resident(session: AsyncSession, resident: Resident, *, now: date
         changed = before != (plan.minute_of_day, plan.days, plan.active)
         plan.updated_at = now
     await session.flush()
-    audit.record(session, "checkin.enrol", now=now, actor_account_id=by_account_id, target_type="resident",
-                 target_id=resident.id, region_id=resident.committee_id,
-                 detail={"time": format_minute(plan.minute_of_day), "days": plan.days, "created": created})
+    if changed:  # the same enrolment again (a second tap of the same choice) changes nothing, records nothing
+        audit.record(session, "checkin.enrol", now=now, actor_account_id=by_account_id, target_type="resident",
+                     target_id=resident.id, region_id=resident.committee_id,
+                     detail={"time": format_minute(plan.minute_of_day), "days": plan.days, "created": created})
     elder = await _elder_account(session, resident.id)
     if changed and elder is not None and plan.mode != AnswerMode.proxy:
         await tell(session, elder, f"cienrol:{plan.id}:{now.isoformat()}", "checkins.enrolled", _plan_data(plan),
