@@ -9,6 +9,7 @@ test-output/console/ to be looked at. Skipped where there is no Chromium, requir
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -219,9 +220,12 @@ async def test_an_alert_arriving_while_the_board_is_open_appears_and_is_taken_an
 # --- screenshots: every main page, zh_Hans and en, office screen and phone --------------------------
 
 async def demo_desk(stack):
-    """The demo's committee as staff find it on a working morning: its registry, a verified resident
-    enrolled in check-ins who has just asked for help, a segment, a notice, a poll and a topic."""
+    """The demo's committee as staff find it on a working morning: its registry and the sample
+    programmes, a verified resident enrolled in check-ins who has just asked for help, a segment, a
+    notice, a poll, a topic and a registry file imported with one bad row."""
+    from bot.demo import load_sample_policies
     from services import notices as ns
+    from services import registry_imports as ri
     from services import segments as seg
     from services.accounts import resolve_actor
     from services.checkins import enrol_resident
@@ -234,6 +238,7 @@ async def demo_desk(stack):
     async with stack.session() as s:
         await seed_demo(s, secret_key=stack.settings.secret_key, now=PINNED - timedelta(days=3))
         await s.commit()
+        await load_sample_policies(s, PINNED - timedelta(days=3))
         phone, name, last4 = await demo_resident(s, stack.settings.secret_key)
     elder = await stack.client.create_user(name, language_code="zh-hans", phone_number=phone)
     await verify(elder, name, last4)
@@ -255,7 +260,13 @@ async def demo_desk(stack):
                           now=now, cfg=stack.dp["poll_config"])
         topic = TopicDraft(title="垃圾分类投放点调整", body="拟将3号楼投放点移至北侧，请大家提意见。")
         await create_topic(s, actor, topic, now=now, cfg=stack.dp["discussion_config"])
+        upload = await ri.start_import(s, actor, committee.id, "新入住.csv", flag_missing=False, now=now,
+                                       locale="zh_Hans")
         await s.commit()
+    path = stack.settings.data_dir / "新入住.csv"
+    path.write_text("姓名,手机,小区,楼号,单元,室\n钱一,13800138101,丁香苑,7,1,101\n"
+                    "钱二,12345,丁香苑,7,1,102\n", "utf-8")  # line 3: not a phone number
+    await ri.run_import(stack.sessions, upload.id, path, secret_key=stack.settings.secret_key, clock=stack.clock)
     stack.clock.advance(timedelta(minutes=1))
     await checkin_tick(stack.runtime, stack.clock())
     await elder.wait_for_message(lambda m: zh("🆘 I need help") in str(m["reply_markup"]))
@@ -279,7 +290,8 @@ OVERFLOWING = """() => {
   }
   return out.slice(0, 8);
 }"""
-DETAILS = ("/residents/", "/segments/", "/notices/", "/polls/", "/topics/", "/checkins/alerts/")
+DETAILS = ("/residents/", "/segments/", "/notices/", "/polls/", "/topics/", "/checkins/alerts/", "/policies/",
+           "/registry/imports/")
 
 
 async def main_pages(page, base: str) -> list[str]:
@@ -291,10 +303,11 @@ async def main_pages(page, base: str) -> list[str]:
         for prefix in DETAILS:
             link = page.locator(f"main a[href^='/console{prefix}']").filter(has_not_text="XLSX")
             hrefs = [h for h in await link.evaluate_all("els => els.map(a => a.getAttribute('href'))")
-                     if h.removeprefix("/console" + prefix).split("?")[0].isdigit()]
+                     if re.fullmatch(r"\d+|[a-z_]+", h.removeprefix("/console" + prefix).split("?")[0])
+                     and not h.endswith(("/new", "/take-up"))]
             if hrefs and hrefs[0] not in found and not any(f.startswith("/console" + prefix) for f in found):
                 found.append(hrefs[0])
-    return paths + found + ["/console/notices/new", "/console/polls/new"]
+    return paths + found + ["/console/notices/new", "/console/polls/new", "/console/policies/take-up"]
 
 
 def slug(path: str) -> str:
