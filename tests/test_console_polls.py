@@ -147,3 +147,18 @@ async def test_another_committees_poll_is_not_found(app, world):
         assert (await app.client.get(f"/console/polls/{poll.id}{path}")).status == 404, path
     assert (await app.client.post(f"/console/polls/{poll.id}/close", data={"csrf": csrf})).status == 404
     assert "FLSQ?" not in await (await app.client.get("/console/polls")).text()
+
+
+async def test_street_staff_choose_one_of_their_committees_for_a_new_poll(sqlite_engine, tmp_path, world):
+    async with console_app(sqlite_engine, tmp_path) as a:
+        await console_login(a, world.street_staff.account.id)
+        page = await a.client.get("/console/polls/new")  # no committee of their own: was a 404
+        html = await page.text()
+        assert page.status == 200
+        assert f'<option value="DXYC" selected>{world.regions["DXYC"].name}</option>' in html
+        assert world.regions["RJXC"].name in html and world.regions["FLSQ"].name not in html
+        made = await a.client.post("/console/polls", data=form(csrf_of(html), committee="RJXC"), allow_redirects=False)
+        assert made.status == 303
+        async with a.sessions() as s:
+            poll = await s.scalar(select(Poll))
+        assert poll.committee_id == world.regions["RJXC"].id

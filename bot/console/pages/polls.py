@@ -110,7 +110,8 @@ async def _new_page(request: web.Request, *, form: MultiMapping[str] | None = No
     c = ctx(request)
     form = form if form is not None else request.query
     committees = await committees_in_scope(c.db, c.actor)
-    committee = await _committee(c, form.get("committee") or (committees[0].code if len(committees) == 1 else None))
+    # Street staff choose among their committees (the form's select): the first is chosen to begin with.
+    committee = await _committee(c, form.get("committee") or (committees[0].code if committees else None))
     live = await _eligible_count(c, committee, form.get("eligible", ""), form.get("unit") or "resident")
     return render(request, "poll_new.html", status=status, form=form, error=error, live=live,
                   committees=committees, committee=committee, units=UNITS, rules=RULES, max_length=MAX_LENGTH,
