@@ -110,9 +110,8 @@ def audiences(actor: Actor | None, *, elder: bool = False, helper: bool = False)
 async def audiences_of(session: AsyncSession, actor: Actor) -> frozenset[str]:
     """:func:`audiences`, looking up whether the actor's resident is enrolled in daily check-ins and
     whether they are an elder's helper (their own; a substitute works from the lists they are sent)."""
-    elder = actor.account is not None and actor.is_verified and await cs.my_plan(session, actor.account) is not None
-    helper = bool(await cs.helped_committees(session, actor.account_id))
-    return audiences(actor, elder=elder, helper=helper)
+    roles = await cs.checkin_roles(session, actor.account)
+    return audiences(actor, elder=actor.is_verified and roles.elder, helper=roles.helper)
 
 
 def commands_for(roles: frozenset[str] | Actor | None) -> list[Command]:

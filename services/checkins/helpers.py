@@ -29,7 +29,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
@@ -772,6 +772,28 @@ async def helped_committees(session: AsyncSession, account_id: int | None) -> li
                CheckinPlan.mode.in_(HELPER_MODES))
         .group_by(Region.id, Region.name).order_by(Region.name))
     return [HelpedCommittee(cid, name, n) for cid, name, n in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckinRoles:
+    elder: bool  # the account's own resident is enrolled (an active plan)
+    helper: bool  # the account answers the check-in for at least one elder (as helped_committees counts)
+
+
+# Both of checkin_roles' questions in one statement, built once: /help, /menu and every menu button ask.
+_ROLES = select(
+    exists().where(CheckinPlan.resident_id == bindparam("resident_id"), CheckinPlan.active.is_(True)),
+    exists().where(CheckinPlan.helper_account_id == bindparam("account_id"), CheckinPlan.active.is_(True),
+                   CheckinPlan.mode.in_(HELPER_MODES)))
+
+
+async def checkin_roles(session: AsyncSession, account: Account | None) -> CheckinRoles:
+    """Whether the account is an enrolled elder (``my_plan`` is not None) and whether it helps an elder
+    (``helped_committees`` is not empty), in one statement; read-only."""
+    if account is None:
+        return CheckinRoles(False, False)
+    row = (await session.execute(_ROLES, {"resident_id": account.resident_id, "account_id": account.id})).one()
+    return CheckinRoles(bool(row[0]) and account.resident_id is not None, bool(row[1]))
 
 
 async def is_helper(session: AsyncSession, account_id: int | None, today: date) -> bool:
