@@ -73,7 +73,34 @@ def _create_engine(url: str, **kwargs) -> AsyncEngine:
     settings = connect_args.setdefault("server_settings", {})
     settings.setdefault("jit", "off")
     settings.setdefault("work_mem", "64MB")
-    return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    engine = create_async_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    _no_nul_characters(engine)
+    return engine
+
+
+def _without_nul(value):
+    """A statement's parameters (a row of values, or a list of rows for executemany) with U+0000
+    removed from every string; the same object when there was none (the usual case: one pass, no copy)."""
+    if type(value) is str:
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            cleaned = _without_nul(item)
+            if cleaned is not item:
+                return type(value)([*value[:i], cleaned, *(_without_nul(v) for v in value[i + 1:])])
+        return value
+    if isinstance(value, dict) and any(_without_nul(v) is not v for v in value.values()):
+        return {k: _without_nul(v) for k, v in value.items()}
+    return value
+
+
+def _no_nul_characters(engine: AsyncEngine) -> None:
+    """PostgreSQL's text cannot hold U+0000 (SQLite's can), and Telegram text may carry it: a search or
+    a comment with one failed with "invalid byte sequence". It is dropped from every value sent."""
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute", retval=True)
+    def _strip(_conn, _cursor, statement, parameters, _context, _executemany):
+        return statement, _without_nul(parameters)
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:

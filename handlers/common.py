@@ -128,7 +128,7 @@ def _menu() -> tuple[MenuItem, ...]:
         MenuItem("helping", N_("🧑‍🤝‍🧑 Elders I answer for"), HELPER, lambda m, d: checkins.helping(
             m, actor=d["actor"], session=d["session"], checkin_config=d["checkin_config"], now=d["now"])),
         MenuItem("mydata", N_("📄 My data"), ALL, lambda m, d: privacy.mydata(
-            m, actor=d["actor"], session=d["session"], config=d["config"])),
+            m, actor=d["actor"], session=d["session"], config=d["config"], now=d["now"])),
         MenuItem("pending", N_("🗂 Verification queue"), STAFF, lambda m, d: staff.pending(m, d["actor"], d["session"])),
         MenuItem("whois", N_("🔎 Find a resident"), STAFF, lambda m, d: staff.ask_whois(m, d["state"])),
         MenuItem("notice", N_("📢 New notice"), STAFF, lambda m, d: notices.start_compose(m, d["state"])),

@@ -91,3 +91,34 @@ async def test_the_same_enrolment_twice_is_audited_once_and_a_change_again(sessi
     audits = (await session.scalars(select(AuditLog.detail).where(AuditLog.action == "checkin.enrol"))).all()
     assert [(d["time"], d["created"]) for d in audits] == [("10:00", True), ("10:30", False)]
     assert await session.scalar(select(func.count()).select_from(CheckinPlan)) == 1
+
+
+async def test_a_nul_character_typed_is_no_database_error(session):
+    """The fuzz on PostgreSQL found it: U+0000 in a committee search (any text from Telegram may carry
+    one) failed with "invalid byte sequence for encoding UTF8". PostgreSQL's text cannot hold it, so the
+    engine drops it from what it sends; SQLite keeps it."""
+    from services.accounts import TelegramUser, touch_account
+    from services.verification import find_committees
+    from tests.helpers import NOW, make_world
+
+    await make_world(session)
+    found = [r.code for r in await find_committees(session, "DXYC\x00")]
+    account = await touch_account(session, TelegramUser(555_001, "Wang\x00Xiu"), NOW)
+    await session.commit()
+    stored = await session.scalar(select(Account.first_name).where(Account.id == account.id).execution_options(
+        populate_existing=True))
+    assert found == ["DXYC"]
+    assert stored == ("WangXiu" if session.bind.dialect.name == "postgresql" else "Wang\x00Xiu")
+
+
+async def test_my_data_from_the_menu_answers_as_the_command_does(stack):
+    """The fuzz found it: /mydata came to need the update's time, and the menu's "📄 My data" button,
+    which calls the same handler, did not pass it (TypeError, "something went wrong")."""
+    user = await stack.client.create_user("Menu", language_code="en")
+    await user.send("/menu")
+    with ErrorLog() as errors:
+        await user.press(tr("en", "📄 My data"))
+    assert errors.lines == []
+    said = await user.bot_messages_since_last_action()
+    assert any(m.get("document") for m in said), said
+    assert not [m for m in said if body(m).startswith("Sorry")]
