@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -60,6 +61,15 @@ def region_admin(region):
     return Actor(staff=[StaffGrant(0, StaffRole.admin, region.id, region.path, region.code, region.name)])
 
 
+def settle_heap() -> None:
+    """What a started bot made (modules, models, schemas, routers, templates: some 300,000 objects) lives
+    as long as the process: leave it out of the garbage collector's full passes. Each such pass walked
+    all of it and held the event loop for 0.1–0.6 s (every update in hand waited); ``gc.freeze`` is
+    CPython's way to say so. Call it once the runtime is built, before serving."""
+    gc.collect()
+    gc.freeze()
+
+
 async def cmd_run(args: argparse.Namespace) -> int:
     import os
 
@@ -76,6 +86,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
             return 2
         async with open_runtime(args.settings) as rt:
             add_background_jobs(rt)
+            settle_heap()
             await run_polling(rt)
         return 0
     if not args.settings.public_url:
@@ -94,6 +105,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
     async with open_runtime(args.settings) as rt:
         add_background_jobs(rt)
+        settle_heap()
         await run_webhook(rt, call_set_webhook=not args.no_set_webhook, ready=ready)
     return 0
 
