@@ -60,6 +60,7 @@ from typing import Any
 from aiohttp import web
 
 TOKEN = "42:sandbox"
+WEBHOOK_SECRET = "bench-updates-webhook-secret"
 USER_TIMEOUT_S = 60  # an update not finished within this is an error
 READY_TIMEOUT_S = 60
 SIMPLE_USERS = 100
@@ -517,29 +518,70 @@ async def _bare_bot(cfg: dict[str, Any], profile: Profile) -> None:
     profile.watch_runtime()
     profile.wrap(dp)
     try:
-        await dp.start_polling(bot, handle_signals=True)
+        if cfg.get("webhook"):
+            await _bare_webhook(cfg, bot, dp)
+        else:
+            await dp.start_polling(bot, handle_signals=True)
     finally:
         await bot.session.close()
 
 
+async def _bare_webhook(cfg: dict[str, Any], bot, dp) -> None:
+    """aiogram's webhook handler (updates handled in tasks) on an aiohttp app, SO_REUSEPORT as the bot's."""
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+
+    app = web.Application()
+    SimpleRequestHandler(dp, bot, handle_in_background=True, secret_token=WEBHOOK_SECRET).register(
+        app, path="/webhook")
+    setup_application(app, dp, bot=bot)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", cfg["port"], reuse_port=True).start()
+    if cfg["index"] == 0:
+        await bot.set_webhook(f"http://127.0.0.1:{cfg['port']}/webhook", secret_token=WEBHOOK_SECRET)
+    _mark_ready(cfg["ready"])
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _mark_ready(path: str) -> None:
+    """The worker listens (the benchmark waits for every worker's mark)."""
+    Path(path).touch()
+
+
 async def _full_bot(cfg: dict[str, Any], profile: Profile) -> None:
     from bot.app import open_runtime, run_polling
+    from bot.cli import settle_heap
     from bot.runtime import add_background_jobs
+    from bot.web import run_webhook
 
     profile.install()
-    async with open_runtime(_settings(cfg), migrate=False) as rt:
+    async with open_runtime(_settings(cfg), migrate=False) as rt:  # as cmd_run, the schema made by the bench
         add_background_jobs(rt)
         profile.wrap(rt.dp)
-        await run_polling(rt)
+        settle_heap()
+        if cfg.get("webhook"):  # what ``run --webhook`` runs in each of its workers
+            await run_webhook(rt, call_set_webhook=cfg["index"] == 0, ready=lambda _: _mark_ready(cfg["ready"]))
+        else:  # what ``run`` runs
+            await run_polling(rt)
 
 
 def _settings(cfg: dict[str, Any]):
     from bench import BENCH_DATA_KEY
     from bot.settings import Settings
 
+    web: dict[str, Any] = {}
+    if cfg.get("webhook"):
+        web = {"public_url": f"http://127.0.0.1:{cfg['port']}", "web_host": "127.0.0.1", "web_port": cfg["port"],
+               "webhook_secret": WEBHOOK_SECRET}
     return Settings(_env_file=None, bot_token=TOKEN, telegram_api_base=cfg["api"], data_dir=Path(cfg["data_dir"]),
                     database_url=cfg["db"], redis_url=cfg.get("redis"), secret_key="bench-updates",
-                    data_key=BENCH_DATA_KEY, log_level="WARNING")
+                    data_key=BENCH_DATA_KEY, log_level="WARNING", **web)
 
 
 def worker_main(cfg: dict[str, Any]) -> int:
@@ -575,7 +617,8 @@ class BotProcess:
     def __init__(self, cfg: dict[str, Any], folder: Path, name: str) -> None:
         self.profile_path = folder / f"{name}.profile.json"
         self.log_path = folder / f"{name}.log"
-        cfg = {**cfg, "profile": str(self.profile_path)}
+        self.ready_path = folder / f"{name}.ready"
+        cfg = {**cfg, "profile": str(self.profile_path), "ready": str(self.ready_path)}
         self.log = self.log_path.open("w")
         root = Path(__file__).resolve().parent.parent
         self.proc = subprocess.Popen([sys.executable, "-m", "bench", "updates", "--worker", json.dumps(cfg)],
@@ -608,6 +651,59 @@ class BotProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+class Workers:
+    """The bot's processes: one polling, or N webhook workers sharing a port (SO_REUSEPORT)."""
+
+    def __init__(self, cfg: dict[str, Any], folder: Path, name: str, count: int) -> None:
+        self.holder = None
+        if count > 1:
+            from bot.workers import reserve_port
+
+            self.holder = reserve_port("127.0.0.1", 0)  # the port, held until the workers listen on it
+            cfg = {**cfg, "webhook": True, "port": self.holder.getsockname()[1]}
+        self.processes = [BotProcess({**cfg, "index": i}, folder, name if count == 1 else f"{name}-w{i}")
+                          for i in range(count)]
+
+    async def ready(self, sandbox) -> bool:
+        def up() -> bool:
+            if self.holder is None:
+                return sandbox.calls_by_method.get("getupdates", 0) > 0
+            return sandbox.webhook is not None and all(p.ready_path.exists() for p in self.processes)
+
+        deadline = time.perf_counter() + READY_TIMEOUT_S
+        while not up():
+            if time.perf_counter() > deadline or any(p.proc.poll() is not None for p in self.processes):
+                return False
+            await asyncio.sleep(0.1)
+        return True
+
+    async def snapshot(self) -> dict[str, Any]:
+        """The profiles of every worker, added up."""
+        total: dict[str, Any] = {"cpu_s": 0.0, "kinds": {}}
+        for body in await asyncio.gather(*(p.snapshot() for p in self.processes)):
+            total["cpu_s"] += body["cpu_s"]
+            for kind, counts in body["kinds"].items():
+                into = total["kinds"].setdefault(kind, {"top": []})
+                for key, value in counts.items():
+                    if key == "top":
+                        merged = Counter(dict(map(tuple, into["top"]))) + Counter(dict(map(tuple, value)))
+                        into["top"] = merged.most_common(8)
+                    else:
+                        into[key] = into.get(key, 0) + value
+        return total
+
+    def failed_updates(self) -> int:
+        return sum(p.failed_updates() for p in self.processes)
+
+    def logs(self) -> str:
+        return ", ".join(str(p.log_path) for p in self.processes)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.stop() for p in self.processes))
+        if self.holder is not None:
+            self.holder.close()
 
 
 def profile_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -832,13 +928,14 @@ def apologies() -> frozenset[str]:
     return frozenset(texts)
 
 
-async def run_stack(stack: str, backend: str | None, args: argparse.Namespace, folder: Path,
+async def run_stack(stack: str, backend: str | None, workers: int, args: argparse.Namespace, folder: Path,
                     rates: dict[str, float]) -> dict[str, Any]:
-    """Start the sandbox, seed, start the bot process, run both workloads saturated then paced."""
+    """Start the sandbox, seed, start the bot's processes, run both workloads saturated then paced."""
     sandbox = timed_sandbox_class()()
     runner, api = await _serve(sandbox)
-    name = stack if backend is None else f"{stack}-{backend}"
-    out: dict[str, Any] = {"stack": stack, "backend": backend or "-", "workers": 1}
+    name = (stack if backend is None else f"{stack}-{backend}") + f"-{workers}w"
+    out: dict[str, Any] = {"stack": stack, "backend": backend or "-", "workers": workers,
+                           "transport": "polling" if workers == 1 else "webhook"}
     cfg: dict[str, Any] = {"stack": stack, "api": api, "data_dir": str(folder / name)}
     if args.cprofile:
         cfg["cprofile"] = os.path.join(args.cprofile, f"{name}.pstats")
@@ -853,15 +950,14 @@ async def run_stack(stack: str, backend: str | None, args: argparse.Namespace, f
                 cfg["db"], dbname = pg_bench_url()
                 await _pg_admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
                 await _pg_admin(f'CREATE DATABASE "{dbname}"')
-                cfg["redis"] = os.environ.get("BENCH_REDIS_URL") or None
+                cfg["redis"] = redis_url()
             else:
                 cfg["db"] = f"sqlite+aiosqlite:///{folder / name / 'bot.sqlite3'}"
             seeded = await seed_full(sandbox, api, cfg["db"], Path(cfg["data_dir"]), args.residents)
         out["seed_s"] = round(time.perf_counter() - started, 1)
-        process = BotProcess(cfg, folder, name)
-        ready = await sandbox.wait_until(lambda: sandbox.calls_by_method.get("getupdates", 0) > 0, READY_TIMEOUT_S)
-        if not ready:
-            raise RuntimeError(f"the bot did not start (see {process.log_path})")
+        process = Workers(cfg, folder, name, workers)
+        if not await process.ready(sandbox):
+            raise RuntimeError(f"the bot did not start (see {process.logs()})")
         driver = Driver(sandbox, bare=stack == "bare", apologies=apologies())
         warm = User(seeded.warmup, simple_script(20))
         await driver.saturated([warm])
@@ -880,8 +976,10 @@ async def run_stack(stack: str, backend: str | None, args: argparse.Namespace, f
                 driver.outcomes.clear()
                 if mode == "saturated":
                     elapsed, late = await driver.saturated(users), 0
+                    if stack == "bare" and not args.rate:  # the target rate, offered to every stack
+                        rates[f"{workload}-{workers}"] = len(driver.outcomes) / elapsed * args.target
                 else:
-                    rate = args.rate or rates.get(workload) or 100.0
+                    rate = args.rate or rates.get(f"{workload}-{workers}") or 100.0
                     elapsed, late = await driver.paced(users, rate, rng)
                 await asyncio.sleep(PAUSE_AFTER_BATCH_S)
                 delta = profile_delta(before, await process.snapshot())
@@ -890,8 +988,7 @@ async def run_stack(stack: str, backend: str | None, args: argparse.Namespace, f
                 figures |= per_update(delta)
                 figures["sandbox_cpu_ms_per_update"] = round((time.process_time() - cpu) / updates * 1000, 2)
                 if mode == "paced":
-                    figures |= {"offered_per_s": round(args.rate or rates.get(workload) or 100.0, 1),
-                                "arrivals_late": late}
+                    figures |= {"offered_per_s": round(rate, 1), "arrivals_late": late}
                 figures["profile"] = {k: {**{m: (round(v[m] / max(v["updates"], 1), 2) if m != "updates" else v[m])
                                              for m in ("updates", "statements", "checkouts", "commits", "rollbacks")},
                                           "handle_ms": round(v["handle_s"] / max(v["updates"], 1) * 1000, 2),
@@ -919,50 +1016,66 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     backends = ["sqlite", "pg"] if args.backend == "both" else [args.backend]
     if "pg" in backends and not postgres_reachable():
         backends.remove("pg")
-    results = []
-    rates: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-updates-") as tmp:
-        folder = Path(tmp)
-        if args.stack in ("bare", "both"):
-            bare = await run_stack("bare", None, args, folder, rates)
-            results.append(bare)
-            for workload in ("simple", "mixed"):
-                rates[workload] = bare[f"{workload}_saturated"]["updates_per_s"] * args.target
-        if args.stack in ("full", "both"):
-            for backend in backends:
-                results.append(await run_stack("full", backend, args, folder, rates))
-    bare_rate = {w: next((r[f"{w}_saturated"]["updates_per_s"] for r in results if r["stack"] == "bare"), None)
-                 for w in ("simple", "mixed")}
+    results: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    rates: dict[str, float] = {}  # the paced load of each workload and worker count: target × bare
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            folder = Path(args.keep)
+        else:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-updates-")))
+        for workers in args.workers:
+            if args.stack in ("bare", "both"):
+                results.append(await run_stack("bare", None, workers, args, folder, rates))
+            if args.stack in ("full", "both"):
+                for backend in backends:
+                    if workers > 1 and (backend == "sqlite" or redis_url() is None):
+                        # Workers share conversations and chat order through Redis, on PostgreSQL; SQLite
+                        # is the one-process deployment.
+                        skipped.append(f"full {backend} × {workers} workers"
+                                       + ("" if backend == "sqlite" else " (no BENCH_REDIS_URL)"))
+                        continue
+                    results.append(await run_stack("full", backend, workers, args, folder, rates))
     for r in results:
+        bare = next((b for b in results if b["stack"] == "bare" and b["workers"] == r["workers"]), None)
         for w in ("simple", "mixed"):
-            if bare_rate[w]:
-                r[f"{w}_saturated"]["over_bare"] = round(r[f"{w}_saturated"]["updates_per_s"] / bare_rate[w], 3)
+            if bare is not None and bare[f"{w}_saturated"]["updates_per_s"]:
+                r[f"{w}_saturated"]["over_bare"] = round(
+                    r[f"{w}_saturated"]["updates_per_s"] / bare[f"{w}_saturated"]["updates_per_s"], 3)
     return {"benchmark": "updates", "residents": args.residents, "target_over_bare": args.target,
-            "target_p99_ms": 300, "results": results, "peak_rss_mb": peak_rss_mb()}
+            "target_p99_ms": 300, "results": results, "skipped": skipped, "peak_rss_mb": peak_rss_mb()}
+
+
+def redis_url() -> str | None:
+    """The Redis of the PostgreSQL runs (FSM, chat order, the shared Telegram rate): BENCH_REDIS_URL."""
+    return os.environ.get("BENCH_REDIS_URL") or None
 
 
 def print_tables(out: dict[str, Any]) -> None:
-    print(f"updates through the bot, a process of its own beside the sandbox; mixed: {out['residents']:,} "
-          "residents per committee")
-    head = (f"{'workload':<8} {'stack':<5} {'db':<6} {'mode':<9} {'upd':>6} {'upd/s':>7} {'/bare':>6} "
+    print(f"updates through the bot (own processes beside the sandbox); mixed: {out['residents']:,} residents "
+          "per committee")
+    head = (f"{'workload':<8} {'stack':<5} {'db':<6} {'w':>1} {'mode':<9} {'upd':>6} {'upd/s':>7} {'/bare':>6} "
             f"{'p50 ms':>7} {'p99 ms':>8} {'err':>4} {'stmt/u':>6} {'tx/u':>5} {'bot cpu':>8} {'sbx cpu':>8}")
     print(head)
-    print(f"{'':<58}{'':>6} {'':>5} {'ms/upd':>8} {'ms/upd':>8}")
+    print(f"{'':<60}{'':>6} {'':>5} {'ms/upd':>8} {'ms/upd':>8}")
     for workload in ("simple", "mixed"):
         for r in out["results"]:
             for mode in ("saturated", "paced"):
                 f = r[f"{workload}_{mode}"]
                 rate = f"{f['updates_per_s']:.0f}" if mode == "saturated" else f"@{f['offered_per_s']:.0f}"
-                print(f"{workload:<8} {r['stack']:<5} {r['backend']:<6} {mode:<9} {f['updates']:>6} {rate:>7} "
-                      f"{f.get('over_bare', ''):>6} {f['p50_ms']!s:>7} {f['p99_ms']!s:>8} {f['errors']:>4} "
+                print(f"{workload:<8} {r['stack']:<5} {r['backend']:<6} {r['workers']:>1} {mode:<9} {f['updates']:>6} "
+                      f"{rate:>7} {f.get('over_bare', ''):>6} {f['p50_ms']!s:>7} {f['p99_ms']!s:>8} {f['errors']:>4} "
                       f"{f.get('statements_per_update', '-')!s:>6} {f.get('transactions_per_update', '-')!s:>5} "
                       f"{f.get('bot_cpu_ms_per_update', '-')!s:>8} {f['sandbox_cpu_ms_per_update']!s:>8}")
-    print("saturated: every user acts again once the bot has finished; paced: Poisson arrivals at @rate "
-          f"(the target: {out['target_over_bare']:.0%} of the bare bot's rate); latency: press → first answer")
-    print("profile of the full stack per update kind (saturated mixed load): statements, transactions "
-          "(pool checkouts), commits per update; ms in feed_update")
+    print("w: bot processes (1: polling as `run`; 2: webhook workers on one port as `run --webhook --workers 2`); "
+          "saturated: every user acts again once the bot has finished; paced: Poisson arrivals at @rate (the "
+          f"target: {out['target_over_bare']:.0%} of the bare bot's rate); latency: press → first answer")
+    for line in out["skipped"]:
+        print(f"not run: {line}")
+    print("profile of the full stack per update kind (saturated, one worker): updates; per update: statements, "
+          "transactions (pool checkouts), commits; ms in feed_update")
     for r in out["results"]:
-        if r["stack"] != "full":
+        if r["stack"] != "full" or r["workers"] != 1:
             continue
         for workload in ("simple", "mixed"):
             for kind, p in sorted(r[f"{workload}_saturated"]["profile"].items()):
@@ -981,13 +1094,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--residents", type=int, help="verified residents per committee (mixed load)")
     parser.add_argument("--backend", choices=["sqlite", "pg", "both"], default="both")
     parser.add_argument("--stack", choices=["bare", "full", "both"], default="both")
+    parser.add_argument("--workers", type=lambda v: [int(n) for n in v.split(",")], default=[1, 2],
+                        help="bot processes, comma-separated (default 1,2: polling, then two webhook workers)")
     parser.add_argument("--rate", type=float, help="paced load: updates/s (default: --target × the bare rate)")
     parser.add_argument("--target", type=float, default=0.5, help="the target share of the bare rate (0.5)")
+    parser.add_argument("--keep", metavar="DIR", help="keep the bots' logs, profiles and SQLite files in DIR")
     parser.add_argument("--cprofile", metavar="DIR", help="run each bot under cProfile, its stats to DIR/STACK.pstats")
     args = parser.parse_args(argv)
     args.residents = args.residents or (200 if args.quick else 1000)
     if args.cprofile:
         args.cprofile = str(Path(args.cprofile).resolve())
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
     out = asyncio.run(amain(args))
     print_tables(out)
     print(json.dumps(out, ensure_ascii=False))
