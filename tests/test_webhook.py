@@ -456,15 +456,16 @@ async def test_a_chats_turn_is_taken_before_the_200_so_its_next_update_waits_at_
                         "chat": {"id": user.id, "type": "private", "first_name": "邻居"},
                         "entities": [{"type": "bot_command", "offset": 0, "length": len(command)}]}}
 
-                first = await a.post(WEBHOOK_PATH, json=update(1, "/start"), headers=headers)
-                assert first.status == 200  # Telegram has its answer; A's reply waits at the gate
-                second = asyncio.create_task(b.post(WEBHOOK_PATH, json=update(2, "/help"), headers=headers))
-                try:
-                    await asyncio.sleep(0.5)
-                    assert not second.done()  # B holds Telegram's request: the chat's turn is A's
-                finally:
-                    gate.set()
-                assert (await asyncio.wait_for(second, 30)).status == 200
-                await sb.wait_until(lambda: len(sb.messages(user.id)) >= 2, 30)
+                async with asyncio.timeout(120):  # a lock never released fails here, not by hanging
+                    first = await a.post(WEBHOOK_PATH, json=update(1, "/start"), headers=headers)
+                    assert first.status == 200  # Telegram has its answer; A's reply waits at the gate
+                    second = asyncio.create_task(b.post(WEBHOOK_PATH, json=update(2, "/help"), headers=headers))
+                    try:
+                        await asyncio.sleep(0.5)
+                        assert not second.done()  # B holds Telegram's request: the chat's turn is A's
+                    finally:
+                        gate.set()
+                    assert (await second).status == 200
+                    await sb.wait_until(lambda: len(sb.messages(user.id)) >= 2, 30)
     replies = [m["text"] for m in sb.messages(user.id)]
     assert replies[0].startswith(WELCOME_START) and not replies[1].startswith(WELCOME_START), replies
