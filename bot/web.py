@@ -111,7 +111,12 @@ class WebhookHandler(SimpleRequestHandler):
             return web.Response(text="Bad Request: the body is not JSON", status=400)
         if not isinstance(update, dict):
             return web.Response(text="Bad Request: an update is a JSON object", status=400)
-        event, held, turn = await self._take_turn(update)
+        try:
+            event, held, turn = await self._take_turn(update)
+        except Exception as exc:  # the chats' turns live in Redis, and Redis does not answer
+            log.error("webhook: update %s not taken, its chat's turn could not be had (%s); Telegram "
+                      "delivers it again", update.get("update_id"), type(exc).__name__)
+            return web.Response(text="Service Unavailable: try again", status=503)
         await self._places.acquire()
         with holding(held):
             task = asyncio.create_task(self._feed(event or update, turn))
@@ -148,7 +153,12 @@ class WebhookHandler(SimpleRequestHandler):
             log.debug("webhook: update %s not handled (%s)", update_id, type(exc).__name__)
         finally:
             if turn is not None:
-                await turn.aclose()
+                try:
+                    await turn.aclose()
+                except Exception as exc:  # Redis went away meanwhile: its lock there lapses by itself (60 s)
+                    log.warning("webhook: the chat's turn of update %s could not be given back (%s)",
+                                update.update_id if isinstance(update, Update) else update.get("update_id"),
+                                type(exc).__name__)
 
     async def close(self) -> None:
         """Finish the updates in hand (on the app's shutdown, after the listener stopped)."""
