@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
+from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
@@ -242,3 +244,75 @@ async def test_redis_away_is_a_clear_error_health_shows_it_and_nothing_is_lost(t
 async def _status(rt, key: str) -> OutboxStatus | None:
     async with rt.sessions() as s:
         return await s.scalar(select(OutboxMessage.status).where(OutboxMessage.idempotency_key == key))
+
+
+async def test_messages_a_sender_holds_while_redis_is_away_are_not_sent_twice_by_another(engine, tmp_path):
+    """Two senders on one database and one Redis, Redis away longer than a lease: the first claimed
+    every message and cannot send; the second, with nothing in hand, finds the lease run out and claims
+    them too. Once Redis is back each message goes once: the chat spacing kept in Redis lets one of the
+    two write to a chat, and the other hands the message back (already sent, it stays sent)."""
+    from aiogram import Bot
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+
+    from bot.db import session_factory
+    from notifications.ratelimit import RedisRate
+    from notifications.sender import OutboxSender
+    from tests.harness import TOKEN, start_sandbox
+
+    redis = await fresh_redis()
+    await redis.aclose()
+    target = make_url(os.environ["TEST_REDIS_URL"].replace("redis://", "postgresql://"))
+    runner, url, sandbox = await start_sandbox()
+    sessions = session_factory(engine)
+    chats = [sandbox.create_user(f"居民 {i}").id for i in range(5)]
+    async with sessions() as s:
+        await outbox.enqueue_many(s, [outbox.OutboxItem(f"held:{chat}", chat, outbox.make_payload(NOTE))
+                                      for chat in chats], now=datetime.now(UTC))
+        await s.commit()
+    bots, tasks = [], []
+    stop = asyncio.Event()
+    async with TcpProxy(target.host or "127.0.0.1", target.port or 6379) as proxy:
+
+        def sender(name: str) -> OutboxSender:
+            bot = Bot(token=TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(url)))
+            bots.append(bot)
+            shared = RedisRate(Redis(host="127.0.0.1", port=proxy.port, db=int(target.database or "0")),
+                               bot_id=bot.id, rate=20, per_chat_rate=1, owns_client=True)
+            return OutboxSender(bot, sessions, rate=20, worker_id=name, shared_rate=shared, batch=5,
+                                lease=timedelta(seconds=1), reclaim_every=0.2, poll_interval=0.05)
+
+        def failed(name: str) -> int:
+            return sum(f"outbox sender {name}: the shared rate (Redis) did not answer" in line for line in errors.lines)
+
+        try:
+            with ErrorLog() as errors:
+                await proxy.cut()
+                tasks.append(asyncio.create_task(sender("first").run(stop)))
+                async with asyncio.timeout(60):
+                    while not failed("first"):  # noqa: ASYNC110 - a log line is no event anyone announces
+                        await asyncio.sleep(0.05)
+                # The second starts with nothing in hand; it fails only once it holds some of them.
+                tasks.append(asyncio.create_task(sender("second").run(stop)))
+                async with asyncio.timeout(60):
+                    while not failed("second"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                await proxy.restore()
+                assert await sandbox.wait_until(lambda: all(sandbox.messages(c) for c in chats), 60)
+                async with asyncio.timeout(60):
+                    while await _pending(sessions):  # noqa: ASYNC110 - marked right after each send
+                        await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+            for bot in bots:
+                await bot.session.close()
+            await runner.cleanup()
+    copies = Counter(len([m for m in sandbox.messages(c) if m["from_bot"]]) for c in chats)
+    assert copies == {1: 5}, copies
+
+
+async def _pending(sessions) -> int:
+    async with sessions() as s:
+        return await s.scalar(select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.status != OutboxStatus.sent)) or 0
