@@ -204,8 +204,13 @@ async def background_running(rt: Runtime) -> AsyncIterator[asyncio.Event]:
 
 
 async def run_polling(rt: Runtime, *, handle_signals: bool = True) -> None:
-    """Long polling plus the background tasks, until a signal or the dispatcher stops."""
+    """Long polling plus the background tasks, until a signal or the dispatcher stops. At most as many
+    updates in hand as a webhook worker takes (``bot.web.MAX_IN_HAND``): beyond that the next batch
+    waits at Telegram instead of piling up tasks that wait for a database connection (and time out)."""
+    from bot.web import MAX_IN_HAND
+
     async with background_running(rt):
         with contextlib.suppress(TelegramAPIError):
             await rt.bot.delete_webhook(drop_pending_updates=False)
-        await rt.dp.start_polling(rt.bot, handle_signals=handle_signals, close_bot_session=False)
+        await rt.dp.start_polling(rt.bot, handle_signals=handle_signals, close_bot_session=False,
+                                  tasks_concurrency_limit=MAX_IN_HAND)
