@@ -1,33 +1,40 @@
 """Benchmark: updates/s and latency of the bot as it runs in production, beside a bare aiogram bot.
 
     python -m bench updates [--quick] [--residents N] [--backend sqlite|pg|both] [--stack bare|full|both]
+                            [--workers 1,2] [--rate R] [--keep DIR] [--cprofile DIR]
 
-Side by side in one run: a bare aiogram bot (echo a message, answer a button) and the full stack
-(``open_runtime`` + ``add_background_jobs`` + ``run_polling``, exactly what ``communitybot run`` starts:
-``handle_as_tasks``, the sender and the ticks; without the migrations, the schema comes from the
-models) on SQLite and on PostgreSQL. Each bot is a process of its own, talking HTTP to the sandbox
-(Telegram) in this process, as a bot talks to Telegram: the sandbox's CPU is not the bot's.
+Side by side in one run: a bare aiogram bot (echo a message, answer a button) and the full stack, on
+SQLite and on PostgreSQL, with 1 and 2 bot processes. One process polls as ``communitybot run`` does
+(``open_runtime`` + ``add_background_jobs`` + ``settle_heap`` + ``run_polling``: tasks, chat order, the
+sender and the ticks); two are webhook workers on one SO_REUSEPORT port as ``run --webhook --workers 2``
+starts them (each ``run_webhook``; the sandbox delivers by webhook), on PostgreSQL with Redis
+(BENCH_REDIS_URL; without it the two-worker full stack is not run; SQLite is the one-process deployment).
+The schema is made from the models instead of the migrations. Every bot is a process of its own talking
+HTTP to the sandbox (Telegram) in this process: the sandbox's CPU is not the bot's.
 
 Two workloads:
 
-- ``simple``: 100 users send /help (the full stack: middlewares, account, actor, a rendered answer);
-- ``mixed``: a committee of N verified residents (default 1,000), each one once through: /menu, the
-  menu's Help button, a vote on the committee's poll (ballot announced by the polls tick and the real
-  sender), /topics, a topic, "Comment", the comment typed, the check-in prompt's "I'm fine" (round
-  opened by the check-in tick). The bare bot gets the same updates (buttons seeded in its chats).
+- ``simple``: 100 verified residents send /help (middlewares, the update's marker, account and actor,
+  the roles for the command list, a rendered answer);
+- ``mixed``: a committee of N verified residents (default 1,000; ``--quick`` 200), each once through:
+  /menu, the menu's Help button, a vote on the committee's poll (ballot announced by the polls tick
+  and the real sender), /topics, a topic, "Comment", the comment typed, the check-in prompt's "I'm
+  fine" (round opened by the check-in tick). The bare bot gets the same updates (buttons seeded).
 
 Each workload twice: ``saturated`` (every user acts again as soon as the bot has finished their
-previous update: updates/s is the bot's capacity) and ``paced`` (Poisson arrivals at half the bare
-bot's capacity, the target, or ``--rate``: p50/p99 latency at that load). Latency is the time from
-the sandbox receiving the update (the user's press) to the bot's first answer (answerCallbackQuery
-for a button, the first message or edit for a text), taken by the sandbox. Errors: an update not
-finished within 60 s, an answer that is the error handler's apology or an alert (no step here is
-refused), a Bot API call the sandbox refused, and "update … failed" in the bot's log.
+previous update: updates/s is the bot's capacity) and ``paced`` (Poisson arrivals at ``--target`` (0.5)
+of the bare bot's saturated rate, offered to bare and full alike, or ``--rate``: p50/p99 latency at the
+target's load). Latency: from the sandbox receiving the update (the press) to the bot's first answer
+(answerCallbackQuery for a button, the first message or edit for a text), timed by the sandbox.
+Errors: an update not finished within 60 s, an answer that is the error handler's apology or an alert
+(no step here is refused), a Bot API call the sandbox refused; a user stops at their first error
+(``not_run``), and "update … failed" lines in the bots' logs are counted.
 
 The saturated and paced runs of the mixed load use two committees of N residents each (a check-in is
-answered once). The bot process counts, per update kind, its SQL statements (``before_cursor_execute``),
-commits, rollbacks and pool checkouts (each a transaction), its wall time inside ``feed_update`` and its
-CPU; the profile table shows them per update kind with the most frequent statements in the JSON.
+answered once). Each bot process counts, per kind of update, its SQL statements
+(``before_cursor_execute``), commits, rollbacks and pool checkouts (transactions), its time inside
+``feed_update``, its CPU, garbage-collector time and pydantic models built while running; the profile
+table shows them per kind, the JSON adds the most frequent statements.
 
 PostgreSQL comes from BENCH_DATABASE_URL (default the local ``test`` database): the benchmark works in
 a database of its own beside it (``<name>_bench_updates``, dropped afterwards). Prints tables, then
@@ -984,6 +991,7 @@ async def run_stack(stack: str, backend: str | None, workers: int, args: argpars
                 await asyncio.sleep(PAUSE_AFTER_BATCH_S)
                 delta = profile_delta(before, await process.snapshot())
                 figures = summarise(driver.outcomes, elapsed)
+                figures["not_run"] = sum(len(u.steps) for u in users) - len(driver.outcomes)  # after an error
                 updates = figures["updates"] or 1
                 figures |= per_update(delta)
                 figures["sandbox_cpu_ms_per_update"] = round((time.process_time() - cpu) / updates * 1000, 2)
