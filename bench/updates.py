@@ -565,7 +565,6 @@ async def _full_bot(cfg: dict[str, Any], profile: Profile) -> None:
     from bot.app import open_runtime, run_polling
     from bot.cli import settle_heap
     from bot.runtime import add_background_jobs
-    from bot.web import run_webhook
 
     profile.install()
     async with open_runtime(_settings(cfg), migrate=False) as rt:  # as cmd_run, the schema made by the bench
@@ -573,6 +572,8 @@ async def _full_bot(cfg: dict[str, Any], profile: Profile) -> None:
         profile.wrap(rt.dp)
         settle_heap()
         if cfg.get("webhook"):  # what ``run --webhook`` runs in each of its workers
+            from bot.web import run_webhook
+
             await run_webhook(rt, call_set_webhook=cfg["index"] == 0, ready=lambda _: _mark_ready(cfg["ready"]))
         else:  # what ``run`` runs
             await run_polling(rt)
