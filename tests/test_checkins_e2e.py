@@ -43,7 +43,7 @@ from services.models import (
 from services.regions import get_region
 from tests.checkin_worker import worker_settings, working
 from tests.harness import running_stack
-from tests.helpers import PacedClock
+from tests.helpers import PacedClock, texts
 from tests.seed import seed_registry
 
 WORKER = Path(__file__).with_name("checkin_worker.py")
@@ -1058,10 +1058,12 @@ async def test_staff_hand_a_helper_over_to_the_duty_staff_and_take_an_elder_them
     await w.duty.send("/checkin_enrol 5-1-102 11:00")
     reply = await choose_helper(w, "5-1-102", "", "🙋 Me", FIRST)
     assert "when they do not, Zhang is asked." in reply
+    # the outbox tells the new helper (here the staff member) in its own time, so the replies
+    # below are looked for among what changed since each action, not as the newest message
     await w.duty.send("/checkin_helper 5-1-102 --note hard of hearing, knock loudly")
-    assert "Their note: hard of hearing, knock loudly" in text_of(await w.duty.last_message())
+    assert "Their note: hard of hearing, knock loudly" in await texts(w.duty)
     await w.duty.press("👤 The elder answers alone")
-    assert "赵桂兰 answers the daily check-in alone again." in text_of(await w.duty.last_message())
+    assert "赵桂兰 answers the daily check-in alone again." in await texts(w.duty)
     async with w.sessions() as s:
         plan = await s.scalar(select(CheckinPlan).join(Resident, Resident.id == CheckinPlan.resident_id)
                               .where(Resident.name == "赵桂兰"))
