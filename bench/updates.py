@@ -1,6 +1,7 @@
 """Benchmark: updates/s and latency of the bot as it runs in production, beside a bare aiogram bot.
 
     python -m bench updates [--quick] [--residents N] [--backend sqlite|pg|both] [--stack bare|full|both]
+                            [--workload simple|mixed|both]
                             [--workers 1,2] [--rate R] [--keep DIR] [--cprofile DIR]
 
 Side by side in one run: a bare aiogram bot (echo a message, answer a button) and the full stack, on
@@ -978,6 +979,8 @@ async def run_stack(stack: str, backend: str | None, workers: int, args: argpars
         }
         rng = random.Random(14)
         for workload, (loaded, paced) in workloads.items():
+            if workload not in args.workloads:
+                continue
             for mode, users in (("saturated", loaded), ("paced", paced)):
                 before = await process.snapshot()
                 cpu = time.process_time()
@@ -1047,11 +1050,12 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                     results.append(await run_stack("full", backend, workers, args, folder, rates))
     for r in results:
         bare = next((b for b in results if b["stack"] == "bare" and b["workers"] == r["workers"]), None)
-        for w in ("simple", "mixed"):
+        for w in args.workloads:
             if bare is not None and bare[f"{w}_saturated"]["updates_per_s"]:
                 r[f"{w}_saturated"]["over_bare"] = round(
                     r[f"{w}_saturated"]["updates_per_s"] / bare[f"{w}_saturated"]["updates_per_s"], 3)
-    return {"benchmark": "updates", "residents": args.residents, "target_over_bare": args.target,
+    return {"benchmark": "updates", "residents": args.residents, "workloads": args.workloads,
+            "target_over_bare": args.target,
             "target_p99_ms": 300, "results": results, "skipped": skipped, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -1067,7 +1071,7 @@ def print_tables(out: dict[str, Any]) -> None:
             f"{'p50 ms':>7} {'p99 ms':>8} {'err':>4} {'stmt/u':>6} {'tx/u':>5} {'bot cpu':>8} {'sbx cpu':>8}")
     print(head)
     print(f"{'':<60}{'':>6} {'':>5} {'ms/upd':>8} {'ms/upd':>8}")
-    for workload in ("simple", "mixed"):
+    for workload in out["workloads"]:
         for r in out["results"]:
             for mode in ("saturated", "paced"):
                 f = r[f"{workload}_{mode}"]
@@ -1086,7 +1090,7 @@ def print_tables(out: dict[str, Any]) -> None:
     for r in out["results"]:
         if r["stack"] != "full" or r["workers"] != 1:
             continue
-        for workload in ("simple", "mixed"):
+        for workload in out["workloads"]:
             for kind, p in sorted(r[f"{workload}_saturated"]["profile"].items()):
                 if workload == "simple" and kind != "/help":
                     continue
@@ -1102,6 +1106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="200 residents per committee instead of 1,000")
     parser.add_argument("--residents", type=int, help="verified residents per committee (mixed load)")
     parser.add_argument("--backend", choices=["sqlite", "pg", "both"], default="both")
+    parser.add_argument("--workload", choices=["simple", "mixed", "both"], default="both")
     parser.add_argument("--stack", choices=["bare", "full", "both"], default="both")
     parser.add_argument("--workers", type=lambda v: [int(n) for n in v.split(",")], default=[1, 2],
                         help="bot processes, comma-separated (default 1,2: polling, then two webhook workers)")
@@ -1111,6 +1116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cprofile", metavar="DIR", help="run each bot under cProfile, its stats to DIR/STACK.pstats")
     args = parser.parse_args(argv)
     args.residents = args.residents or (200 if args.quick else 1000)
+    args.workloads = ("simple", "mixed") if args.workload == "both" else (args.workload,)
     if args.cprofile:
         args.cprofile = str(Path(args.cprofile).resolve())
     if args.keep:
