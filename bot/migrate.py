@@ -11,6 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.models.core import NAME_SEARCH_OBJECTS
 from services.models.tags import PG_ONLY
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -18,10 +19,11 @@ MIGRATION_LOCK_KEY = 0x636F6D6D  # any fixed number: the advisory lock every upg
 
 
 def compared(obj, name, type_, reflected, compare_to) -> bool:
-    """Alembic ``include_object``: leave out what only the PostgreSQL DDL of the models creates
-    (``residents.tag_ids`` and its index, services.models.tags.PG_ONLY)."""
+    """Alembic ``include_object``: leave out what only the models' DDL of one dialect creates
+    (``residents.tag_ids`` and its index, services.models.tags.PG_ONLY; the name search's trigram index
+    and FTS5 tables, services.models.core.NAME_SEARCH_OBJECTS)."""
     qualified = f"{obj.table.name}.{name}" if type_ == "column" else name
-    return (type_, qualified) not in PG_ONLY
+    return (type_, qualified) not in PG_ONLY and (type_, qualified) not in NAME_SEARCH_OBJECTS
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -6,12 +6,13 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
 from services.ids import is_db_id
 from services.models import Account, Household, Region, Resident, ResidentStatus
+from services.models.core import NAME_FTS
 from services.scope import Actor, committee_ids_in_scope, resident_scope, unindexed
 
 _ROOM_DASH = re.compile(r"^(\w+?)\s*[-－/]\s*(?:(\w+?)\s*[-－/]\s*)?(\w+)$")
@@ -42,6 +43,38 @@ def room_filter(room: RoomQuery):
     return and_(*conds)
 
 
+TRIGRAM = 3  # the shortest text a trigram index finds; a shorter one is looked for along the scope's rows
+
+
+def _like_escaped(text: str) -> str:
+    """``text`` for a LIKE pattern with ESCAPE '/': its ``/``, ``%`` and ``_`` stand for themselves."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+def name_contains(session: AsyncSession, text: str) -> ColumnElement[bool]:
+    """Residents whose name contains ``text`` literally: exactly the rows of ``name LIKE '%text%'`` (on
+    SQLite ASCII letters in either case, as its LIKE does), whatever ``text`` holds (``%``, ``_``, quotes,
+    FTS5 syntax). To be combined with a scope filter, which this is not.
+
+    Three characters or more are found along the trigram index (migration 0016): on SQLite the FTS5
+    table gives the candidates (a phrase of the text's trigrams, i.e. a substring, with Unicode case
+    folded: never fewer rows than the LIKE) and the LIKE keeps exactly its own; on PostgreSQL pg_trgm
+    serves the LIKE itself. The pattern is bound whole, so that this statement is not the one shorter
+    texts use (``'%' || text || '%'``), whose generic plan PostgreSQL may keep after five executions and
+    which never reads the trigram index. One or two characters (a Chinese surname or given name) no
+    trigram index can serve: they are matched along the scope's rows (a committee's are a range of
+    ``ix_residents_list``, which holds the name). A text with U+0000 (which an FTS5 query cannot hold)
+    is matched so too."""
+    if len(text) < TRIGRAM or "\x00" in text:
+        return Resident.name.contains(text, autoescape=True)
+    like = Resident.name.like("%" + _like_escaped(text) + "%", escape="/")
+    if session.get_bind().dialect.name != "sqlite":
+        return like
+    phrase = '"' + text.replace('"', '""') + '"'  # an FTS5 string: every character is text, " doubled
+    return and_(Resident.id.in_(select(NAME_FTS.c.rowid).where(NAME_FTS.c.residents_name_fts.match(phrase))),
+                like)
+
+
 async def find_residents(session: AsyncSession, actor: Actor, query: str, limit: int = 20, *,
                          active_only: bool = True) -> list[Resident]:
     """Residents in the actor's scope matching a room (``3-201``, ``3号楼201``) or a name (exact
@@ -62,7 +95,7 @@ async def find_residents(session: AsyncSession, actor: Actor, query: str, limit:
     if len(exact) >= limit:
         return exact
     more = await session.scalars(
-        base.where(Resident.name.contains(query, autoescape=True), Resident.name != query)
+        base.where(name_contains(session, query), Resident.name != query)
         .order_by(*order).limit(limit - len(exact)))
     return exact + list(more)
 
@@ -189,7 +222,7 @@ async def _list_conditions(session: AsyncSession, actor: Actor, flt: ResidentFil
     query = flt.query.strip()[:50]
     if query:
         room = parse_room(query)
-        conds.append(room_filter(room) if room is not None else Resident.name.contains(query, autoescape=True))
+        conds.append(room_filter(room) if room is not None else name_contains(session, query))
     return conds
 
 

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Boolean,
@@ -19,6 +20,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    column,
+    event,
+    table,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
@@ -141,6 +145,49 @@ class Resident(Base):
         # (registry imports) set both columns themselves.
         self.phone_index = value
         return value
+
+
+# A name search (``services.residents.name_contains``) finds a text of three characters or more along an
+# index of the names' trigrams, kept by the database itself: on SQLite an external-content FTS5 table
+# with the trigram tokenizer (SQLite 3.34+; it holds the names' trigrams by rowid = residents.id and reads
+# nothing back from residents) kept by triggers on residents, whatever writes them; on PostgreSQL a GIN
+# index of pg_trgm (which serves ``LIKE '%…%'`` as it is). Migration 0016 creates the same objects and
+# alembic's comparison leaves them out (NAME_SEARCH_OBJECTS). A later migration that rebuilds residents
+# on SQLite (batch mode: copy, drop, rename) drops the triggers with the old table and must create them
+# again (tests/test_migrations.py checks they are there at the head).
+NAME_FTS = table("residents_name_fts", column("rowid"), column("residents_name_fts"))
+SQLITE_NAME_SEARCH_DDL = (
+    "CREATE VIRTUAL TABLE residents_name_fts USING fts5(name, content='residents', content_rowid='id', "
+    "tokenize='trigram', columnsize=0)",
+    "CREATE TRIGGER residents_name_fts_insert AFTER INSERT ON residents BEGIN "
+    "INSERT INTO residents_name_fts (rowid, name) VALUES (new.id, new.name); END",
+    "CREATE TRIGGER residents_name_fts_delete AFTER DELETE ON residents BEGIN "
+    "INSERT INTO residents_name_fts (residents_name_fts, rowid, name) VALUES ('delete', old.id, old.name); END",
+    "CREATE TRIGGER residents_name_fts_update AFTER UPDATE OF id, name ON residents BEGIN "
+    "INSERT INTO residents_name_fts (residents_name_fts, rowid, name) VALUES ('delete', old.id, old.name); "
+    "INSERT INTO residents_name_fts (rowid, name) VALUES (new.id, new.name); END",
+)
+# The extension may live in any schema (the first of the search path when this creates it): its operator
+# class is named with that schema, so an index in a schema of its own (tests, benchmarks) finds it too
+# (``%%``: DDL() formats its statement with ``%``).
+PG_NAME_SEARCH_DDL = (
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    """DO $$ BEGIN
+    EXECUTE format('CREATE INDEX ix_residents_name_trgm ON residents USING gin (name %%I.gin_trgm_ops)',
+                   (SELECT n.nspname FROM pg_extension AS e JOIN pg_namespace AS n ON n.oid = e.extnamespace
+                    WHERE e.extname = 'pg_trgm'));
+END $$""",
+)
+NAME_SEARCH_OBJECTS = {("index", "ix_residents_name_trgm")} | {
+    ("table", "residents_name_fts" + suffix) for suffix in ("", "_data", "_idx", "_config")}
+
+for _statement in SQLITE_NAME_SEARCH_DDL:
+    event.listen(Resident.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+for _statement in PG_NAME_SEARCH_DDL:
+    event.listen(Resident.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
+# Dropping residents drops its triggers, not the FTS table: drop_all then create_all would find it there.
+event.listen(Resident.__table__, "before_drop",
+             DDL("DROP TABLE IF EXISTS residents_name_fts").execute_if(dialect="sqlite"))
 
 
 class Account(Base):
