@@ -34,7 +34,7 @@ async def cast(query: CallbackQuery, callback_data: PollVoteCb, actor: Actor, se
     except polls.PollError as err:
         await query.answer(views.refusal(err).striptags(), show_alert=True)
         return
-    poll = await polls.get_poll(session, result.poll_id)
+    poll = result.poll
     chosen = ", ".join(poll.options[i] for i in result.choices) if poll else ""
     if not result.changed:
         await query.answer(t("Your vote stands: {choice}", choice=chosen).striptags() if chosen

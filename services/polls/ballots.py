@@ -217,7 +217,7 @@ async def check_voter(session: AsyncSession, actor: Actor, poll: Poll,
     if resident.committee_id != poll.committee_id:
         raise PollError("not_eligible", eligible=None)
     household = None
-    if resident.household_id is not None:
+    if resident.household_id is not None and poll.unit != PollUnit.resident:  # a resident's ballot is their own
         household = await session.get(Household, resident.household_id)
     if poll.unit != PollUnit.resident and household is None:
         raise PollError("no_household")
@@ -241,6 +241,22 @@ class VoteResult:
     choices: tuple[int, ...]  # the unit's choice now (empty: withdrawn)
     changed: bool  # False: the same vote again (a redelivered update or a second tap)
     secret: bool
+    poll: Poll | None = field(default=None, compare=False, repr=False)  # the poll voted in, for the answer
+
+
+async def _poll_and_ballot(session: AsyncSession, actor: Actor, poll_id: object) -> tuple[Poll | None, PollVote | None]:
+    """The poll and, in the same statement, an open ballot of the actor's resident or household in it
+    (whichever the poll counts by: its ballots all have one kind of key)."""
+    if not is_db_id(poll_id):
+        return None, None
+    resident = actor.resident if actor.is_verified else None
+    if resident is None:
+        return await session.get(Poll, poll_id), None
+    keys = [f"r:{resident.id}"] + ([f"h:{resident.household_id}"] if resident.household_id is not None else [])
+    row = (await session.execute(
+        select(Poll, PollVote).outerjoin(PollVote, and_(PollVote.poll_id == Poll.id, PollVote.unit_key.in_(keys)))
+        .where(Poll.id == poll_id).limit(1))).first()
+    return (row[0], row[1]) if row is not None else (None, None)
 
 
 def _insert(session: AsyncSession, table):
@@ -255,7 +271,7 @@ async def vote(session: AsyncSession, actor: Actor, poll_id: object, option: obj
     same vote again changes nothing; a changed vote replaces the unit's ballot while the poll allows
     it; a secret ballot is final. Every refusal is a ``PollError`` and writes nothing.
     """
-    poll = await get_poll(session, poll_id)
+    poll, ballot = await _poll_and_ballot(session, actor, poll_id)
     if poll is None:
         raise PollError("no_poll")
     if not isinstance(option, int) or isinstance(option, bool) or not 0 <= option < len(poll.options):
@@ -266,16 +282,18 @@ async def vote(session: AsyncSession, actor: Actor, poll_id: object, option: obj
         raise PollError("not_open" if phase == "scheduled" else "closed")
     if poll.secret:
         return await _secret_vote(session, poll, key, area, option, on)
-    existing = await session.scalar(select(PollVote).where(PollVote.poll_id == poll.id, PollVote.unit_key == key))
+    existing = ballot if ballot is not None and ballot.unit_key == key else None
+    if existing is None and ballot is not None:  # not the unit's ballot (never so: a poll has one kind of key)
+        existing = await session.scalar(select(PollVote).where(PollVote.poll_id == poll.id, PollVote.unit_key == key))
     if existing is None:
         if not on:
-            return VoteResult(poll.id, (), False, False)
+            return VoteResult(poll.id, (), False, False, poll)
         inserted = await session.execute(
             _insert(session, PollVote).values(poll_id=poll.id, unit_key=key, resident_id=resident.id,
                                               choices=[option], area=area, created_at=now, updated_at=now)
             .on_conflict_do_nothing(index_elements=["poll_id", "unit_key"]))
         if rowcount(inserted) == 1:
-            return VoteResult(poll.id, (option,), True, False)
+            return VoteResult(poll.id, (option,), True, False, poll)
         # Another member of the household voted at the same moment: theirs is the household's ballot.
         existing = await session.scalar(
             select(PollVote).where(PollVote.poll_id == poll.id, PollVote.unit_key == key))
@@ -290,7 +308,7 @@ async def vote(session: AsyncSession, actor: Actor, poll_id: object, option: obj
     else:
         wanted = tuple(c for c in current if c != option)
     if wanted == current:
-        return VoteResult(poll.id, current, False, False)
+        return VoteResult(poll.id, current, False, False, poll)
     if not poll.allow_change:
         raise PollError("final")
     if len(wanted) > poll.multiple:
@@ -300,7 +318,7 @@ async def vote(session: AsyncSession, actor: Actor, poll_id: object, option: obj
     else:
         await session.execute(update(PollVote).where(PollVote.id == existing.id)
                               .values(choices=list(wanted), updated_at=now))
-    return VoteResult(poll.id, wanted, True, False)
+    return VoteResult(poll.id, wanted, True, False, poll)
 
 
 async def _secret_vote(session: AsyncSession, poll: Poll, key: str, area: Decimal | None, option: int,
@@ -314,7 +332,7 @@ async def _secret_vote(session: AsyncSession, poll: Poll, key: str, area: Decima
         raise PollError("household_voted" if poll.unit != PollUnit.resident else "final")
     await session.execute(update(PollTally).where(PollTally.poll_id == poll.id, PollTally.option == option)
                           .values(votes=PollTally.votes + 1, area=PollTally.area + (area or Decimal(0))))
-    return VoteResult(poll.id, (option,), True, True)
+    return VoteResult(poll.id, (option,), True, True, poll)
 
 
 # --- what a resident sees ---------------------------------------------------------------------------
