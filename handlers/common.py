@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from aiogram import Router
@@ -56,8 +57,10 @@ def help_text(roles: frozenset[str]) -> Markup:
                            verified=RESIDENT in roles, staff=STAFF in roles)
 
 
-async def help_command(message: Message, actor: Actor, session: AsyncSession) -> None:
-    await message.answer(help_text(await audiences_of(session, actor)))
+async def help_command(message: Message, actor: Actor, session: AsyncSession,
+                       roles: frozenset[str] | None = None) -> None:
+    """/help: the commands of the person's audiences (``roles``: already looked up by a menu button)."""
+    await message.answer(help_text(roles if roles is not None else await audiences_of(session, actor)))
 
 
 def lang_keyboard(current: str) -> InlineKeyboardMarkup:
@@ -114,11 +117,12 @@ class MenuItem:
     run: MenuRun  # (message, handler data) → runs the command's handler with exactly its arguments
 
 
+@cache  # built on first use (the handlers it runs import this module)
 def _menu() -> tuple[MenuItem, ...]:
     from handlers import checkins, discussions, notices, policies, privacy, staff, tags
 
     return (
-        MenuItem("help", N_("❓ Help"), ALL, lambda m, d: help_command(m, d["actor"], d["session"])),
+        MenuItem("help", N_("❓ Help"), ALL, lambda m, d: help_command(m, d["actor"], d["session"], d["roles"])),
         MenuItem("lang", N_("🌐 Language"), ALL, lambda m, d: lang_menu(m, d["actor"])),
         MenuItem("checkin", N_("☀️ My daily check-in"), ELDER, lambda m, d: checkins.checkin_menu(
             m, actor=d["actor"], session=d["session"], state=d["state"], checkin_config=d["checkin_config"],
@@ -179,10 +183,11 @@ async def lang_menu(message: Message, actor: Actor) -> None:
 async def menu_chosen(query: CallbackQuery, callback_data: MenuCb, actor: Actor, session: AsyncSession,
                       **data: Any) -> None:
     """Run the command behind a menu button, re-checking that this actor may use it now."""
-    allowed = {i.item: i for i in menu_items(await audiences_of(session, actor))}
+    roles = await audiences_of(session, actor)
+    allowed = {i.item: i for i in menu_items(roles)}
     item = allowed.get(callback_data.item)
     if item is None or not isinstance(query.message, Message):
         await query.answer(_("This button is no longer valid."), show_alert=True)
         return
     await query.answer()
-    await item.run(query.message, {**data, "actor": actor, "session": session})
+    await item.run(query.message, {**data, "actor": actor, "session": session, "roles": roles})

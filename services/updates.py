@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import Insert, bindparam, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,14 +31,25 @@ class UpdateNotSaved(RuntimeError):
     told it did not work (the error handler) and may try again."""
 
 
+def _marker(dialect) -> Insert:
+    table = ProcessedUpdate.__table__
+    return (dialect.insert(table).values(bot_id=bindparam("bot_id"), update_id=bindparam("update_id"),
+                                         seen_at=bindparam("seen_at", type_=table.c.seen_at.type))
+            .on_conflict_do_nothing().returning(table.c.update_id))
+
+
+# Built once, on the table rather than the mapped class: every update runs it, and building an insert
+# (or taking the ORM's path for one) costs more Python than executing it.
+_MARKERS = {"postgresql": _marker(postgresql), "sqlite": _marker(sqlite)}
+
+
 async def first_delivery(session: AsyncSession, bot_id: int, update_id: int, now: datetime) -> bool:
     """Mark update ``update_id`` of bot ``bot_id`` handled; False when a worker already did (the caller
     acknowledges it and changes nothing). Call it first in the update's transaction: the marker commits
     with the update's effects or not at all."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    marker = (dialect.insert(ProcessedUpdate).values(bot_id=bot_id, update_id=update_id, seen_at=now)
-              .on_conflict_do_nothing().returning(ProcessedUpdate.update_id))
-    return (await session.execute(marker)).first() is not None
+    marker = _MARKERS["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
+    done = await session.execute(marker, {"bot_id": bot_id, "update_id": update_id, "seen_at": now})
+    return done.first() is not None
 
 
 async def forget_processed(session: AsyncSession, now: datetime, retention: timedelta = RETENTION) -> int:
