@@ -240,9 +240,11 @@ def _row_select(conds: list):
 async def _counts_by_committee(session: AsyncSession, conds: list, *, by_scan: bool) -> list[tuple[int, int]]:
     """(committee id, matching residents) in the list's order of committees (by name, then id).
 
-    ``by_scan``: the conditions read a column no index holds (a name): on SQLite the grouping then
-    scans the table ("+committee_id") instead of walking an index and fetching each row it counts at
-    random (a street's name search: 1.25 s against 0.1 s); otherwise it counts along the index."""
+    ``by_scan``: the conditions read a name: on SQLite the grouping then reads the rows in scope
+    ("+committee_id": a scan of ``ix_residents_list``, which holds the name) instead of walking an index
+    and fetching each row it counts at random (a street's name search: 1.25 s against 0.1 s); a name of
+    three characters or more is looked up in the trigram index first and only its candidates are read,
+    either way. Otherwise it counts along the index."""
     committee = unindexed(Resident.committee_id) if by_scan else Resident.committee_id
     counts: dict[int, int] = dict((await session.execute(
         select(committee, func.count()).where(*conds).group_by(committee))).all())
@@ -278,7 +280,7 @@ async def _rows(session: AsyncSession, conds: list, counts: list[tuple[int, int]
 
 
 def _by_name(flt: ResidentFilter) -> bool:
-    """The list is narrowed by a name (a column no index holds), not a room."""
+    """The list is narrowed by a name (``name_contains``), not a room."""
     query = flt.query.strip()[:50]
     return bool(query) and parse_room(query) is None
 

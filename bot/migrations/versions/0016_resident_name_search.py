@@ -31,7 +31,8 @@ SQLITE = (
     "INSERT INTO residents_name_fts (rowid, name) VALUES (new.id, new.name); END",
     "CREATE TRIGGER residents_name_fts_delete AFTER DELETE ON residents BEGIN "
     "INSERT INTO residents_name_fts (residents_name_fts, rowid, name) VALUES ('delete', old.id, old.name); END",
-    "CREATE TRIGGER residents_name_fts_update AFTER UPDATE OF id, name ON residents BEGIN "
+    "CREATE TRIGGER residents_name_fts_update AFTER UPDATE OF id, name ON residents "
+    "WHEN old.id IS NOT new.id OR old.name IS NOT new.name BEGIN "
     "INSERT INTO residents_name_fts (residents_name_fts, rowid, name) VALUES ('delete', old.id, old.name); "
     "INSERT INTO residents_name_fts (rowid, name) VALUES (new.id, new.name); END",
 )
