@@ -357,14 +357,19 @@ async def list_topics(session: AsyncSession, actor: Actor, page: object = 0, *, 
         cond = and_(Topic.committee_id.in_(committee_ids_in_scope(actor)), Topic.status == TopicStatus.pending)
     else:
         cond = and_(scope, Topic.status.in_(LISTED))
-    total = await session.scalar(select(func.count()).select_from(Topic).where(cond)) or 0
+    # The page and the whole count in one statement; a page beyond the last (no rows) asks for the
+    # count alone and then reads the last page.
+    query = (select(Topic.id, Topic.title, Topic.status, visible_count(), Topic.building, func.count().over())
+             .where(cond).order_by(Topic.last_activity_at.desc(), Topic.id.desc()).limit(cfg.topics_page))
+    rows = (await session.execute(query.offset(number * cfg.topics_page))).all()
+    total = rows[0][5] if rows else 0
+    if not rows and number:
+        total = await session.scalar(select(func.count()).select_from(Topic).where(cond)) or 0
     pages = max(1, -(-total // cfg.topics_page))
-    number = min(number, pages - 1)
-    rows = await session.execute(
-        select(Topic.id, Topic.title, Topic.status, visible_count(), Topic.building).where(cond)
-        .order_by(Topic.last_activity_at.desc(), Topic.id.desc())
-        .offset(number * cfg.topics_page).limit(cfg.topics_page))
-    items = [TopicItem(i, title, status.value, count or 0, building) for i, title, status, count, building in rows]
+    if number > pages - 1:
+        number = pages - 1
+        rows = (await session.execute(query.offset(number * cfg.topics_page))).all()
+    items = [TopicItem(i, title, status.value, count or 0, building) for i, title, status, count, building, _ in rows]
     return TopicPage(items, number, pages, total)
 
 
