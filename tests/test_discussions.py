@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, event, func, select
 
 from bot.db import session_factory
 from services import discussions as ds
@@ -441,3 +441,69 @@ async def test_counts_equal_a_brute_force_count_over_reports_hides_and_restores(
             assert shown[i].hidden == hidden[i]
             assert (shown[i].body is None) == hidden[i]
             assert shown[i].parent_id == parent_of[i]  # a reply keeps its place under a hidden parent
+
+
+class Statements:
+    """The SQL statements an engine runs while counted (a SQLite BEGIN left out)."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.seen = engine, []
+
+    def _seen(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if not statement.lstrip().upper().startswith("BEGIN"):
+            self.seen.append(statement)
+
+    def __enter__(self) -> Statements:
+        event.listen(self.engine.sync_engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        event.remove(self.engine.sync_engine, "before_cursor_execute", self._seen)
+
+    def take(self) -> int:
+        n, self.seen = len(self.seen), []
+        return n
+
+
+async def test_pages_beyond_the_last_are_the_last_and_each_read_takes_one_or_two_statements(engine):
+    sessions = session_factory(engine)
+    cfg = DiscussionConfig(topics_page=2, comments_page=2)
+    async with sessions() as session:
+        town = await make_town(session)
+        quiet = await staff_topic(session, town, title="话题0")
+        for i in (1, 2):
+            await staff_topic(session, town, title=f"话题{i}")
+        topic = await staff_topic(session, town, title="话题3")
+        a, b = town.people["a"], town.people["b"]
+        roots = [(await ds.add_comment(session, a, topic.id, f"第{i}条", now=NOW, cfg=cfg)).comment.id
+                 for i in range(3)]
+        reply = (await ds.add_comment(session, b, topic.id, "回复", now=NOW, cfg=cfg, parent_id=roots[2])).comment.id
+        await ds.subscribe(session, b, topic.id, True, now=NOW)
+        await session.commit()
+    async with sessions() as session:
+        with Statements(engine) as seen:
+            first = await ds.list_topics(session, b, 0, cfg=cfg)
+            assert seen.take() == 1  # the page and the count together
+            assert ([t.title for t in first.items], first.page, first.pages, first.total) == \
+                (["话题3", "话题2"], 0, 2, 4)
+            assert first.items[0].comments == 4
+            last = await ds.list_topics(session, b, 7, cfg=cfg)
+            assert ([t.title for t in last.items], last.page, last.pages, last.total) == (["话题1", "话题0"], 1, 2, 4)
+            seen.take()
+            view = await ds.topic_view(session, b, topic.id, cfg=cfg)
+            assert seen.take() == 2  # the topic with its counts, then the page with its replies
+            assert [c.id for c in view.comments] == roots[1:] and [r.id for r in view.comments[1].replies] == [reply]
+            assert (view.count, view.page, view.pages, view.subscribed) == (4, 0, 2, True)
+            beyond = await ds.topic_view(session, a, topic.id, 9, cfg=cfg)
+            assert ([c.id for c in beyond.comments], beyond.page, beyond.subscribed) == (roots[:1], 1, False)
+            assert seen.take() == 2
+            empty = await ds.topic_view(session, b, quiet.id, 3, cfg=cfg)
+            assert (empty.comments, empty.count, empty.page, empty.pages) == ([], 0, 0, 1)
+            assert seen.take() == 1
+            assert (await ds.check_can_comment(session, b, topic.id, now=NOW, cfg=cfg)).id == topic.id
+            assert seen.take() == 1  # topic, committee, mute and recent comments together
+            # A comment and the page shown after it: seven statements, the audit line included.
+            made = await ds.add_comment(session, b, topic.id, "再说一句", now=NOW, cfg=cfg, client_key="102:9")
+            after = await ds.topic_view(session, b, topic.id, cfg=cfg)
+            assert seen.take() == 7
+            assert [c.id for c in after.comments] == [roots[2], made.comment.id] and after.count == 5

@@ -143,8 +143,7 @@ async def _start_writing(query: CallbackQuery, actor: Actor, session: AsyncSessi
                          topic_id: int, parent: int | None, cfg: ds.DiscussionConfig, now: datetime) -> None:
     try:
         # The same checks as posting (who, locked, muted), so nobody types a comment in vain.
-        view_ = await ds.topic_view(session, actor, topic_id, cfg=cfg)
-        await ds.check_can_comment(session, actor, topic_id, parent, now=now, cfg=cfg)
+        topic = await ds.check_can_comment(session, actor, topic_id, parent, now=now, cfg=cfg)
     except ds.DiscussionError as err:
         await _alert(query, err)
         return
@@ -154,7 +153,7 @@ async def _start_writing(query: CallbackQuery, actor: Actor, session: AsyncSessi
     if isinstance(query.message, Message):
         prompt = (t("Send your reply to comment #{c} (up to {limit} characters), or /cancel.", c=parent,
                     limit=cfg.max_body) if parent else
-                  t("Send your comment on “{title}” (up to {limit} characters), or /cancel.", title=view_.title,
+                  t("Send your comment on “{title}” (up to {limit} characters), or /cancel.", title=topic.title,
                     limit=cfg.max_body))
         await query.message.answer(prompt)
 
@@ -181,9 +180,12 @@ async def got_comment(message: Message, actor: Actor, session: AsyncSession, sta
         if err.reason not in ("too_long", "empty"):
             await state.clear()
         return
+    # Read before the first answer: that answer commits, and a read after it would be a second transaction.
+    view_ = await ds.topic_view(session, actor, result.comment.topic_id, 0, cfg=discussion_config)
     await state.clear()
     await message.answer(t("Posted as comment #{id}.", id=result.comment.id))
-    await send_topic(message, actor, session, result.comment.topic_id, 0, discussion_config)
+    for part in views.topic_messages(view_):
+        await message.answer(part.text, reply_markup=to_reply_markup(part.buttons))
 
 
 async def report(query: CallbackQuery, callback_data: CommentCb, actor: Actor, session: AsyncSession,

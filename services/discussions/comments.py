@@ -11,26 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, exists, false, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
 from services.discussions.common import REF_TOPIC, Author, DiscussionError
 from services.discussions.config import DiscussionConfig
 from services.discussions.topics import (
-    active_mute,
     check_body,
-    check_mute,
+    check_muted_until,
     check_page,
     check_reason,
-    comment_count,
     is_moderator,
     moderated_topic,
+    muted_until,
     resident_name,
     topic_scope,
-    visible_topic,
+    visible_count,
 )
 from services.ids import is_db_id
 from services.models import (
@@ -79,27 +77,25 @@ async def add_comment(session: AsyncSession, actor: Actor, topic_id: object, tex
     """A comment on a topic the actor takes part in, or a reply to one of its visible comments (a
     reply to a reply joins its thread: one level). Residents are limited (length, per 10 minutes,
     muted) and staff only by length; a locked topic takes none. Idempotent by ``client_key``."""
-    topic = await visible_topic(session, actor, topic_id)
-    if client_key:
-        existing = await session.scalar(select(Comment).where(Comment.client_key == client_key))
-        if existing is not None and existing.author_account_id == actor.account_id:
+    target = await _writing_target(session, actor, topic_id, now=now, cfg=cfg, client_key=client_key)
+    topic = target.topic
+    if target.existing_id is not None:
+        existing = await session.get(Comment, target.existing_id)
+        if existing is not None:
             return CommentResult(existing, False)
     body = check_body(text, cfg)
-    staff, parent = await _writer_checks(session, actor, topic, parent_id, now=now, cfg=cfg)
-    comment = Comment(topic_id=topic.id, parent_id=parent.id if parent else None,
-                      author_account_id=actor.account_id,
-                      author_building=None if staff else actor.resident.building if actor.resident else None,
-                      author_role=str(actor.top_role) if staff else None, body=body, created_at=now,
-                      reviewed_reports=0, client_key=client_key)
-    try:
-        async with session.begin_nested():
-            session.add(comment)
-            await session.flush()
-    except IntegrityError:
+    staff, parent = await _writer_checks(session, actor, target, parent_id, cfg=cfg)
+    # A second worker writing the same update at the same moment: its comment stands, this one is not made.
+    made = await session.scalar(_insert(session, Comment).values(
+        topic_id=topic.id, parent_id=parent.id if parent else None, author_account_id=actor.account_id,
+        author_building=None if staff else actor.resident.building if actor.resident else None,
+        author_role=str(actor.top_role) if staff else None, body=body, created_at=now, reviewed_reports=0,
+        client_key=client_key).on_conflict_do_nothing(index_elements=["client_key"]).returning(Comment))
+    if made is None:
         existing = await session.scalar(select(Comment).where(Comment.client_key == client_key))
-        if existing is None:
-            raise
+        assert existing is not None  # nothing but the client key conflicts
         return CommentResult(existing, False)
+    comment = made
     await session.execute(update(Topic).where(Topic.id == topic.id).values(last_activity_at=now))
     # The writer has read what came before: their own digest starts after this comment.
     await session.execute(update(TopicSubscription).where(TopicSubscription.topic_id == topic.id,
@@ -112,12 +108,40 @@ async def add_comment(session: AsyncSession, actor: Actor, topic_id: object, tex
     return CommentResult(comment, True)
 
 
-async def _writer_checks(session: AsyncSession, actor: Actor, topic: Topic, parent_id: object, *, now: datetime,
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A topic the actor sees, with what the writer's checks need, read in one statement."""
+
+    topic: Topic
+    committee: Region
+    muted_until: datetime | None  # the actor's mute in the topic's committee
+    recent: int  # the actor's comments within the comment window
+    existing_id: int | None  # the actor's comment made by this client key
+
+
+async def _writing_target(session: AsyncSession, actor: Actor, topic_id: object, *, now: datetime,
+                          cfg: DiscussionConfig, client_key: str | None = None) -> _Target:
+    if not is_db_id(topic_id):
+        raise DiscussionError("no_topic")
+    recent = (select(func.count()).select_from(Comment).where(
+        Comment.author_account_id == actor.account_id, Comment.created_at > now - cfg.comment_window)
+        .scalar_subquery())
+    existing = (select(Comment.id).where(Comment.client_key == client_key,
+                                         Comment.author_account_id == actor.account_id).scalar_subquery()
+                if client_key else null())
+    row = (await session.execute(
+        select(Topic, Region, muted_until(Topic.committee_id, actor.account_id, now), recent, existing)
+        .join(Region, Region.id == Topic.committee_id).where(Topic.id == topic_id, topic_scope(actor)))).first()
+    if row is None:
+        raise DiscussionError("no_topic")
+    return _Target(row[0], row[1], row[2], row[3] or 0, row[4])
+
+
+async def _writer_checks(session: AsyncSession, actor: Actor, target: _Target, parent_id: object, *,
                          cfg: DiscussionConfig) -> tuple[bool, Comment | None]:
     """Whether the actor writes as staff, and the thread's first comment; or the refusal."""
-    committee = await session.get(Region, topic.committee_id)
-    assert committee is not None
-    staff = is_moderator(actor, committee)
+    topic = target.topic
+    staff = is_moderator(actor, target.committee)
     if not staff and not actor.is_verified:
         raise DiscussionError("not_verified")
     parent = None
@@ -127,20 +151,19 @@ async def _writer_checks(session: AsyncSession, actor: Actor, topic: Topic, pare
             parent = await _visible_comment(session, topic.id, parent.parent_id)
     writable(topic)
     if not staff:
-        check_mute(await active_mute(session, topic.committee_id, actor.account_id, now), cfg)
-        recent = await session.scalar(select(func.count()).select_from(Comment).where(
-            Comment.author_account_id == actor.account_id, Comment.created_at > now - cfg.comment_window))
-        if (recent or 0) >= cfg.comments_per_window:
+        check_muted_until(target.muted_until, cfg)
+        if target.recent >= cfg.comments_per_window:
             raise DiscussionError("too_many_comments", limit=cfg.comments_per_window,
                                   minutes=int(cfg.comment_window.total_seconds() // 60))
     return staff, parent
 
 
 async def check_can_comment(session: AsyncSession, actor: Actor, topic_id: object, parent_id: object = None, *,
-                            now: datetime, cfg: DiscussionConfig) -> None:
-    """The refusal :func:`add_comment` would give now, whatever the text (before anyone types it)."""
-    topic = await visible_topic(session, actor, topic_id)
-    await _writer_checks(session, actor, topic, parent_id, now=now, cfg=cfg)
+                            now: datetime, cfg: DiscussionConfig) -> Topic:
+    """The refusal :func:`add_comment` would give now, whatever the text (before anyone types it); else the topic."""
+    target = await _writing_target(session, actor, topic_id, now=now, cfg=cfg)
+    await _writer_checks(session, actor, target, parent_id, cfg=cfg)
+    return target.topic
 
 
 async def _visible_comment(session: AsyncSession, topic_id: int, comment_id: object) -> Comment:
@@ -202,24 +225,38 @@ async def topic_view(session: AsyncSession, actor: Actor, topic_id: object, page
     all its replies (replies of a hidden comment included). Residents see each other by building,
     staff by role; staff of the committee also see names and hidden text."""
     number = check_page(page)
-    topic = await visible_topic(session, actor, topic_id)
-    committee = await session.get(Region, topic.committee_id)
-    moderator = committee is not None and is_moderator(actor, committee)
-    roots = select(func.count()).select_from(Comment).where(Comment.topic_id == topic.id,
-                                                           Comment.parent_id.is_(None))
-    total_roots = await session.scalar(roots) or 0
+    if not is_db_id(topic_id):
+        raise DiscussionError("no_topic")
+    # The topic, its committee, its counts and the reader's subscription in one statement; the page
+    # of comments with their replies in a second.
+    roots = (select(func.count()).select_from(Comment).where(Comment.topic_id == Topic.id, Comment.parent_id.is_(None))
+             .correlate(Topic).scalar_subquery())
+    subscribed = (exists().where(TopicSubscription.topic_id == Topic.id,
+                                 TopicSubscription.account_id == actor.account_id).correlate(Topic)
+                  if actor.account_id is not None else false())
+    row = (await session.execute(
+        select(Topic, Region, roots, visible_count(), subscribed).join(Region, Region.id == Topic.committee_id)
+        .where(Topic.id == topic_id, topic_scope(actor)))).first()
+    if row is None:
+        raise DiscussionError("no_topic")
+    topic, committee, total_roots, count = row[0], row[1], row[2] or 0, row[3] or 0
+    moderator = is_moderator(actor, committee)
     pages = max(1, -(-total_roots // cfg.comments_page))
     number = min(number, pages - 1)
-    top = list(await session.scalars(select(Comment).where(Comment.topic_id == topic.id, Comment.parent_id.is_(None))
-                                     .order_by(Comment.id.desc()).offset(number * cfg.comments_page)
-                                     .limit(cfg.comments_page)))
-    top.reverse()
+    top: list[Comment] = []
     replies: dict[int, list[Comment]] = {}
-    if top:
-        for reply in await session.scalars(select(Comment).where(Comment.parent_id.in_([c.id for c in top]))
-                                           .order_by(Comment.id)):
-            if reply.parent_id is not None:  # selected by parent_id, so always
-                replies.setdefault(reply.parent_id, []).append(reply)
+    if total_roots:
+        page_ids = (select(Comment.id).where(Comment.topic_id == topic.id, Comment.parent_id.is_(None))
+                    .order_by(Comment.id.desc()).offset(number * cfg.comments_page).limit(cfg.comments_page))
+        # A reply is of its parent's topic (add_comment checks it): the topic narrows the replies' lookup
+        # to the topic's index.
+        for c in await session.scalars(select(Comment).where(or_(
+                Comment.id.in_(page_ids), and_(Comment.topic_id == topic.id, Comment.parent_id.in_(page_ids))))
+                .order_by(Comment.id)):
+            if c.parent_id is None:
+                top.append(c)
+            else:
+                replies.setdefault(c.parent_id, []).append(c)
     names: dict[int, str | None] = {}
 
     async def author(account_id: int | None, role: str | None, building: str | None) -> Author:
@@ -237,12 +274,9 @@ async def topic_view(session: AsyncSession, actor: Actor, topic_id: object, page
                            c.author_account_id is not None and c.author_account_id == actor.account_id,
                            [await view(r) for r in replies.get(c.id, [])])
 
-    subscribed = actor.account_id is not None and bool(await session.scalar(select(TopicSubscription.id).where(
-        TopicSubscription.topic_id == topic.id, TopicSubscription.account_id == actor.account_id)))
     return TopicView(topic.id, topic.title, topic.body, topic.status.value, topic.building,
                      await author(topic.author_account_id, topic.author_role, topic.author_building),
-                     [await view(c) for c in top], await comment_count(session, topic.id), number, pages,
-                     subscribed, moderator, topic.committee_id)
+                     [await view(c) for c in top], count, number, pages, bool(row[4]), moderator, topic.committee_id)
 
 
 # --- reports --------------------------------------------------------------------------------------------

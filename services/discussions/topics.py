@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, false, func, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -110,8 +110,23 @@ async def active_mute(session: AsyncSession, committee_id: int, account_id: int 
 
 
 def check_mute(mute: DiscussionMute | None, cfg: DiscussionConfig) -> None:
-    if mute is not None:
-        raise DiscussionError("muted", until=cfg.local(mute.until).strftime("%Y-%m-%d %H:%M"))
+    check_muted_until(mute.until if mute is not None else None, cfg)
+
+
+def check_muted_until(until: datetime | None, cfg: DiscussionConfig) -> None:
+    """``muted`` while a mute ends at ``until`` (None: not muted)."""
+    if until is not None:
+        raise DiscussionError("muted", until=cfg.local(until).strftime("%Y-%m-%d %H:%M"))
+
+
+def muted_until(committee_id, account_id: int | None, now: datetime):
+    """A scalar subquery: when the account's mute in the committee ends (NULL: not muted now);
+    ``committee_id`` may be a column of the enclosing query."""
+    if account_id is None:
+        return null()
+    return (select(func.max(DiscussionMute.until)).where(
+        DiscussionMute.committee_id == committee_id, DiscussionMute.account_id == account_id,
+        DiscussionMute.until > now).scalar_subquery())
 
 
 # --- the committee's setting ------------------------------------------------------------------------
