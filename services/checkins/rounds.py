@@ -268,7 +268,10 @@ async def answer(session: AsyncSession, account: Account | None, round_id: int, 
     rnd = await session.scalar(select(CheckinRound).where(CheckinRound.id == round_id).with_for_update())
     if rnd is None or account is None or account.resident_id is None or rnd.resident_id != account.resident_id:
         raise CheckinError("not_yours")
-    alert = await session.scalar(select(Alert).where(Alert.round_id == rnd.id).with_for_update())
+    # A round still waiting for the elder has never been alerted (an alert moves it on, and nothing
+    # moves a round back to pending or reminded), so only a round that has moved on may have one.
+    alert = (None if rnd.status in ELDER_OPEN_STATUSES else
+             await session.scalar(select(Alert).where(Alert.round_id == rnd.id).with_for_update()))
     if not need_help:
         if rnd.answer == "ok":
             return AnswerResult(rnd, alert, already=True)
