@@ -502,8 +502,18 @@ async def test_pages_beyond_the_last_are_the_last_and_each_read_takes_one_or_two
             assert seen.take() == 1
             assert (await ds.check_can_comment(session, b, topic.id, now=NOW, cfg=cfg)).id == topic.id
             assert seen.take() == 1  # topic, committee, mute and recent comments together
-            # A comment and the page shown after it: seven statements, the audit line included.
+            # A comment and the page shown after it: seven statements, the audit line included; six when
+            # the writer is not subscribed (no digest of theirs to move on).
             made = await ds.add_comment(session, b, topic.id, "再说一句", now=NOW, cfg=cfg, client_key="102:9")
             after = await ds.topic_view(session, b, topic.id, cfg=cfg)
             assert seen.take() == 7
             assert [c.id for c in after.comments] == [roots[2], made.comment.id] and after.count == 5
+            other = await ds.add_comment(session, a, topic.id, "我也说", now=NOW, cfg=cfg, client_key="101:9")
+            await ds.topic_view(session, a, topic.id, cfg=cfg)
+            assert seen.take() == 6
+        await session.commit()
+    async with sessions() as session:
+        seen_ids = dict((await session.execute(select(TopicSubscription.account_id, TopicSubscription.seen_comment_id)
+                                                .where(TopicSubscription.topic_id == topic.id))).all())
+        assert seen_ids[b.account_id] == made.comment.id and a.account_id not in seen_ids
+        assert other.created

@@ -97,11 +97,11 @@ async def add_comment(session: AsyncSession, actor: Actor, topic_id: object, tex
         return CommentResult(existing, False)
     comment = made
     await session.execute(update(Topic).where(Topic.id == topic.id).values(last_activity_at=now))
-    # The writer has read what came before: their own digest starts after this comment.
-    await session.execute(update(TopicSubscription).where(TopicSubscription.topic_id == topic.id,
-                                                          TopicSubscription.account_id == actor.account_id,
-                                                          TopicSubscription.seen_comment_id < comment.id)
-                          .values(seen_comment_id=comment.id))
+    if target.subscribed:  # the writer has read what came before: their own digest starts after this comment
+        await session.execute(update(TopicSubscription).where(TopicSubscription.topic_id == topic.id,
+                                                              TopicSubscription.account_id == actor.account_id,
+                                                              TopicSubscription.seen_comment_id < comment.id)
+                              .values(seen_comment_id=comment.id))
     audit.record(session, "comment.create", now=now, actor_account_id=actor.account_id, target_type="comment",
                  target_id=comment.id, region_id=topic.committee_id,
                  detail={"topic": topic.id, "parent": comment.parent_id})
@@ -117,6 +117,7 @@ class _Target:
     muted_until: datetime | None  # the actor's mute in the topic's committee
     recent: int  # the actor's comments within the comment window
     existing_id: int | None  # the actor's comment made by this client key
+    subscribed: bool  # the actor is subscribed to the topic
 
 
 async def _writing_target(session: AsyncSession, actor: Actor, topic_id: object, *, now: datetime,
@@ -130,11 +131,20 @@ async def _writing_target(session: AsyncSession, actor: Actor, topic_id: object,
                                          Comment.author_account_id == actor.account_id).scalar_subquery()
                 if client_key else null())
     row = (await session.execute(
-        select(Topic, Region, muted_until(Topic.committee_id, actor.account_id, now), recent, existing)
+        select(Topic, Region, muted_until(Topic.committee_id, actor.account_id, now), recent, existing,
+               subscribed(actor))
         .join(Region, Region.id == Topic.committee_id).where(Topic.id == topic_id, topic_scope(actor)))).first()
     if row is None:
         raise DiscussionError("no_topic")
-    return _Target(row[0], row[1], row[2], row[3] or 0, row[4])
+    return _Target(row[0], row[1], row[2], row[3] or 0, row[4], bool(row[5]))
+
+
+def subscribed(actor: Actor):
+    """A column of a query over ``Topic``: whether the actor is subscribed to the topic."""
+    if actor.account_id is None:
+        return false()
+    return exists().where(TopicSubscription.topic_id == Topic.id,
+                          TopicSubscription.account_id == actor.account_id).correlate(Topic)
 
 
 async def _writer_checks(session: AsyncSession, actor: Actor, target: _Target, parent_id: object, *,
@@ -231,11 +241,8 @@ async def topic_view(session: AsyncSession, actor: Actor, topic_id: object, page
     # of comments with their replies in a second.
     roots = (select(func.count()).select_from(Comment).where(Comment.topic_id == Topic.id, Comment.parent_id.is_(None))
              .correlate(Topic).scalar_subquery())
-    subscribed = (exists().where(TopicSubscription.topic_id == Topic.id,
-                                 TopicSubscription.account_id == actor.account_id).correlate(Topic)
-                  if actor.account_id is not None else false())
     row = (await session.execute(
-        select(Topic, Region, roots, visible_count(), subscribed).join(Region, Region.id == Topic.committee_id)
+        select(Topic, Region, roots, visible_count(), subscribed(actor)).join(Region, Region.id == Topic.committee_id)
         .where(Topic.id == topic_id, topic_scope(actor)))).first()
     if row is None:
         raise DiscussionError("no_topic")
