@@ -12,7 +12,7 @@ from fractions import Fraction
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, func, inspect, select
+from sqlalchemy import delete, event, func, inspect, select
 
 from bot.db import session_factory
 from services import polls
@@ -418,3 +418,51 @@ async def test_tally_and_verdict_equal_a_brute_force_count(engine, data, rule, q
         assert [o.area for o in got.options] == [round(float(a), 2) for a in areas]
         assert (got.eligible_units, got.voted_units) == (len(eligible), len(ballots))
         assert (got.quorum_met, got.passed) == (met, passed), (rule, quorum, eligible, ballots)
+
+
+async def test_open_polls_show_each_units_ballot_read_in_one_statement_and_a_vote_takes_two(engine):
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        if not statement.lstrip().upper().startswith("BEGIN"):
+            seen.append(statement)
+
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        town = await make_town(session)
+        made = {}
+        for day, (name, kw) in enumerate([("resident", {}), ("household", {"unit": "household"}),
+                                          ("secret", {"unit": "household", "secret": True}),
+                                          ("owner", {"unit": "owner"}), ("five", {"eligible": 'building == "5"'})]):
+            made[name] = await polls.create_poll(session, town.staff, town.committee,
+                                                 draft(closes_at=NOW + timedelta(days=day + 1), **kw), now=NOW, cfg=CFG)
+        await session.commit()
+        await polls.vote(session, town.people["a1"], made["resident"].id, 1, now=NOW, cfg=CFG)
+        await polls.vote(session, town.people["a2"], made["household"].id, 0, now=NOW, cfg=CFG)
+        await polls.vote(session, town.people["a2"], made["secret"].id, 2, now=NOW, cfg=CFG)
+        await session.commit()
+    ids = {p.id: name for name, p in made.items()}
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with sessions() as session:
+            mine = await polls.my_open_polls(session, town.people["a1"], now=NOW, cfg=CFG)
+            # The polls with the unit's ballots, the household once, the one expression asked of the database.
+            assert len(seen) == 3
+            assert [(ids[m.poll.id], m.choices, m.voted, m.by_me) for m in mine] == [
+                ("resident", (1,), True, True), ("household", (0,), True, False), ("secret", (), True, False),
+                ("owner", (), False, False)]
+            renter = await polls.my_open_polls(session, town.people["renter"], now=NOW, cfg=CFG)
+            assert [ids[m.poll.id] for m in renter] == ["resident", "household", "secret"]
+            assert [ids[m.poll.id] for m in await polls.my_open_polls(session, town.people["e"], now=NOW, cfg=CFG)] \
+                == ["resident", "household", "secret", "owner", "five"]
+        async with sessions() as session:
+            seen.clear()
+            result = await polls.vote(session, town.people["b"], made["resident"].id, 0, now=NOW, cfg=CFG)
+            assert len(seen) == 2 and result.changed and result.poll is not None  # the poll and ballot; the insert
+            seen.clear()
+            again = await polls.vote(session, town.people["a2"], made["household"].id, 0, now=NOW, cfg=CFG)
+            assert not again.changed and again.choices == (0,)
+            assert len(seen) == 2  # the poll and the household's ballot; the household for its key
+            await session.commit()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)

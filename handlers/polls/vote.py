@@ -88,9 +88,8 @@ async def view(query: CallbackQuery, callback_data: PollViewCb, actor: Actor, se
         if query.message:
             await query.message.answer(views.results_text(results))
         return
-    poll = await polls.get_poll(session, callback_data.p)
     mine = [m for m in await polls.my_open_polls(session, actor, now=now, cfg=poll_config)
-            if poll is not None and m.poll.id == poll.id]
+            if m.poll.id == callback_data.p]
     if not mine:
         await query.answer(views.refusal(polls.PollError("no_poll")).striptags(), show_alert=True)
         return

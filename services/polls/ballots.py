@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from sqlalchemy import ColumnElement, and_, delete, exists, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -244,18 +244,24 @@ class VoteResult:
     poll: Poll | None = field(default=None, compare=False, repr=False)  # the poll voted in, for the answer
 
 
+def unit_key_sql(resident: Resident) -> ColumnElement[str | None]:
+    """``unit_key(poll, resident)`` as SQL over ``Poll`` (NULL for a household poll and a resident
+    without a household)."""
+    household = f"h:{resident.household_id}" if resident.household_id is not None else None
+    return case((Poll.unit == PollUnit.resident, literal(f"r:{resident.id}")), else_=literal(household))
+
+
 async def _poll_and_ballot(session: AsyncSession, actor: Actor, poll_id: object) -> tuple[Poll | None, PollVote | None]:
-    """The poll and, in the same statement, an open ballot of the actor's resident or household in it
-    (whichever the poll counts by: its ballots all have one kind of key)."""
+    """The poll and, in the same statement, the open ballot of the actor's unit in it."""
     if not is_db_id(poll_id):
         return None, None
     resident = actor.resident if actor.is_verified else None
     if resident is None:
         return await session.get(Poll, poll_id), None
-    keys = [f"r:{resident.id}"] + ([f"h:{resident.household_id}"] if resident.household_id is not None else [])
     row = (await session.execute(
-        select(Poll, PollVote).outerjoin(PollVote, and_(PollVote.poll_id == Poll.id, PollVote.unit_key.in_(keys)))
-        .where(Poll.id == poll_id).limit(1))).first()
+        select(Poll, PollVote).outerjoin(PollVote, and_(PollVote.poll_id == Poll.id,
+                                                        PollVote.unit_key == unit_key_sql(resident)))
+        .where(Poll.id == poll_id))).first()
     return (row[0], row[1]) if row is not None else (None, None)
 
 
@@ -282,9 +288,7 @@ async def vote(session: AsyncSession, actor: Actor, poll_id: object, option: obj
         raise PollError("not_open" if phase == "scheduled" else "closed")
     if poll.secret:
         return await _secret_vote(session, poll, key, area, option, on)
-    existing = ballot if ballot is not None and ballot.unit_key == key else None
-    if existing is None and ballot is not None:  # not the unit's ballot (never so: a poll has one kind of key)
-        existing = await session.scalar(select(PollVote).where(PollVote.poll_id == poll.id, PollVote.unit_key == key))
+    existing = ballot
     if existing is None:
         if not on:
             return VoteResult(poll.id, (), False, False, poll)
@@ -346,29 +350,34 @@ class MyPoll:
     by_me: bool  # this resident cast the unit's ballot
 
 
-async def unit_ballot(session: AsyncSession, poll: Poll, key: str) -> tuple[tuple[int, ...], bool, int | None]:
-    if poll.secret:
-        voted = await session.scalar(select(exists().where(PollVoter.poll_id == poll.id, PollVoter.unit_key == key)))
-        return (), bool(voted), None
-    row = await session.scalar(select(PollVote).where(PollVote.poll_id == poll.id, PollVote.unit_key == key))
-    return (tuple(row.choices), True, row.resident_id) if row else ((), False, None)
-
-
 async def my_open_polls(session: AsyncSession, actor: Actor, *, now: datetime, cfg: PollConfig) -> list[MyPoll]:
     """The open polls the actor may vote in, soonest deadline first, with their unit's ballot."""
     if not actor.is_verified or actor.resident is None:
         return []
-    polls = await session.scalars(
-        select(Poll).where(Poll.committee_id == actor.resident.committee_id, Poll.status == PollStatus.open,
-                           Poll.opens_at <= now, Poll.closes_at > now).order_by(Poll.closes_at, Poll.id).limit(20))
+    resident = actor.resident
+    key = unit_key_sql(resident)
+    voted_secretly = exists().where(PollVoter.poll_id == Poll.id, PollVoter.unit_key == key).correlate(Poll)
+    rows = (await session.execute(
+        select(Poll, PollVote, voted_secretly)
+        .outerjoin(PollVote, and_(PollVote.poll_id == Poll.id, PollVote.unit_key == key))
+        .where(Poll.committee_id == resident.committee_id, Poll.status == PollStatus.open,
+               Poll.opens_at <= now, Poll.closes_at > now).order_by(Poll.closes_at, Poll.id).limit(20))).all()
+    # Held while checking: check_voter's lookups of the household then come from the identity map.
+    _household = (await session.get(Household, resident.household_id)
+                  if resident.household_id is not None and any(p.unit != PollUnit.resident for p, _, _ in rows)
+                  else None)
     out = []
-    for poll in polls:
+    for poll, ballot, voted in rows:
         try:
-            resident, key, _area = await check_voter(session, actor, poll, cfg.local(now).date())
+            await check_voter(session, actor, poll, cfg.local(now).date())
         except PollError:
             continue
-        choices, voted, by = await unit_ballot(session, poll, key)
-        out.append(MyPoll(poll, choices, voted, by == resident.id))
+        if poll.secret:
+            out.append(MyPoll(poll, (), bool(voted), False))
+        elif ballot is not None:
+            out.append(MyPoll(poll, tuple(ballot.choices), True, ballot.resident_id == resident.id))
+        else:
+            out.append(MyPoll(poll, (), False, False))
     return out
 
 
