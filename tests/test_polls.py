@@ -440,6 +440,11 @@ async def test_open_polls_show_each_units_ballot_read_in_one_statement_and_a_vot
         await polls.vote(session, town.people["a1"], made["resident"].id, 1, now=NOW, cfg=CFG)
         await polls.vote(session, town.people["a2"], made["household"].id, 0, now=NOW, cfg=CFG)
         await polls.vote(session, town.people["a2"], made["secret"].id, 2, now=NOW, cfg=CFG)
+        lodger = Resident(committee_id=town.committee.id, name="lodger", building="7", unit="1", room="1",
+                          status=ResidentStatus.active, created_at=NOW, updated_at=NOW)  # no household
+        session.add(lodger)
+        await session.flush()
+        alone = Actor(account=await make_account(session, 1100, lodger), resident=lodger, locale="en")
         await session.commit()
     ids = {p.id: name for name, p in made.items()}
     event.listen(engine.sync_engine, "before_cursor_execute", count)
@@ -455,6 +460,12 @@ async def test_open_polls_show_each_units_ballot_read_in_one_statement_and_a_vot
             assert [ids[m.poll.id] for m in renter] == ["resident", "household", "secret"]
             assert [ids[m.poll.id] for m in await polls.my_open_polls(session, town.people["e"], now=NOW, cfg=CFG)] \
                 == ["resident", "household", "secret", "owner", "five"]
+            assert [ids[m.poll.id] for m in await polls.my_open_polls(session, alone, now=NOW, cfg=CFG)] == ["resident"]
+            assert (await polls.vote(session, alone, made["resident"].id, 2, now=NOW, cfg=CFG)).changed
+            with pytest.raises(PollError) as err:
+                await polls.vote(session, alone, made["household"].id, 0, now=NOW, cfg=CFG)
+            assert err.value.reason == "no_household"
+            assert [m.choices for m in await polls.my_open_polls(session, alone, now=NOW, cfg=CFG)] == [(2,)]
         async with sessions() as session:
             seen.clear()
             result = await polls.vote(session, town.people["b"], made["resident"].id, 0, now=NOW, cfg=CFG)

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, literal, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, literal, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -247,8 +247,8 @@ class VoteResult:
 def unit_key_sql(resident: Resident) -> ColumnElement[str | None]:
     """``unit_key(poll, resident)`` as SQL over ``Poll`` (NULL for a household poll and a resident
     without a household)."""
-    household = f"h:{resident.household_id}" if resident.household_id is not None else None
-    return case((Poll.unit == PollUnit.resident, literal(f"r:{resident.id}")), else_=literal(household))
+    household = literal(f"h:{resident.household_id}") if resident.household_id is not None else null()
+    return case((Poll.unit == PollUnit.resident, literal(f"r:{resident.id}")), else_=household)
 
 
 async def _poll_and_ballot(session: AsyncSession, actor: Actor, poll_id: object) -> tuple[Poll | None, PollVote | None]:
