@@ -494,6 +494,10 @@ async def test_pages_beyond_the_last_are_the_last_and_each_read_takes_one_or_two
             assert seen.take() == 2  # the topic with its counts, then the page with its replies
             assert [c.id for c in view.comments] == roots[1:] and [r.id for r in view.comments[1].replies] == [reply]
             assert (view.count, view.page, view.pages, view.subscribed) == (4, 0, 2, True)
+            staff = await ds.topic_view(session, town.staff, topic.id, cfg=cfg)
+            assert seen.take() == 3  # and every name on the page, for staff, in one more
+            assert (staff.author.name, [c.author.name for c in staff.comments],
+                    staff.comments[1].replies[0].author.name) == ("书记", ["居民a", "居民a"], "居民b")
             beyond = await ds.topic_view(session, a, topic.id, 9, cfg=cfg)
             assert ([c.id for c in beyond.comments], beyond.page, beyond.subscribed) == (roots[:1], 1, False)
             assert seen.take() == 2

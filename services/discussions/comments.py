@@ -27,6 +27,7 @@ from services.discussions.topics import (
     moderated_topic,
     muted_until,
     resident_name,
+    resident_names,
     topic_scope,
     visible_count,
 )
@@ -265,25 +266,27 @@ async def topic_view(session: AsyncSession, actor: Actor, topic_id: object, page
             else:
                 replies.setdefault(c.parent_id, []).append(c)
     names: dict[int, str | None] = {}
+    if moderator:  # every name on the page in one statement
+        authors = {topic.author_account_id, *(c.author_account_id for c in top),
+                   *(r.author_account_id for thread in replies.values() for r in thread)}
+        names = await resident_names(session, {a for a in authors if a is not None})
 
-    async def author(account_id: int | None, role: str | None, building: str | None) -> Author:
+    def author(account_id: int | None, role: str | None, building: str | None) -> Author:
         if not moderator:
             return Author(role, building)
-        if account_id is not None and account_id not in names:
-            names[account_id] = await resident_name(session, account_id)
         return Author(role, building, names.get(account_id) if account_id else None, account_id)
 
-    async def view(c: Comment) -> CommentView:
+    def view(c: Comment) -> CommentView:
         hidden = c.hidden_at is not None
-        return CommentView(c.id, c.parent_id, await author(c.author_account_id, c.author_role, c.author_building),
+        return CommentView(c.id, c.parent_id, author(c.author_account_id, c.author_role, c.author_building),
                            c.body if moderator or not hidden else None, hidden,
                            c.hidden_reason if moderator else None, c.created_at,
                            c.author_account_id is not None and c.author_account_id == actor.account_id,
-                           [await view(r) for r in replies.get(c.id, [])])
+                           [view(r) for r in replies.get(c.id, [])])
 
     return TopicView(topic.id, topic.title, topic.body, topic.status.value, topic.building,
-                     await author(topic.author_account_id, topic.author_role, topic.author_building),
-                     [await view(c) for c in top], count, number, pages, bool(row[4]), moderator, topic.committee_id)
+                     author(topic.author_account_id, topic.author_role, topic.author_building),
+                     [view(c) for c in top], count, number, pages, bool(row[4]), moderator, topic.committee_id)
 
 
 # --- reports --------------------------------------------------------------------------------------------

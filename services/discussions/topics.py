@@ -394,6 +394,15 @@ async def comment_count(session: AsyncSession, topic_id: int) -> int:
         Comment.topic_id == topic_id, Comment.hidden_at.is_(None))) or 0
 
 
+async def resident_names(session: AsyncSession, account_ids: set[int]) -> dict[int, str | None]:
+    """:func:`resident_name` of several accounts in one statement (staff readers only)."""
+    if not account_ids:
+        return {}
+    rows = await session.execute(select(Account.id, Account.first_name, Resident.name).outerjoin(
+        Resident, Resident.id == Account.resident_id).where(Account.id.in_(sorted(account_ids))))
+    return {account_id: name or first_name or None for account_id, first_name, name in rows}
+
+
 async def resident_name(session: AsyncSession, account_id: int | None) -> str | None:
     """For staff readers: the registry name behind an account (else its Telegram first name)."""
     if account_id is None:
