@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from services.i18n import translate
-from services.models import Account, Region, Resident, ResidentStatus, Staff, StaffRole
+from services.models import Account, OutboxMessage, OutboxStatus, Region, Resident, ResidentStatus, Staff, StaffRole
 from services.regions import ensure_demo_regions, get_region
 from services.scope import Actor, StaffGrant, load_staff_grants
 from services.tags import ensure_default_tags
@@ -95,6 +95,31 @@ async def texts(user) -> str:
 async def messages_with(user, needle: str) -> list[dict]:
     """The bot's messages since the user's last action that show ``needle``."""
     return [m for m in await user.bot_messages_since_last_action() if needle in body(m)]
+
+
+async def outbox_message(user, predicate, timeout: float = 5.0) -> dict:  # noqa: ASYNC109
+    """The message matching ``predicate`` that the outbox sends ``user`` in its own time because of
+    the user's own last action: among what changed since that action if it came while the action
+    ran (``wait_for_message`` counts those as seen), else waited for."""
+    for message in await user.bot_messages_since_last_action():
+        if predicate(message):
+            return message
+    return await user.wait_for_message(predicate, timeout)
+
+
+async def outbox_sent(sessions, *where, timeout: float = 5.0) -> list:  # noqa: ASYNC109
+    """The outbox rows matching ``where`` (at least one) once every one is marked sent. The sender
+    marks a row after Telegram's answer, so its message can be seen before the row says so."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with sessions() as s:
+            rows = (await s.scalars(select(OutboxMessage).where(*where).order_by(OutboxMessage.id))).all()
+        if rows and all(row.status == OutboxStatus.sent for row in rows):
+            return list(rows)
+        assert asyncio.get_running_loop().time() < deadline, [(row.idempotency_key, row.status) for row in rows]
+        await asyncio.sleep(0.05)
 
 
 def assert_shown_as_text(message: dict, value: str = HOSTILE) -> None:

@@ -43,7 +43,7 @@ from services.models import (
 from services.regions import get_region
 from tests.checkin_worker import worker_settings, working
 from tests.harness import running_stack
-from tests.helpers import PacedClock, texts
+from tests.helpers import PacedClock, outbox_message, outbox_sent, texts
 from tests.seed import seed_registry
 
 WORKER = Path(__file__).with_name("checkin_worker.py")
@@ -529,6 +529,8 @@ async def test_a_refused_family_redemption_leaves_the_link_usable(world):
     daughter = await w.stack.client.create_user("Daughter", language_code="en")
     await daughter.send(f"/start {first}")
     assert "You are now an emergency contact of 赵桂兰." in text_of(await daughter.last_message())
+    # the elder hears it through the outbox, in its own time: before her next action, not as its reply
+    await w.elder.wait_for_message(has("Daughter is now one of your emergency contacts"))
     await w.elder.send("/family")
     second = text_of(await w.elder.last_message()).split("start=")[1].split()[0]
     await daughter.send(f"/start {second}")  # already a contact: refused
@@ -593,8 +595,10 @@ async def test_hostile_names_arrive_as_text_in_every_check_in_message(world):
     shown_as_text(await staff.wait_for_message(has("closed by")))
     # the next day the elder answers late: the all clear names them
     await w.tick(timedelta(days=1))
+    today = (await w.round()).id  # its prompt, not yesterday's, has the button she presses
     await w.tick(timedelta(minutes=90))
     await staff.wait_for_message(has("has not answered"))
+    await w.elder.wait_for_message(lambda m: f"ci:{today}:ok" in str(m["reply_markup"]))
     await w.elder.press("😊 I'm fine")
     shown_as_text(await staff.wait_for_message(has("All clear")))
     # the day after, staff check and close it as safe: the elder hears who checked on them
@@ -744,14 +748,16 @@ async def test_restart_between_the_helpers_reminder_and_the_alert_loses_nothing(
 
 async def choose_helper(w: World, room: str, search: str, pick: str, mode: str) -> str:
     """Staff choose a helper for the elder in ``room`` with /checkin_helper: a search as /whois,
-    one of the matches, and the answering mode; the staff member's last reply."""
+    one of the matches, and the answering mode; what the bot said to the last press. Looked for among
+    what changed since each action: staff who pick themselves ("🙋 Me") are told through the outbox,
+    in its own time, that they answer for the elder."""
     await w.duty.send(f"/checkin_helper {room}")
-    assert "Who answers the daily check-in for" in text_of(await w.duty.last_message())
+    assert "Who answers the daily check-in for" in await texts(w.duty)
     if search:
         await w.duty.send(search)
     await w.duty.press(pick)
     await w.duty.press(mode)
-    return text_of(await w.duty.last_message())
+    return await texts(w.duty)
 
 
 PROXY = "🤝 The helper answers every day"
@@ -882,11 +888,9 @@ async def test_self_then_helper_elder_and_helper_silent_staff_alerted_saying_bot
     # an edit that changes nothing (two updates racing to the same state) is done, not an error
     from notifications.render import send_payload
 
-    async with w.sessions() as s:
-        edits = (await s.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key.like("hle:%"))
-                                 .order_by(OutboxMessage.id))).all()
+    # (each row is marked sent after Telegram's answer, which the sandbox shows first)
+    edits = await outbox_sent(w.sessions, OutboxMessage.idempotency_key.like("hle:%"))
     (last,) = [e for e in edits if e.payload["edit_message_id"] == asked["message_id"]][-1:]
-    assert last.status == OutboxStatus.sent
     assert (await send_payload(w.stack.bot, helper.id, last.payload)).message_id == asked["message_id"]
 
 
@@ -913,23 +917,25 @@ async def test_a_handed_over_helpers_elders_go_to_the_substitute(world):
     await w.duty.press("🔗 Invite a helper by link")
     await w.duty.press(PROXY)
     link = text_of(await w.duty.last_message()).split("start=")[1].split()[0]
+    # the helpers hear whom they answer for through the outbox, in its own time: replies to them are
+    # looked for among what changed since each action
     await other.send(f"/start {link}")
-    assert "You now answer the daily check-in for 赵桂兰" in text_of(await other.last_message())
+    assert "You now answer the daily check-in for 赵桂兰" in await texts(other)
     await w.duty.wait_for_message(has("秀英 opened your helper link"))
     await other.send(f"/start {link}")
-    assert "already been used" in text_of(await other.last_message())
+    assert "already been used" in await texts(other)
     # Li hands over for three days to 秀英 from /helping
     await helper.send("/helping")
-    assert "Nobody to answer for today." in text_of(await helper.last_message())
+    assert "Nobody to answer for today." in await texts(helper)
     await helper.press("🧳 Hand over (travel, illness)")
     await helper.press("3 days")
     await helper.press("秀英")
-    assert "Handed over until 2026-11-30 (inclusive): Li's elders go to 秀英." in text_of(await helper.last_message())
+    assert "Handed over until 2026-11-30 (inclusive): Li's elders go to 秀英." in await texts(helper)
     staff_told = await w.duty.wait_for_message(has("hands over 1 elders"))
     assert "Li hands over 1 elders of 丁香迎春居委会 from 2026-11-28 to 2026-11-30." in text_of(staff_told)
     await other.wait_for_message(has("You stand in for Li from 2026-11-28 to 2026-11-30"))
     await other.send("/mydata")  # what she holds as a helper: her own elder, and whom she stands in for
-    card = text_of((await other.bot_messages_since_last_action())[0])
+    card = await texts(other)
     assert "• 赵桂兰 (迎春小区 5-1-102, 丁香迎春居委会): a helper answers every day" in card
     assert "🧳 You stand in for Li 2026-11-28 – 2026-11-30 (丁香迎春居委会)." in card
     # the day's list goes to 秀英 with both elders; Li gets none, and his forged press is refused
@@ -946,7 +952,7 @@ async def test_a_handed_over_helpers_elders_go_to_the_substitute(world):
     # back early: from tomorrow his elders are his again
     await helper.send("/helping")
     await helper.press("🏠 I'm back: end the hand-over")
-    assert "From tomorrow your elders are yours again" in text_of(await helper.last_message())
+    assert "From tomorrow your elders are yours again" in await texts(helper)
     await w.tick(timedelta(days=1))
     await helper.wait_for_message(has("Your check-ins for today, 11-29"))
 
@@ -960,8 +966,8 @@ async def test_a_helpers_mydata_names_their_elders_and_forget_leaves_them_to_sta
     await choose_helper(w, "6-1-102", "", "Li · helper", PROXY)
     await w.tick(timedelta(minutes=1))  # 10:00: his list, both elders waiting for him
     await helper.wait_for_message(has("Your check-ins for today"))
-    await helper.send("/mydata")
-    card = text_of((await helper.bot_messages_since_last_action())[0])
+    await helper.send("/mydata")  # his notices of 孙一 and 孙二 come through the outbox, maybe meanwhile
+    card = await texts(helper)
     assert ("You answer the daily check-in for\n• 孙一 (迎春小区 6-1-101, 丁香迎春居委会): a helper answers every "
             "day\n• 孙二 (迎春小区 6-1-102, 丁香迎春居委会): a helper answers every day") in card
     await helper.send("/forget")
@@ -1044,12 +1050,13 @@ async def test_staff_hand_a_helper_over_to_the_duty_staff_and_take_an_elder_them
     await w.duty.press("Li · 丁香迎春居委会")
     await w.duty.press("7 days")
     await w.duty.press("🏢 The committee's staff on duty")
+    # the staff member is one of the duty staff, told through the outbox: before or after the reply
     assert ("Handed over until 2026-12-04 (inclusive): Li's elders go to the committee's staff on duty."
-            in text_of(await w.duty.last_message()))
+            in await texts(w.duty))
+    await outbox_message(w.duty, has("Nobody stands in: the staff on duty get their daily list"))
     told = await helper.wait_for_message(has("handed over your elders"))
     assert "Zhang handed over your elders from 2026-11-28 to 2026-12-04." in text_of(told)
     assert "The committee's staff on duty answer for them meanwhile." in text_of(told)
-    await w.duty.wait_for_message(has("Nobody stands in: the staff on duty get their daily list"))
     await w.tick(timedelta(minutes=1))
     listed = await w.duty.wait_for_message(has("Your check-ins for today"))
     assert "You answer as the committee's staff on duty" in text_of(listed)
