@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from services import notices as ns
 from services.models import Notice, NoticeStatus, OutboxMessage
-from tests.helpers import body, consent, make_staff, messages_with, texts
+from tests.helpers import body, consent, make_staff, messages_with, outbox_sent, texts
 from tests.seed import ID_LI, ID_WANG, ID_ZHAO, seed_registry
 
 
@@ -65,6 +65,8 @@ async def test_compose_preview_send_receive_and_report(community):
     await outsider.send("/help")
     forged = await outsider.callback((await outsider.last_message())["message_id"], f"nr:{notice_id}")
     assert "not sent to you" in stack.sandbox.callbacks[forged["callback_query_id"]].answer["text"]
+    # the sender marks each row sent after Telegram's answer, which the residents see first
+    await outbox_sent(stack.sessions, OutboxMessage.ref_type == ns.REF)
     await staff.send(f"/notice_report {notice_id}")
     report = (await staff.last_message())["text"]
     assert "Recipients: 3" in report and "Sent: 3" in report and "Pressed Received: 1" in report
