@@ -52,6 +52,9 @@ async def verified_by_review(w):
     await user.send("迎春")
     await user.press("丁香迎春居委会")
     assert "sent to the committee staff" in await texts(user)
+    # the request reaches staff through the outbox: waited for before their first action, so that
+    # it lands as no reply of theirs
+    await w.duty.wait_for_message(has("New verification request"))
     await w.duty.send("/pending")
     assert NAME in await texts(w.duty)
     await w.duty.press("Approve")
@@ -87,6 +90,7 @@ async def test_a_resident_verified_by_review_is_reachable_on_the_phone_they_shar
     assert (await w.tick(timedelta(minutes=1))).opened == 1
     await user.wait_for_message(has("How are you today?"))
     await w.tick(timedelta(minutes=30))
+    await user.wait_for_message(has("Reminder"))  # through the outbox: not in the middle of /mydata below
     await w.tick(timedelta(minutes=60))
     alert = text_of(await w.duty.wait_for_message(lambda m: NAME in text_of(m) and "has not answered" in text_of(m)))
     assert f"Phone: {PHONE} (shared in Telegram)" in alert, alert
