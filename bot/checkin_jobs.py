@@ -124,7 +124,9 @@ async def send_weekly_reports(sessions: async_sessionmaker[AsyncSession], cfg: c
 
 def register_sender_listeners(sender: OutboxSender, cfg: checkins.CheckinConfig) -> None:
     """An elder who blocked the bot is an escalation: alert as soon as the prompt comes back 403;
-    so is a helper whose list (or its edit) comes back 403, for the elders waiting for them."""
+    so is a helper whose list (or its edit) comes back 403, for the elders waiting for them. A list
+    answered in while it was on its way is edited once it is sent."""
     sender.on_unreachable(checkins.REF_ROUND, partial(checkins.on_round_unreachable, cfg=cfg))
+    sender.on_sent(checkins.REF_LIST, partial(checkins.on_list_sent, cfg=cfg))
     for ref_type in (checkins.REF_LIST, checkins.REF_LIST_EDIT):
         sender.on_unreachable(ref_type, partial(checkins.on_list_unreachable, cfg=cfg))

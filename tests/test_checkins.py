@@ -1002,6 +1002,36 @@ async def test_a_silent_proxy_helper_is_reminded_once_then_staff_are_alerted(eng
     assert recipients(await messages(w, "al:%:clear:%")) == {w.duty, w.street}
 
 
+async def test_a_list_answered_in_while_on_its_way_is_edited_once_it_is_sent(engine):
+    h = await helper_world(engine)
+    w = h.w
+    await tick(w, 0)
+    (listed,) = await messages(w, "hl:%")
+    async with w.sessions() as s:  # the sender claims it: its message id is not known yet
+        assert [r.id for r in await outbox.claim(s, worker_id="w1", limit=5, lease=timedelta(minutes=1),
+                                                 now=at(1))] == [listed.id]
+        await s.commit()
+    rounds = await rounds_by_resident(w)
+    await helper_press(h, h.helper, rounds[h.sun1].id, "ok", 2)  # before the list is marked sent
+    assert await messages(w, "hle:%") == []  # nothing to edit yet
+    async with w.sessions() as s:  # what the sender does on Telegram's answer, then its listener
+        assert await outbox.mark_sent(s, listed.id, telegram_message_id=77, now=at(3)) is not None
+        await cs.on_list_sent(s, await s.get(OutboxMessage, listed.id), at(3), cfg=CFG)
+        await s.commit()
+    (edit,) = await messages(w, "hle:%")
+    assert edit.payload["edit_message_id"] == 77 and edit.chat_id == listed.chat_id
+    assert {line["name"]: line["state"] for line in edit.payload["data"]["lines"]} == {"孙一": "ok", "孙二": "waiting"}
+    # a list that went out as it is now is left alone
+    async with w.sessions() as s:
+        row = await s.get(OutboxMessage, listed.id)
+        row.payload = {**row.payload, "data": edit.payload["data"]}
+        await s.commit()
+    async with w.sessions() as s:
+        await cs.on_list_sent(s, await s.get(OutboxMessage, listed.id), at(4), cfg=CFG)
+        await s.commit()
+    assert len(await messages(w, "hle:%")) == 1
+
+
 async def test_a_helper_who_blocked_the_bot_is_an_alert_at_once_naming_them(engine):
     h = await helper_world(engine)
     w = h.w

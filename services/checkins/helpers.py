@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -245,14 +246,14 @@ async def refresh_lists(session: AsyncSession, cfg: CheckinConfig, cover: Cover,
     prefix = f"hl:{cover.key}:{day.isoformat()}:"
     touched = 0
     for account in await _recipients(session, cover):
+        # A list being sent (claimed, its message id not known yet) is left to on_list_sent, which the
+        # sender runs when it marks the row sent and which edits it if it no longer shows the day.
         rows = (await session.scalars(
             select(OutboxMessage).where(OutboxMessage.ref_type == REF_LIST, OutboxMessage.ref_id == account.id,
                                         OutboxMessage.idempotency_key.startswith(prefix, autoescape=True))
-            .order_by(OutboxMessage.id))).all()
+            .order_by(OutboxMessage.id).execution_options(populate_existing=True))).all()
         for row in rows:
-            stored = row.payload if isinstance(row.payload, dict) else {}
-            old = stored["data"] if isinstance(stored.get("data"), dict) else {}
-            locale = stored.get("locale") or cfg.default_locale
+            old, locale = _stored_list(row, cfg)
             data = view.data(old.get("kind", "daily"), old.get("names"))
             if row.status == OutboxStatus.pending:
                 # Not sent yet: it goes out as it is now (the sender claims pending rows only).
@@ -263,14 +264,42 @@ async def refresh_lists(session: AsyncSession, cfg: CheckinConfig, cover: Cover,
                     .execution_options(synchronize_session=False))
                 touched += rowcount(result)
             elif (row.status == OutboxStatus.sent and row.telegram_message_id
-                  and row.telegram_message_id != skip_message_id):
-                payload = message_payload("checkins.helper_list", data, locale=locale,
-                                          edit_message_id=row.telegram_message_id)
-                if await enqueue(session, key=f"hle:{row.id}:{now.isoformat()}", chat_id=row.chat_id,
-                                 account_id=account.id, payload=payload, priority=Priority.checkin,
-                                 ref_type=REF_LIST_EDIT, ref_id=account.id, now=now):
-                    touched += 1
+                  and row.telegram_message_id != skip_message_id
+                  and await _queue_edit(session, row, data, locale, now)):
+                touched += 1
     return touched
+
+
+def _stored_list(row: OutboxMessage, cfg: CheckinConfig) -> tuple[dict, str]:
+    """The data a list row was rendered from, and its locale."""
+    stored = row.payload if isinstance(row.payload, dict) else {}
+    data = stored["data"] if isinstance(stored.get("data"), dict) else {}
+    return data, stored.get("locale") or cfg.default_locale
+
+
+async def _queue_edit(session: AsyncSession, row: OutboxMessage, data: dict, locale: str, now: datetime) -> bool:
+    payload = message_payload("checkins.helper_list", data, locale=locale, edit_message_id=row.telegram_message_id)
+    return await enqueue(session, key=f"hle:{row.id}:{now.isoformat()}", chat_id=row.chat_id,
+                         account_id=row.ref_id, payload=payload, priority=Priority.checkin,
+                         ref_type=REF_LIST_EDIT, ref_id=row.ref_id, now=now)
+
+
+async def on_list_sent(session: AsyncSession, row: OutboxMessage, now: datetime, *, cfg: CheckinConfig) -> None:
+    """Outbox sender listener (``on_sent`` of lists): a list answered in while it was on its way (it
+    was rendered before the answer, and :func:`refresh_lists` cannot edit a message whose id is not
+    known yet) is edited now to what it shows today. Nothing when it went out as it is."""
+    parts = (row.idempotency_key or "").split(":")
+    old, locale = _stored_list(row, cfg)
+    if len(parts) < 3 or not row.telegram_message_id or row.ref_id is None or parts[1][:1] not in ("a", "d"):
+        return
+    try:
+        day, cover_id, role = date.fromisoformat(parts[2]), int(parts[1][1:]), HelperRole(str(old.get("role")))
+    except ValueError:
+        return
+    cover = Cover(cover_id, role, 0) if parts[1][0] == "a" else Cover(None, role, cover_id)
+    data = (await helper_list(session, cfg, cover, day)).data(old.get("kind", "daily"), old.get("names"))
+    if json.loads(json.dumps(data)) != old:
+        await _queue_edit(session, row, data, locale, now)
 
 
 async def refresh_round_lists(session: AsyncSession, cfg: CheckinConfig, rnd: CheckinRound, now: datetime) -> int:
