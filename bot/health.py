@@ -20,7 +20,6 @@ from services.operations import OutboxFigures, outbox_figures, unresolved_alerts
 from services.outbox import Priority
 
 log = logging.getLogger("bot.health")
-CHECK_TIMEOUT = 2.0  # seconds, for each of the database and Redis
 
 
 @dataclass
@@ -32,19 +31,19 @@ class Report:
         return {"ok": self.ok, "checks": self.checks}
 
 
-def _failure(exc: BaseException) -> str:
+def _failure(exc: BaseException, timeout: float) -> str:
     # The class and the driver's message; never a URL with its password (drivers don't put it there).
     if isinstance(exc, TimeoutError):
-        return f"no answer within {CHECK_TIMEOUT:g} s"
+        return f"no answer within {timeout:g} s"
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
 class Health:
     """Checks of one running bot; owns the Redis client it pings (when the FSM storage has none)."""
 
-    def __init__(self, rt: Runtime, *, timeout: float = CHECK_TIMEOUT) -> None:
+    def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.timeout = timeout
+        self.timeout = rt.settings.health_timeout.total_seconds()
         self._redis: Any = None
         self._own_redis = False
 
@@ -83,7 +82,7 @@ class Health:
         try:
             return {"ok": True, "seconds": await self._timed(self._select_one())}
         except Exception as exc:
-            return {"ok": False, "error": _failure(exc)}
+            return {"ok": False, "error": _failure(exc, self.timeout)}
 
     async def check_redis(self) -> dict[str, Any] | None:
         if not self.rt.settings.redis_url:
@@ -91,7 +90,7 @@ class Health:
         try:
             return {"ok": True, "seconds": await self._timed(self._redis_client().ping())}
         except Exception as exc:
-            return {"ok": False, "error": _failure(exc)}
+            return {"ok": False, "error": _failure(exc, self.timeout)}
 
     async def figures(self) -> tuple[OutboxFigures, dict[str, int]]:
         """Outbox depth and lag, unresolved alerts: one short session, within the time limit."""
@@ -126,7 +125,7 @@ class Health:
                 outbox, _alerts = await self.figures()
                 checks["sender"] = self.check_sender(outbox)
             except Exception as exc:
-                checks["sender"] = {"ok": False, "error": _failure(exc)}
+                checks["sender"] = {"ok": False, "error": _failure(exc, self.timeout)}
         else:
             checks["sender"] = {"ok": False, "error": "database unavailable"}
         checks["ticks"] = self.check_ticks()

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     webhook_secret: str | None = None
     health_sender_lag: Duration = timedelta(minutes=5)  # /healthz: an alert, prompt or reply waiting longer
     health_tick_age: Duration = timedelta(minutes=5)  # /healthz: no tick finished for longer (≥ 3 TICK_INTERVAL)
+    health_timeout: Duration = timedelta(seconds=2)  # /healthz: each check (database, Redis) must answer within
     secret_key: str | None = None
     data_key: str | None = None  # encrypts phone numbers at rest; else DATA_DIR/data_key (see README)
     log_level: str = "INFO"

@@ -44,8 +44,9 @@ WELCOME_START = zh("Welcome to Community Cloud, {name}!\n"
 
 
 def settings_for(tmp: Path, api_base: str = "http://127.0.0.1:9", **overrides) -> Settings:
+    # A check's deadline well above a loaded machine's stalls (CI: 2 s went by in one, on SQLite).
     values = {"database_url": f"sqlite+aiosqlite:///{tmp / 'bot.sqlite3'}", "public_url": "http://127.0.0.1:9",
-              "webhook_secret": SECRET, **overrides}
+              "webhook_secret": SECRET, "health_timeout": "30s", **overrides}
     return Settings(_env_file=None, bot_token=TOKEN, telegram_api_base=api_base, data_dir=tmp,
                     secret_key="test-secret-key", data_key=TEST_DATA_KEY, **values)
 
