@@ -101,7 +101,11 @@ async def list_page(query: CallbackQuery, callback_data: TopicsCb, actor: Actor,
 
 async def send_topic(target: Message, actor: Actor, session: AsyncSession, topic_id: object, page: object,
                      cfg: ds.DiscussionConfig) -> None:
-    view_ = await ds.topic_view(session, actor, topic_id, page, cfg=cfg)
+    await answer_topic(target, await ds.topic_view(session, actor, topic_id, page, cfg=cfg))
+
+
+async def answer_topic(target: Message, view_: ds.TopicView) -> None:
+    """A topic's page as its messages, answering ``target``."""
     for part in views.topic_messages(view_):
         await target.answer(part.text, reply_markup=to_reply_markup(part.buttons))
 
@@ -117,8 +121,7 @@ async def view(query: CallbackQuery, callback_data: TopicCb, actor: Actor, sessi
         await _alert(query, err)
         return
     await query.answer()
-    for part in views.topic_messages(view_):
-        await query.message.answer(part.text, reply_markup=to_reply_markup(part.buttons))
+    await answer_topic(query.message, view_)
 
 
 async def subscribe(query: CallbackQuery, callback_data: TopicCb, actor: Actor, session: AsyncSession,
@@ -184,8 +187,7 @@ async def got_comment(message: Message, actor: Actor, session: AsyncSession, sta
     view_ = await ds.topic_view(session, actor, result.comment.topic_id, 0, cfg=discussion_config)
     await state.clear()
     await message.answer(t("Posted as comment #{id}.", id=result.comment.id))
-    for part in views.topic_messages(view_):
-        await message.answer(part.text, reply_markup=to_reply_markup(part.buttons))
+    await answer_topic(message, view_)
 
 
 async def report(query: CallbackQuery, callback_data: CommentCb, actor: Actor, session: AsyncSession,
