@@ -1,6 +1,6 @@
 """Benchmark: updates/s and latency of the bot as it runs in production, beside a bare aiogram bot.
 
-    python -m bench updates [--quick] [--residents N] [--backend sqlite|pg|both] [--stack bare|full|both]
+    python -m bench updates [--quick] [--residents N] [--backend sqlite|pg|both] [--stack bare|floor|full|all]
                             [--workload simple|mixed|both]
                             [--workers 1,2] [--rate R] [--keep DIR] [--cprofile DIR]
 
@@ -10,6 +10,11 @@ SQLite and on PostgreSQL, with 1 and 2 bot processes. One process polls as ``com
 sender and the ticks); two are webhook workers on one SO_REUSEPORT port as ``run --webhook --workers 2``
 starts them (each ``run_webhook``; the sandbox delivers by webhook), on PostgreSQL with Redis
 (BENCH_REDIS_URL; without it the two-worker full stack is not run; SQLite is the one-process deployment).
+Between the two, the ``floor``: the bare bot plus what
+this project's rules make every update cost whatever it does — its exactly-once marker inserted and
+committed (``services.updates.first_delivery`` on the production engine, SQLite or PostgreSQL) before
+the answer, and a button answered with two calls as the full stack answers it (the callback's answer,
+then a message). ``/floor`` is the full stack's share of it: what the features cost above that.
 The schema is made from the models instead of the migrations. Every bot is a process of its own talking
 HTTP to the sandbox (Telegram) in this process: the sandbox's CPU is not the bot's.
 
@@ -268,6 +273,10 @@ FINISHED: dict[str, Callable[[list[Call]], bool]] = {
 }
 
 
+# The floor bot has finished a step when it has sent its message (a button: after the callback's answer).
+FLOOR_FINISHED: dict[str, Callable[[list[Call]], bool]] = {label: _sent for label in FINISHED}
+
+
 def mixed_script(i: int, poll: int) -> list[Callable[[Any, int], Press]]:
     """The steps of the ``i``-th resident of the mixed load (``poll``: their committee's poll)."""
     return [
@@ -304,9 +313,10 @@ class User:
 class Driver:
     """Runs users' steps against the timed sandbox and keeps every outcome."""
 
-    def __init__(self, sandbox, *, bare: bool, apologies: frozenset[str]) -> None:
+    def __init__(self, sandbox, *, stack: str, apologies: frozenset[str]) -> None:
         self.sandbox = sandbox
-        self.bare = bare
+        self.bare = stack == "bare"
+        self.finished = FINISHED if stack == "full" else FLOOR_FINISHED
         self.apologies = apologies
         self.outcomes: list[Outcome] = []
 
@@ -320,7 +330,7 @@ class Driver:
             self.outcomes.append(Outcome("?", None, "no button"))
             return False
         calls = self.sandbox.calls[user.uid]
-        finished = FINISHED[press.label]
+        finished = self.finished[press.label]
 
         def done() -> bool:
             new = calls[press.since:]
@@ -507,6 +517,9 @@ class Profile:
 
 
 async def _bare_bot(cfg: dict[str, Any], profile: Profile) -> None:
+    """The bare aiogram bot, or (``cfg["stack"] == "floor"``) the least a bot keeping this project's
+    rules does: the update's exactly-once marker inserted and committed before its answer, and a button
+    answered as the full stack answers one, with two calls (the callback's answer, then a message)."""
     from aiogram import Bot, Dispatcher
     from aiogram.client.session.aiohttp import AiohttpSession
     from aiogram.client.telegram import TelegramAPIServer
@@ -514,15 +527,21 @@ async def _bare_bot(cfg: dict[str, Any], profile: Profile) -> None:
 
     bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(cfg["api"])))
     dp = Dispatcher()
+    floor = cfg["stack"] == "floor"
+    engine = None
 
     async def echo(message: Message) -> None:
         await message.answer(message.text or "?")
 
     async def ack(query: CallbackQuery) -> None:
         await query.answer()
+        if floor and query.message is not None:
+            await query.message.answer("ok")
 
     dp.message.register(echo)
     dp.callback_query.register(ack)
+    if floor:
+        engine = _floor_once(cfg, dp, profile)
     profile.watch_runtime()
     profile.wrap(dp)
     try:
@@ -532,6 +551,31 @@ async def _bare_bot(cfg: dict[str, Any], profile: Profile) -> None:
             await dp.start_polling(bot, handle_signals=True)
     finally:
         await bot.session.close()
+        if engine is not None:
+            await engine.dispose()
+
+
+def _floor_once(cfg: dict[str, Any], dp, profile: Profile):
+    """The floor's one transaction per update: the production engine (``bot.db``) and marker
+    (``services.updates.first_delivery``), committed before the handler answers; returns the engine."""
+    from datetime import UTC, datetime
+
+    from bot.db import create_engine, session_factory
+    from services.updates import first_delivery
+
+    profile.install()
+    engine = create_engine(cfg["db"])
+    sessions = session_factory(engine)
+
+    async def exactly_once(handler, update, data):
+        async with sessions() as session:
+            if not await first_delivery(session, data["bot"].id, update.update_id, datetime.now(UTC)):
+                return None
+            await session.commit()
+        return await handler(update, data)
+
+    dp.update.outer_middleware(exactly_once)
+    return engine
 
 
 async def _bare_webhook(cfg: dict[str, Any], bot, dp) -> None:
@@ -603,7 +647,7 @@ def worker_main(cfg: dict[str, Any]) -> int:
 
     async def run() -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, profile.dump, path)
-        if cfg["stack"] == "bare":
+        if cfg["stack"] in ("bare", "floor"):
             await _bare_bot(cfg, profile)
         else:
             await _full_bot(cfg, profile)
@@ -897,6 +941,19 @@ def seed_bare(sandbox, n: int) -> Seeded:
     return Seeded(committees, [1, 1], simple, sandbox.create_user("warm-up", language_code="en").id)
 
 
+async def create_markers_table(db: str) -> None:
+    """The floor bot's one table: the exactly-once markers (``processed_updates``)."""
+    from bot.db import create_engine
+    from services.models import ProcessedUpdate
+
+    engine = create_engine(db)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(ProcessedUpdate.__table__.create)
+    finally:
+        await engine.dispose()
+
+
 # --- PostgreSQL: a database of the benchmark's own -------------------------------------------------
 
 
@@ -952,22 +1009,24 @@ async def run_stack(stack: str, backend: str | None, workers: int, args: argpars
     process = None
     try:
         started = time.perf_counter()
-        if stack == "bare":
-            seeded = seed_bare(sandbox, args.residents)
-        else:
-            if backend == "pg":
-                cfg["db"], dbname = pg_bench_url()
-                await _pg_admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-                await _pg_admin(f'CREATE DATABASE "{dbname}"')
-                cfg["redis"] = redis_url()
-            else:
-                cfg["db"] = f"sqlite+aiosqlite:///{folder / name / 'bot.sqlite3'}"
+        if backend == "pg":
+            cfg["db"], dbname = pg_bench_url()
+            await _pg_admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+            await _pg_admin(f'CREATE DATABASE "{dbname}"')
+            cfg["redis"] = redis_url()
+        elif backend == "sqlite":
+            cfg["db"] = f"sqlite+aiosqlite:///{folder / name / 'bot.sqlite3'}"
+        if stack == "full":
             seeded = await seed_full(sandbox, api, cfg["db"], Path(cfg["data_dir"]), args.residents)
+        else:
+            seeded = seed_bare(sandbox, args.residents)
+            if stack == "floor":
+                await create_markers_table(cfg["db"])
         out["seed_s"] = round(time.perf_counter() - started, 1)
         process = Workers(cfg, folder, name, workers)
         if not await process.ready(sandbox):
             raise RuntimeError(f"the bot did not start (see {process.logs()})")
-        driver = Driver(sandbox, bare=stack == "bare", apologies=apologies())
+        driver = Driver(sandbox, stack=stack, apologies=apologies())
         warm = User(seeded.warmup, simple_script(20))
         await driver.saturated([warm])
         driver.outcomes.clear()
@@ -1015,7 +1074,7 @@ async def run_stack(stack: str, backend: str | None, workers: int, args: argpars
             await process.stop()
         sandbox.close()
         await runner.cleanup()
-        if stack == "full" and backend == "pg":
+        if backend == "pg":
             await _pg_admin(f'DROP DATABASE IF EXISTS "{pg_bench_url()[1]}" WITH (FORCE)')
 
 
@@ -1036,24 +1095,28 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             folder = Path(args.keep)
         else:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-updates-")))
+        stacks = ("bare", "floor", "full") if args.stack == "all" else (args.stack,)
         for workers in args.workers:
-            if args.stack in ("bare", "both"):
+            if "bare" in stacks:
                 results.append(await run_stack("bare", None, workers, args, folder, rates))
-            if args.stack in ("full", "both"):
-                for backend in backends:
-                    if workers > 1 and (backend == "sqlite" or redis_url() is None):
-                        # Workers share conversations and chat order through Redis, on PostgreSQL; SQLite
-                        # is the one-process deployment.
-                        skipped.append(f"full {backend} × {workers} workers"
-                                       + ("" if backend == "sqlite" else " (no BENCH_REDIS_URL)"))
-                        continue
-                    results.append(await run_stack("full", backend, workers, args, folder, rates))
+            for backend in backends:
+                if workers > 1 and (backend == "sqlite" or redis_url() is None):
+                    # Workers share conversations and chat order through Redis, on PostgreSQL; SQLite
+                    # is the one-process deployment.
+                    skipped.append(f"floor and full {backend} × {workers} workers"
+                                   + ("" if backend == "sqlite" else " (no BENCH_REDIS_URL)"))
+                    continue
+                for kind in ("floor", "full"):
+                    if kind in stacks:
+                        results.append(await run_stack(kind, backend, workers, args, folder, rates))
     for r in results:
-        bare = next((b for b in results if b["stack"] == "bare" and b["workers"] == r["workers"]), None)
         for w in args.workloads:
-            if bare is not None and bare[f"{w}_saturated"]["updates_per_s"]:
-                r[f"{w}_saturated"]["over_bare"] = round(
-                    r[f"{w}_saturated"]["updates_per_s"] / bare[f"{w}_saturated"]["updates_per_s"], 3)
+            for base in ("bare", "floor"):
+                of = next((b for b in results if b["stack"] == base and b["workers"] == r["workers"]
+                           and (base == "bare" or b["backend"] == r["backend"])), None)
+                if of is not None and r is not of and of[f"{w}_saturated"]["updates_per_s"]:
+                    r[f"{w}_saturated"][f"over_{base}"] = round(
+                        r[f"{w}_saturated"]["updates_per_s"] / of[f"{w}_saturated"]["updates_per_s"], 3)
     return {"benchmark": "updates", "residents": args.residents, "workloads": args.workloads,
             "target_over_bare": args.target,
             "target_p99_ms": 300, "results": results, "skipped": skipped, "peak_rss_mb": peak_rss_mb()}
@@ -1068,21 +1131,24 @@ def print_tables(out: dict[str, Any]) -> None:
     print(f"updates through the bot (own processes beside the sandbox); mixed: {out['residents']:,} residents "
           "per committee")
     head = (f"{'workload':<8} {'stack':<5} {'db':<6} {'w':>1} {'mode':<9} {'upd':>6} {'upd/s':>7} {'/bare':>6} "
+            f"{'/floor':>6} "
             f"{'p50 ms':>7} {'p99 ms':>8} {'err':>4} {'stmt/u':>6} {'tx/u':>5} {'bot cpu':>8} {'sbx cpu':>8}")
     print(head)
-    print(f"{'':<60}{'':>6} {'':>5} {'ms/upd':>8} {'ms/upd':>8}")
+    print(f"{'':<67}{'':>6} {'':>5} {'ms/upd':>8} {'ms/upd':>8}")
     for workload in out["workloads"]:
         for r in out["results"]:
             for mode in ("saturated", "paced"):
                 f = r[f"{workload}_{mode}"]
                 rate = f"{f['updates_per_s']:.0f}" if mode == "saturated" else f"@{f['offered_per_s']:.0f}"
                 print(f"{workload:<8} {r['stack']:<5} {r['backend']:<6} {r['workers']:>1} {mode:<9} {f['updates']:>6} "
-                      f"{rate:>7} {f.get('over_bare', ''):>6} {f['p50_ms']!s:>7} {f['p99_ms']!s:>8} {f['errors']:>4} "
+                      f"{rate:>7} {f.get('over_bare', ''):>6} {f.get('over_floor', ''):>6} "
+                      f"{f['p50_ms']!s:>7} {f['p99_ms']!s:>8} {f['errors']:>4} "
                       f"{f.get('statements_per_update', '-')!s:>6} {f.get('transactions_per_update', '-')!s:>5} "
                       f"{f.get('bot_cpu_ms_per_update', '-')!s:>8} {f['sandbox_cpu_ms_per_update']!s:>8}")
     print("w: bot processes (1: polling as `run`; 2: webhook workers on one port as `run --webhook --workers 2`); "
           "saturated: every user acts again once the bot has finished; paced: Poisson arrivals at @rate (the "
-          f"target: {out['target_over_bare']:.0%} of the bare bot's rate); latency: press → first answer")
+          f"target: {out['target_over_bare']:.0%} of the bare bot's rate); latency: press → first answer; floor: "
+          "bare aiogram + the exactly-once marker committed before the answer + a button's two calls")
     for line in out["skipped"]:
         print(f"not run: {line}")
     print("profile of the full stack per update kind (saturated, one worker): updates; per update: statements, "
@@ -1107,7 +1173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--residents", type=int, help="verified residents per committee (mixed load)")
     parser.add_argument("--backend", choices=["sqlite", "pg", "both"], default="both")
     parser.add_argument("--workload", choices=["simple", "mixed", "both"], default="both")
-    parser.add_argument("--stack", choices=["bare", "full", "both"], default="both")
+    parser.add_argument("--stack", choices=["bare", "floor", "full", "all"], default="all")
     parser.add_argument("--workers", type=lambda v: [int(n) for n in v.split(",")], default=[1, 2],
                         help="bot processes, comma-separated (default 1,2: polling, then two webhook workers)")
     parser.add_argument("--rate", type=float, help="paced load: updates/s (default: --target × the bare rate)")
