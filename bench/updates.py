@@ -32,6 +32,7 @@ previous update: updates/s is the bot's capacity) and ``paced`` (Poisson arrival
 of the bare bot's saturated rate, offered to bare and full alike, or ``--rate``: p50/p99 latency at the
 target's load). Latency: from the sandbox receiving the update (the press) to the bot's first answer
 (answerCallbackQuery for a button, the first message or edit for a text), timed by the sandbox.
+The JSON has the latencies of each step too (``by_step``).
 Errors: an update not finished within 60 s, an answer that is the error handler's apology or an alert
 (no step here is refused), a Bot API call the sandbox refused; a user stops at their first error
 (``not_run``), and "update … failed" lines in the bots' logs are counted.
@@ -410,10 +411,16 @@ def _ms(values: list[float], q: int) -> float | None:
 def summarise(outcomes: list[Outcome], elapsed: float) -> dict[str, Any]:
     latencies = [o.latency for o in outcomes if o.latency is not None and not o.error]
     errors = Counter(o.error for o in outcomes if o.error)
+    by_step: dict[str, list[float]] = defaultdict(list)
+    for o in outcomes:
+        if o.latency is not None and not o.error:
+            by_step[o.label].append(o.latency)
     return {"updates": len(outcomes), "elapsed_s": round(elapsed, 2),
             "updates_per_s": round(len(outcomes) / elapsed, 1) if elapsed > 0 else None,
             "p50_ms": _ms(latencies, 50), "p99_ms": _ms(latencies, 99), "max_ms": _ms([max(latencies)], 1)
-            if latencies else None, "errors": sum(errors.values()), "errors_by_kind": dict(errors)}
+            if latencies else None, "errors": sum(errors.values()), "errors_by_kind": dict(errors),
+            "by_step": {label: {"n": len(v), "p50_ms": _ms(v, 50), "p99_ms": _ms(v, 99), "max_ms": _ms([max(v)], 1)}
+                        for label, v in by_step.items()}}
 
 
 # --- the bot process --------------------------------------------------------------------------------
