@@ -10,11 +10,11 @@ SQLite and on PostgreSQL, with 1 and 2 bot processes. One process polls as ``com
 sender and the ticks); two are webhook workers on one SO_REUSEPORT port as ``run --webhook --workers 2``
 starts them (each ``run_webhook``; the sandbox delivers by webhook), on PostgreSQL with Redis
 (BENCH_REDIS_URL; without it the two-worker full stack is not run; SQLite is the one-process deployment).
-Between the two, the ``floor``: the bare bot plus what
-this project's rules make every update cost whatever it does — its exactly-once marker inserted and
-committed (``services.updates.first_delivery`` on the production engine, SQLite or PostgreSQL) before
-the answer, and a button answered with two calls as the full stack answers it (the callback's answer,
-then a message). ``/floor`` is the full stack's share of it: what the features cost above that.
+Between the two, the ``floor``: the bare bot plus what this project's rules make every update cost
+whatever it does — its exactly-once marker inserted and committed (``services.updates.first_delivery``
+on the production engine, SQLite or PostgreSQL) before the answer, and a button answered with two calls
+as the full stack answers it (the callback's answer, then a message). ``/floor`` is the full stack's
+share of it: what the features cost above that.
 The schema is made from the models instead of the migrations. Every bot is a process of its own talking
 HTTP to the sandbox (Telegram) in this process: the sandbox's CPU is not the bot's.
 
@@ -565,9 +565,8 @@ async def _bare_bot(cfg: dict[str, Any], profile: Profile) -> None:
 def _floor_once(cfg: dict[str, Any], dp, profile: Profile):
     """The floor's one transaction per update: the production engine (``bot.db``) and marker
     (``services.updates.first_delivery``), committed before the handler answers; returns the engine."""
-    from datetime import UTC, datetime
-
     from bot.db import create_engine, session_factory
+    from services.clock import system_clock
     from services.updates import first_delivery
 
     profile.install()
@@ -576,7 +575,7 @@ def _floor_once(cfg: dict[str, Any], dp, profile: Profile):
 
     async def exactly_once(handler, update, data):
         async with sessions() as session:
-            if not await first_delivery(session, data["bot"].id, update.update_id, datetime.now(UTC)):
+            if not await first_delivery(session, data["bot"].id, update.update_id, system_clock()):
                 return None
             await session.commit()
         return await handler(update, data)
@@ -1106,7 +1105,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         for workers in args.workers:
             if "bare" in stacks:
                 results.append(await run_stack("bare", None, workers, args, folder, rates))
-            for backend in backends:
+            for backend in backends if {"floor", "full"} & set(stacks) else ():
                 if workers > 1 and (backend == "sqlite" or redis_url() is None):
                     # Workers share conversations and chat order through Redis, on PostgreSQL; SQLite
                     # is the one-process deployment.
