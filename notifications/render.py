@@ -58,6 +58,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         extensions=["jinja2.ext.i18n"],
+        auto_reload=False,  # templates ship with the code: no stat() of the file on every render
     )
     # newstyle: {{ _("Hello, %(name)s", name=x) }} escapes ``x`` like any other value.
     # jinja2.ext.i18n adds this method to the Environment at run time; the stubs cannot know.

@@ -15,7 +15,7 @@ from tests.helpers import make_account, make_world
 
 
 class Statements:
-    """The SQL an engine runs while counted (BEGIN included: on SQLite it is a statement of ours)."""
+    """The SQL an engine runs while counted (SQLite's BEGIN goes to the driver directly, unseen)."""
 
     def __init__(self, engine) -> None:
         self.engine = engine

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bot.db import create_engine, session_factory
 from services.models import Base, Region, RegionLevel, Resident
@@ -51,6 +51,53 @@ async def test_two_sqlite_writers_queue_instead_of_failing(tmp_path):
     finally:
         await first.dispose()
         await second.dispose()
+
+
+async def test_a_sqlite_writer_that_never_gets_the_lock_fails_as_a_statement_would(tmp_path, monkeypatch):
+    """BEGIN IMMEDIATE goes to the driver directly (one trip instead of a cursor's three): when the
+    other process keeps the lock past busy_timeout it still fails as SQLAlchemy's OperationalError,
+    which the callers' error handling knows, and the holder's transaction is untouched."""
+    monkeypatch.setattr("bot.db.SQLITE_BUSY_TIMEOUT_MS", 100)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
+    first, second = create_engine(url), create_engine(url)
+    try:
+        async with first.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        async with session_factory(first)() as holder:
+            await holder.execute(insert(Region).values(code="A", name="A", level=RegionLevel.committee, path="/A/"))
+            async with session_factory(second)() as other:
+                with pytest.raises(OperationalError, match="locked"):
+                    await other.execute(insert(Region).values(code="B", name="B", level=RegionLevel.committee,
+                                                              path="/B/"))
+            await holder.commit()
+        async with session_factory(second)() as s:  # its connection came back clean: it writes now
+            await s.execute(insert(Region).values(code="C", name="C", level=RegionLevel.committee, path="/C/"))
+            await s.commit()
+            assert set(await s.scalars(select(Region.code))) == {"A", "C"}
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_a_sqlite_connection_comes_back_to_the_pool_without_an_open_transaction(tmp_path):
+    """The pool rolls back on return only what is still open (the reset hook): after a commit nothing
+    is sent, after work left uncommitted it is rolled back, and the next session begins afresh."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'pool.sqlite3'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        sessions = session_factory(engine)
+        async with sessions() as s:
+            await s.execute(insert(Region).values(code="A", name="A", level=RegionLevel.committee, path="/A/"))
+            await s.commit()
+        async with sessions() as s:  # left without commit: nothing of it stays
+            await s.execute(insert(Region).values(code="B", name="B", level=RegionLevel.committee, path="/B/"))
+        async with engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            assert not raw.driver_connection.in_transaction
+            assert set(await conn.scalars(select(Region.code))) == {"A"}
+    finally:
+        await engine.dispose()
 
 
 def test_the_sqlite_file_is_readable_by_its_owner_only(tmp_path):
