@@ -9,6 +9,12 @@ compare attributes of the event or the state's name: they never block, and aiogr
 (``Command``, ``StateFilter``, callback data) already run on the loop. :func:`magic_filters_inline`
 runs these two kinds on the loop too; what they decide is unchanged. Handlers and any other plain
 function are left as aiogram runs them.
+
+A button's update otherwise visits every router in turn, and each checks its handlers' filters one by
+one (unpacking the callback data once per ``CallbackData`` filter) until one matches.
+:func:`button_prefixes_first` gives each router whose buttons are all ``CallbackData`` (its own and
+those of the routers below it) one first filter on the data's prefix, so a button skips the routers
+that cannot take it; what is handled, and by whom, is unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from typing import Any
 
 from aiogram import Router
 from aiogram.dispatcher.event.handler import FilterObject, HandlerObject
+from aiogram.filters import Filter
+from aiogram.filters.callback_data import CallbackQueryFilter
 from aiogram.fsm.state import State
+from aiogram.types import CallbackQuery
 
 
 def _on_the_loop(resolve: Callable[..., Any]) -> Callable[..., Any]:
@@ -47,3 +56,46 @@ def magic_filters_inline(router: Router) -> int:
 
 def _magic(found: FilterObject) -> bool:
     return not found.awaitable and (found.magic is not None or isinstance(found.callback, State))
+
+
+class ButtonPrefix(Filter):
+    """A router's first filter: the button's data starts with one of the prefixes its handlers take
+    (``(separator, prefix)`` pairs, as ``CallbackData.unpack`` splits them). An aiogram ``Filter``, so
+    it is awaited on the loop."""
+
+    def __init__(self, prefixes: frozenset[tuple[str, str]]) -> None:
+        self.prefixes = prefixes
+        self.separators = frozenset(sep for sep, _ in prefixes)
+
+    async def __call__(self, query: CallbackQuery) -> bool:
+        data = query.data or ""
+        return any((sep, data.split(sep, 1)[0]) in self.prefixes for sep in self.separators)
+
+
+def button_prefixes_first(router: Router) -> int:
+    """Give ``router`` and every router below it whose button handlers all filter on ``CallbackData`` a
+    :class:`ButtonPrefix` first filter; returns how many routers got one. Call it once the routers are
+    included."""
+    added = 0
+
+    def prefixes(each: Router) -> frozenset[tuple[str, str]] | None:
+        """The prefixes of every button handler at and below ``each``; None if one takes any data."""
+        nonlocal added
+        found: set[tuple[str, str]] = set()
+        below = [prefixes(sub) for sub in each.sub_routers]  # every router below gets its own filter
+        for handler in each.callback_query.handlers:
+            data = [f.callback.callback_data for f in handler.filters or ()
+                    if isinstance(f.callback, CallbackQueryFilter)]
+            if not data:
+                return None
+            found |= {(cls.__separator__, cls.__prefix__) for cls in data}
+        if any(p is None for p in below):
+            return None
+        found = found.union(*(p for p in below if p is not None))
+        if not any(isinstance(f.callback, ButtonPrefix) for f in each.callback_query._handler.filters or ()):
+            each.callback_query.filter(ButtonPrefix(frozenset(found)))
+            added += 1
+        return frozenset(found)
+
+    prefixes(router)
+    return added
