@@ -8,10 +8,12 @@ only), and its replies stay as they are. Every action is audited; every refusal 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, exists, false, func, null, or_, select, update
+from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, exists, false, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +21,8 @@ from services import audit
 from services.discussions.common import REF_TOPIC, Author, DiscussionError
 from services.discussions.config import DiscussionConfig
 from services.discussions.topics import (
+    ResidentShape,
+    bound_resident_scope,
     check_body,
     check_muted_until,
     check_page,
@@ -28,6 +32,8 @@ from services.discussions.topics import (
     muted_until,
     resident_name,
     resident_names,
+    resident_shape,
+    scope_values,
     topic_scope,
     visible_count,
 )
@@ -125,27 +131,48 @@ async def _writing_target(session: AsyncSession, actor: Actor, topic_id: object,
                           cfg: DiscussionConfig, client_key: str | None = None) -> _Target:
     if not is_db_id(topic_id):
         raise DiscussionError("no_topic")
-    recent = (select(func.count()).select_from(Comment).where(
-        Comment.author_account_id == actor.account_id, Comment.created_at > now - cfg.comment_window)
-        .scalar_subquery())
-    existing = (select(Comment.id).where(Comment.client_key == client_key,
-                                         Comment.author_account_id == actor.account_id).scalar_subquery()
-                if client_key else null())
-    row = (await session.execute(
-        select(Topic, Region, muted_until(Topic.committee_id, actor.account_id, now), recent, existing,
-               subscribed(actor))
-        .join(Region, Region.id == Topic.committee_id).where(Topic.id == topic_id, topic_scope(actor)))).first()
+    values = {"topic_id": topic_id, "now": now, "since": now - cfg.comment_window, "client_key": client_key}
+    shape = resident_shape(actor)
+    if shape is not None:
+        query, values = _resident_target(shape, bool(client_key)), values | scope_values(actor)
+    else:
+        query = _target(topic_scope(actor), actor.account_id, bool(client_key), subscribed(actor))
+    row = (await session.execute(query, values)).first()
     if row is None:
         raise DiscussionError("no_topic")
     return _Target(row[0], row[1], row[2], row[3] or 0, row[4], bool(row[5]))
+
+
+def _target(scope: ColumnElement[bool], account: int | ColumnElement[Any] | None, by_client_key: bool,
+            subscribed_: ColumnElement[bool]) -> Select:
+    """:class:`_Target`'s statement: the topic ``topic_id`` within ``scope`` and what the checks of
+    ``account`` writing in it need; ``now``, ``since`` (the comment window's start), ``client_key`` bound."""
+    recent = (select(func.count()).select_from(Comment).where(
+        Comment.author_account_id == account, Comment.created_at > bindparam("since")).scalar_subquery())
+    existing = (select(Comment.id).where(Comment.client_key == bindparam("client_key"),
+                                         Comment.author_account_id == account).scalar_subquery()
+                if by_client_key else null())
+    return (select(Topic, Region, muted_until(Topic.committee_id, account, bindparam("now")), recent, existing,
+                   subscribed_)
+            .join(Region, Region.id == Topic.committee_id).where(Topic.id == bindparam("topic_id"), scope))
+
+
+@functools.cache
+def _resident_target(shape: ResidentShape, by_client_key: bool) -> Select:
+    account = bindparam("scope_account", type_=Integer)
+    return _target(bound_resident_scope(shape), account, by_client_key, _subscription(account))
+
+
+def _subscription(account: int | ColumnElement[Any]) -> ColumnElement[bool]:
+    return exists().where(TopicSubscription.topic_id == Topic.id, TopicSubscription.account_id == account
+                          ).correlate(Topic)
 
 
 def subscribed(actor: Actor):
     """A column of a query over ``Topic``: whether the actor is subscribed to the topic."""
     if actor.account_id is None:
         return false()
-    return exists().where(TopicSubscription.topic_id == Topic.id,
-                          TopicSubscription.account_id == actor.account_id).correlate(Topic)
+    return _subscription(actor.account_id)
 
 
 async def _writer_checks(session: AsyncSession, actor: Actor, target: _Target, parent_id: object, *,
@@ -230,6 +257,36 @@ class TopicView:
     committee_id: int
 
 
+def _heading(scope: ColumnElement[bool], subscribed_: ColumnElement[bool]) -> Select:
+    """A topic page's first statement: the topic ``topic_id`` within ``scope``, its committee, its counts
+    (top-level comments, visible comments) and the reader's subscription."""
+    roots = (select(func.count()).select_from(Comment).where(Comment.topic_id == Topic.id, Comment.parent_id.is_(None))
+             .correlate(Topic).scalar_subquery())
+    return (select(Topic, Region, roots, visible_count(), subscribed_).join(Region, Region.id == Topic.committee_id)
+            .where(Topic.id == bindparam("topic_id"), scope))
+
+
+@functools.cache
+def _resident_heading(shape: ResidentShape) -> Select:
+    return _heading(bound_resident_scope(shape), _subscription(bindparam("scope_account", type_=Integer)))
+
+
+def _comments_page() -> Select:
+    """A page of the topic ``topic_id``'s top-level comments (latest first: ``offset``, ``limit``), with
+    their replies, oldest first."""
+    page_ids = (select(Comment.id).where(Comment.topic_id == bindparam("topic_id"), Comment.parent_id.is_(None))
+                .order_by(Comment.id.desc()).offset(bindparam("offset", type_=Integer))
+                .limit(bindparam("limit", type_=Integer)))
+    # A reply is of its parent's topic (add_comment checks it): the topic narrows the replies' lookup
+    # to the topic's index.
+    return (select(Comment).where(or_(Comment.id.in_(page_ids), and_(Comment.topic_id == bindparam("topic_id"),
+                                                                    Comment.parent_id.in_(page_ids))))
+            .order_by(Comment.id))
+
+
+_PAGE = _comments_page()
+
+
 async def topic_view(session: AsyncSession, actor: Actor, topic_id: object, page: object = 0, *,
                      cfg: DiscussionConfig) -> TopicView:
     """A topic with one page of its comments: page 0 holds the latest top-level comments, each with
@@ -240,11 +297,12 @@ async def topic_view(session: AsyncSession, actor: Actor, topic_id: object, page
         raise DiscussionError("no_topic")
     # The topic, its committee, its counts and the reader's subscription in one statement; the page
     # of comments with their replies in a second.
-    roots = (select(func.count()).select_from(Comment).where(Comment.topic_id == Topic.id, Comment.parent_id.is_(None))
-             .correlate(Topic).scalar_subquery())
-    row = (await session.execute(
-        select(Topic, Region, roots, visible_count(), subscribed(actor)).join(Region, Region.id == Topic.committee_id)
-        .where(Topic.id == topic_id, topic_scope(actor)))).first()
+    shape = resident_shape(actor)
+    if shape is not None:
+        query, values = _resident_heading(shape), {"topic_id": topic_id} | scope_values(actor)
+    else:
+        query, values = _heading(topic_scope(actor), subscribed(actor)), {"topic_id": topic_id}
+    row = (await session.execute(query, values)).first()
     if row is None:
         raise DiscussionError("no_topic")
     topic, committee, total_roots, count = row[0], row[1], row[2] or 0, row[3] or 0
@@ -254,13 +312,8 @@ async def topic_view(session: AsyncSession, actor: Actor, topic_id: object, page
     top: list[Comment] = []
     replies: dict[int, list[Comment]] = {}
     if total_roots:
-        page_ids = (select(Comment.id).where(Comment.topic_id == topic.id, Comment.parent_id.is_(None))
-                    .order_by(Comment.id.desc()).offset(number * cfg.comments_page).limit(cfg.comments_page))
-        # A reply is of its parent's topic (add_comment checks it): the topic narrows the replies' lookup
-        # to the topic's index.
-        for c in await session.scalars(select(Comment).where(or_(
-                Comment.id.in_(page_ids), and_(Comment.topic_id == topic.id, Comment.parent_id.in_(page_ids))))
-                .order_by(Comment.id)):
+        for c in await session.scalars(_PAGE, {"topic_id": topic.id, "offset": number * cfg.comments_page,
+                                               "limit": cfg.comments_page}):
             if c.parent_id is None:
                 top.append(c)
             else:

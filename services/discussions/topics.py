@@ -8,10 +8,12 @@ audience is answered exactly like a missing one (``no_topic``), so a forged butt
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, null, or_, select, update
+from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, false, func, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -62,6 +64,39 @@ def topic_scope(actor: Actor) -> ColumnElement[bool]:
         conds.append(and_(resident_audience(actor.resident),
                           or_(Topic.status.in_(LISTED), Topic.author_account_id == actor.account_id)))
     return or_(*conds) if conds else false()
+
+
+# A resident's scope differs from another resident's only in values (committee, compound, building,
+# account), so the statements read on every discussion update of a resident are built once per shape
+# of that scope, with the values bound when they run: building a select and computing its cache key
+# cost more Python than executing it. Staff and everyone else get theirs built each time.
+ResidentShape = tuple[bool, bool]  # (has a compound, has a building)
+
+
+def resident_shape(actor: Actor) -> ResidentShape | None:
+    """The shape of a verified resident's scope who is not staff; None for anyone else."""
+    if actor.staff or not actor.is_verified or actor.resident is None or actor.account_id is None:
+        return None
+    return actor.resident.compound_id is not None, bool(actor.resident.building)
+
+
+def bound_resident_scope(shape: ResidentShape) -> ColumnElement[bool]:
+    """:func:`topic_scope` of a resident of ``shape``, its values bound (see :func:`scope_values`)."""
+    has_compound, has_building = shape
+    return and_(Topic.committee_id == bindparam("scope_committee"),
+                or_(Topic.compound_id.is_(None), Topic.compound_id == bindparam("scope_compound"))
+                if has_compound else Topic.compound_id.is_(None),
+                or_(Topic.building.is_(None), Topic.building == bindparam("scope_building"))
+                if has_building else Topic.building.is_(None),
+                or_(Topic.status.in_(LISTED), Topic.author_account_id == bindparam("scope_account")))
+
+
+def scope_values(actor: Actor) -> dict[str, object]:
+    """The values :func:`bound_resident_scope` binds, for a resident with a shape."""
+    resident = actor.resident
+    assert resident is not None
+    return {"scope_committee": resident.committee_id, "scope_compound": resident.compound_id,
+            "scope_building": resident.building, "scope_account": actor.account_id}
 
 
 def is_moderator(actor: Actor, committee: Region) -> bool:
@@ -119,9 +154,9 @@ def check_muted_until(until: datetime | None, cfg: DiscussionConfig) -> None:
         raise DiscussionError("muted", until=cfg.local(until).strftime("%Y-%m-%d %H:%M"))
 
 
-def muted_until(committee_id, account_id: int | None, now: datetime):
+def muted_until(committee_id, account_id: int | ColumnElement[Any] | None, now: datetime | ColumnElement[Any]):
     """A scalar subquery: when the account's mute in the committee ends (NULL: not muted now);
-    ``committee_id`` may be a column of the enclosing query."""
+    ``committee_id`` may be a column of the enclosing query, the account and ``now`` bound parameters."""
     if account_id is None:
         return null()
     return (select(func.max(DiscussionMute.until)).where(
@@ -354,6 +389,19 @@ def visible_count():
             .correlate(Topic).scalar_subquery())
 
 
+def _topic_list(cond: ColumnElement[bool]) -> Select:
+    """Listed topics matching ``cond``, latest activity first, with their visible comment counts and the
+    count of them all; ``limit`` and ``offset`` bound when it runs."""
+    return (select(Topic.id, Topic.title, Topic.status, visible_count(), Topic.building, func.count().over())
+            .where(cond).order_by(Topic.last_activity_at.desc(), Topic.id.desc())
+            .limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer)))
+
+
+@functools.cache
+def _resident_list(shape: ResidentShape) -> Select:
+    return _topic_list(and_(bound_resident_scope(shape), Topic.status.in_(LISTED)))
+
+
 def check_page(page: object) -> int:
     if not isinstance(page, int) or isinstance(page, bool) or not 0 <= page <= 10_000:
         raise DiscussionError("bad_page")
@@ -367,23 +415,26 @@ async def list_topics(session: AsyncSession, actor: Actor, page: object = 0, *, 
     number = check_page(page)
     if pending and not actor.staff:
         raise DiscussionError("not_staff")
-    scope = topic_scope(actor)
-    if pending:
-        cond = and_(Topic.committee_id.in_(committee_ids_in_scope(actor)), Topic.status == TopicStatus.pending)
+    shape = None if pending else resident_shape(actor)
+    values: dict[str, object] = {"limit": cfg.topics_page}
+    if shape is not None:
+        query, values = _resident_list(shape), values | scope_values(actor)
+    elif pending:
+        query = _topic_list(and_(Topic.committee_id.in_(committee_ids_in_scope(actor)),
+                                 Topic.status == TopicStatus.pending))
     else:
-        cond = and_(scope, Topic.status.in_(LISTED))
+        query = _topic_list(and_(topic_scope(actor), Topic.status.in_(LISTED)))
     # The page and the whole count in one statement; a page beyond the last (no rows) asks for the
-    # count alone and then reads the last page.
-    query = (select(Topic.id, Topic.title, Topic.status, visible_count(), Topic.building, func.count().over())
-             .where(cond).order_by(Topic.last_activity_at.desc(), Topic.id.desc()).limit(cfg.topics_page))
-    rows = (await session.execute(query.offset(number * cfg.topics_page))).all()
+    # first row's count and then reads the last page.
+    rows = (await session.execute(query, values | {"offset": number * cfg.topics_page})).all()
     total = rows[0][5] if rows else 0
-    if not rows and number:
-        total = await session.scalar(select(func.count()).select_from(Topic).where(cond)) or 0
+    if not rows and number:  # the first row carries the count too
+        first = (await session.execute(query, values | {"offset": 0, "limit": 1})).first()
+        total = first[5] if first else 0
     pages = max(1, -(-total // cfg.topics_page))
     if number > pages - 1:
         number = pages - 1
-        rows = (await session.execute(query.offset(number * cfg.topics_page))).all()
+        rows = (await session.execute(query, values | {"offset": number * cfg.topics_page})).all()
     items = [TopicItem(i, title, status.value, count or 0, building) for i, title, status, count, building, _ in rows]
     return TopicPage(items, number, pages, total)
 
