@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, delete, func, select, update
+from sqlalchemy import Row, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -243,18 +243,23 @@ async def enqueue_many(session: AsyncSession, items: Iterable[OutboxItem], *, no
     return len(result.all())
 
 
+# Built once (an elder's every answer cancels their round's reminder): the refs bound when it runs.
+# Outbox rows are never loaded as objects where they are cancelled, so there are none to synchronise
+# (the ORM could not evaluate bound criteria against them anyway).
+_CANCEL = (update(OutboxMessage)
+           .where(OutboxMessage.ref_type == bindparam("cancel_ref_type"),  # not a column's name: those are SET's
+                  OutboxMessage.ref_id.in_(bindparam("cancel_ref_ids", expanding=True)),
+                  OutboxMessage.status == OutboxStatus.pending)
+           .values(status=OutboxStatus.cancelled, claimed_by=None, claimed_until=None)
+           .execution_options(synchronize_session=False))
+
+
 async def cancel(session: AsyncSession, ref_type: str, ref_ids: Iterable[int]) -> int:
     """Cancel what is still pending for these refs (rows already being sent go out). No commit."""
     ids = list(ref_ids)
     if not ids:
         return 0
-    result = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.ref_type == ref_type, OutboxMessage.ref_id.in_(ids),
-               OutboxMessage.status == OutboxStatus.pending)
-        .values(status=OutboxStatus.cancelled, claimed_by=None, claimed_until=None)
-    )
-    return rowcount(result)
+    return rowcount(await session.execute(_CANCEL, {"cancel_ref_type": ref_type, "cancel_ref_ids": ids}))
 
 
 async def delivery_counts(

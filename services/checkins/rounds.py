@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import String, and_, cast, literal, or_, select, text, update
+from sqlalchemy import String, and_, bindparam, cast, literal, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.checkins.alerts import all_clear, escalate_alerts, raise_alert, remind_resolvers
@@ -258,6 +258,9 @@ class AnswerResult:
 ANSWERS = ("ok", "help")
 
 
+_ROUND_FOR_UPDATE = select(CheckinRound).where(CheckinRound.id == bindparam("id")).with_for_update()  # every answer
+
+
 async def answer(session: AsyncSession, account: Account | None, round_id: int, *, need_help: bool, now: datetime,
                  cfg: CheckinConfig) -> AnswerResult:
     """The elder answers a round of their own (anyone else: ``not_yours``, nothing changes).
@@ -265,7 +268,7 @@ async def answer(session: AsyncSession, account: Account | None, round_id: int, 
     "I'm fine" closes the round, cancels a reminder not yet sent, and turns an open alert into an
     all clear for everyone who was alerted. "I need help" alerts at once (or re-opens the alert).
     The same answer twice is reported as ``already`` and does nothing more."""
-    rnd = await session.scalar(select(CheckinRound).where(CheckinRound.id == round_id).with_for_update())
+    rnd = await session.scalar(_ROUND_FOR_UPDATE, {"id": round_id})
     if rnd is None or account is None or account.resident_id is None or rnd.resident_id != account.resident_id:
         raise CheckinError("not_yours")
     # A round still waiting for the elder has never been alerted (an alert moves it on, and nothing

@@ -12,7 +12,20 @@ from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, literal, null, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    String,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    literal,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -251,6 +264,27 @@ def unit_key_sql(resident: Resident) -> ColumnElement[str | None]:
     return case((Poll.unit == PollUnit.resident, literal(f"r:{resident.id}")), else_=household)
 
 
+# Every ballot button runs these two: built once, the values bound when they run (building a statement
+# costs more Python than executing it). The unit's key as unit_key_sql makes it, from bound keys.
+_POLL_AND_BALLOT = (
+    select(Poll, PollVote)
+    .outerjoin(PollVote, and_(PollVote.poll_id == Poll.id, PollVote.unit_key == case(
+        (Poll.unit == PollUnit.resident, bindparam("resident_key", type_=String)),
+        else_=bindparam("household_key", type_=String))))
+    .where(Poll.id == bindparam("poll_id")))
+
+
+def _ballot_insert(dialect) -> Insert:
+    """A unit's first ballot, or nothing when another member of the household has just cast one."""
+    table = PollVote.__table__
+    return (dialect.insert(table).values({c: bindparam(c, type_=table.c[c].type) for c in (
+        "poll_id", "unit_key", "resident_id", "choices", "area", "created_at", "updated_at")})
+        .on_conflict_do_nothing(index_elements=["poll_id", "unit_key"]))
+
+
+_BALLOT_INSERTS = {"postgresql": _ballot_insert(postgresql), "sqlite": _ballot_insert(sqlite)}
+
+
 async def _poll_and_ballot(session: AsyncSession, actor: Actor, poll_id: object) -> tuple[Poll | None, PollVote | None]:
     """The poll and, in the same statement, the open ballot of the actor's unit in it."""
     if not is_db_id(poll_id):
@@ -258,10 +292,9 @@ async def _poll_and_ballot(session: AsyncSession, actor: Actor, poll_id: object)
     resident = actor.resident if actor.is_verified else None
     if resident is None:
         return await session.get(Poll, poll_id), None
-    row = (await session.execute(
-        select(Poll, PollVote).outerjoin(PollVote, and_(PollVote.poll_id == Poll.id,
-                                                        PollVote.unit_key == unit_key_sql(resident)))
-        .where(Poll.id == poll_id))).first()
+    household = f"h:{resident.household_id}" if resident.household_id is not None else None
+    row = (await session.execute(_POLL_AND_BALLOT, {"poll_id": poll_id, "resident_key": f"r:{resident.id}",
+                                                    "household_key": household})).first()
     return (row[0], row[1]) if row is not None else (None, None)
 
 
@@ -293,9 +326,9 @@ async def vote(session: AsyncSession, actor: Actor, poll_id: object, option: obj
         if not on:
             return VoteResult(poll.id, (), False, False, poll)
         inserted = await session.execute(
-            _insert(session, PollVote).values(poll_id=poll.id, unit_key=key, resident_id=resident.id,
-                                              choices=[option], area=area, created_at=now, updated_at=now)
-            .on_conflict_do_nothing(index_elements=["poll_id", "unit_key"]))
+            _BALLOT_INSERTS["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"],
+            {"poll_id": poll.id, "unit_key": key, "resident_id": resident.id, "choices": [option], "area": area,
+             "created_at": now, "updated_at": now})
         if rowcount(inserted) == 1:
             return VoteResult(poll.id, (option,), True, False, poll)
         # Another member of the household voted at the same moment: theirs is the household's ballot.
