@@ -247,7 +247,7 @@ async def enqueue_many(session: AsyncSession, items: Iterable[OutboxItem], *, no
 # Outbox rows are never loaded as objects where they are cancelled, so there are none to synchronise
 # (the ORM could not evaluate bound criteria against them anyway).
 _CANCEL = (update(OutboxMessage)
-           .where(OutboxMessage.ref_type == bindparam("cancel_ref_type"),  # not a column's name: those are SET's
+           .where(OutboxMessage.ref_type == bindparam("cancel_ref_type"),  # an UPDATE keeps column names for SET
                   OutboxMessage.ref_id.in_(bindparam("cancel_ref_ids", expanding=True)),
                   OutboxMessage.status == OutboxStatus.pending)
            .values(status=OutboxStatus.cancelled, claimed_by=None, claimed_until=None)
