@@ -4,12 +4,15 @@ writers from two processes queue instead of failing, and the database file is it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import stat
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import create_engine, session_factory
 from services.models import Base, Region, RegionLevel, Resident
@@ -24,21 +27,34 @@ async def test_foreign_keys_are_enforced(session):
         await session.flush()
 
 
-async def test_two_sqlite_writers_queue_instead_of_failing(tmp_path):
-    """Two engines are two processes: a deferred BEGIN would fail at once with "database is locked";
-    BEGIN IMMEDIATE with the busy timeout makes the second writer wait for the first."""
+def add_region(code: str):
+    return insert(Region).values(code=code, name=code, level=RegionLevel.committee, path=f"/{code}/")
+
+
+@contextlib.asynccontextmanager
+async def two_processes(tmp_path) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
+    """Two engines on one SQLite file with the schema made: as two processes would see it."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
     first, second = create_engine(url), create_engine(url)
     try:
         async with first.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
+        yield first, second
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_two_sqlite_writers_queue_instead_of_failing(tmp_path):
+    """Two engines are two processes: a deferred BEGIN would fail at once with "database is locked";
+    BEGIN IMMEDIATE with the busy timeout makes the second writer wait for the first."""
+    async with two_processes(tmp_path) as (first, second):
         async with session_factory(first)() as holder:
-            await holder.execute(insert(Region).values(code="A", name="A", level=RegionLevel.committee, path="/A/"))
+            await holder.execute(add_region("A"))
 
             async def write_from_the_other_process() -> None:
                 async with session_factory(second)() as other:
-                    await other.execute(insert(Region).values(code="B", name="B", level=RegionLevel.committee,
-                                                              path="/B/"))
+                    await other.execute(add_region("B"))
                     await other.commit()
 
             waiting = asyncio.create_task(write_from_the_other_process())
@@ -48,9 +64,6 @@ async def test_two_sqlite_writers_queue_instead_of_failing(tmp_path):
         await waiting
         async with session_factory(first)() as s:
             assert await s.scalar(select(func.count()).select_from(Region)) == 2
-    finally:
-        await first.dispose()
-        await second.dispose()
 
 
 async def test_a_sqlite_writer_that_never_gets_the_lock_fails_as_a_statement_would(tmp_path, monkeypatch):
@@ -58,46 +71,33 @@ async def test_a_sqlite_writer_that_never_gets_the_lock_fails_as_a_statement_wou
     other process keeps the lock past busy_timeout it still fails as SQLAlchemy's OperationalError,
     which the callers' error handling knows, and the holder's transaction is untouched."""
     monkeypatch.setattr("bot.db.SQLITE_BUSY_TIMEOUT_MS", 100)
-    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
-    first, second = create_engine(url), create_engine(url)
-    try:
-        async with first.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+    async with two_processes(tmp_path) as (first, second):
         async with session_factory(first)() as holder:
-            await holder.execute(insert(Region).values(code="A", name="A", level=RegionLevel.committee, path="/A/"))
+            await holder.execute(add_region("A"))
             async with session_factory(second)() as other:
                 with pytest.raises(OperationalError, match="locked"):
-                    await other.execute(insert(Region).values(code="B", name="B", level=RegionLevel.committee,
-                                                              path="/B/"))
+                    await other.execute(add_region("B"))
             await holder.commit()
         async with session_factory(second)() as s:  # its connection came back clean: it writes now
-            await s.execute(insert(Region).values(code="C", name="C", level=RegionLevel.committee, path="/C/"))
+            await s.execute(add_region("C"))
             await s.commit()
             assert set(await s.scalars(select(Region.code))) == {"A", "C"}
-    finally:
-        await first.dispose()
-        await second.dispose()
 
 
 async def test_a_sqlite_connection_comes_back_to_the_pool_without_an_open_transaction(tmp_path):
     """The pool rolls back on return only what is still open (the reset hook): after a commit nothing
     is sent, after work left uncommitted it is rolled back, and the next session begins afresh."""
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'pool.sqlite3'}")
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+    async with two_processes(tmp_path) as (engine, _):
         sessions = session_factory(engine)
         async with sessions() as s:
-            await s.execute(insert(Region).values(code="A", name="A", level=RegionLevel.committee, path="/A/"))
+            await s.execute(add_region("A"))
             await s.commit()
         async with sessions() as s:  # left without commit: nothing of it stays
-            await s.execute(insert(Region).values(code="B", name="B", level=RegionLevel.committee, path="/B/"))
+            await s.execute(add_region("B"))
         async with engine.connect() as conn:
             raw = await conn.get_raw_connection()
             assert not raw.driver_connection.in_transaction
             assert set(await conn.scalars(select(Region.code))) == {"A"}
-    finally:
-        await engine.dispose()
 
 
 def test_the_sqlite_file_is_readable_by_its_owner_only(tmp_path):
