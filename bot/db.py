@@ -1,4 +1,5 @@
-"""Database engine and sessions: SQLite (WAL, busy_timeout, BEGIN IMMEDIATE) or PostgreSQL.
+"""Database engine and sessions: SQLite (aiosqlite on the event loop, WAL, BEGIN IMMEDIATE) or
+PostgreSQL (asyncpg).
 
 The engine carries the deployment's data keys (phone numbers are encrypted at rest with them, see
 ``services.models.pii``); a SQLite file and its -wal/-shm are readable by their owner only.
@@ -6,11 +7,14 @@ The engine carries the deployment's data keys (phone numbers are encrypted at re
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import stat
+import time
 from pathlib import Path
 
+import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -50,6 +54,48 @@ def create_engine(url: str, *, data_keys: DataKeys | None = None, **kwargs) -> A
     return engine
 
 
+class _OnTheLoop(aiosqlite.Connection):
+    """aiosqlite's connection with every call made on the event loop, not handed to its thread.
+
+    A statement on a local file takes microseconds; each hand-over to aiosqlite's thread (and a
+    statement is four: open a cursor, execute, fetch, close) woke both threads and cost more than the
+    statement, and every update pays a transaction. The thread still opens the connection and closes
+    it when it is stopped. Nothing here waits in SQLite's busy handler, which would sleep in the
+    loop's thread: the connection's busy_timeout is 0 once it is set up, and ``BEGIN IMMEDIATE``
+    waits for another process's write lock by sleeping on the loop (``_begin``).
+    """
+
+    async def _execute(self, fn, *args, **kwargs):
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+
+def _connect_on_the_loop(database: str, **kwargs) -> _OnTheLoop:
+    # The sqlite3 connection is made in aiosqlite's thread and used on the loop's.
+    kwargs["check_same_thread"] = False
+    conn = _OnTheLoop(lambda: sqlite3.connect(database, **kwargs), iter_chunk_size=64)
+    conn._thread.daemon = True  # as SQLAlchemy's dialect does for the connections it makes
+    return conn
+
+
+async def _begin(driver: aiosqlite.Connection, begin: str) -> None:
+    """``begin`` on ``driver``; while another process holds the write lock, sleep on the loop and try
+    again (as SQLite's busy handler would in its thread), for SQLITE_BUSY_TIMEOUT_MS at most."""
+    deadline = pause = 0.0
+    while True:
+        try:
+            await driver.execute(begin)
+            return
+        except sqlite3.OperationalError as err:
+            now = time.monotonic()
+            deadline = deadline or now + SQLITE_BUSY_TIMEOUT_MS / 1000
+            if err.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or now >= deadline:
+                raise
+        pause = min(2 * pause or 0.001, 0.05)
+        await asyncio.sleep(min(pause, deadline - now))
+
+
 def _create_engine(url: str, **kwargs) -> AsyncEngine:
     # An error names the statement, never the values bound to it: a logged traceback would otherwise
     # carry names, message texts and comments (logs hold no personal data).
@@ -65,7 +111,9 @@ def _create_engine(url: str, **kwargs) -> AsyncEngine:
         kwargs.setdefault("max_overflow", 0)
         kwargs.setdefault("pool_timeout", 300)
         kwargs.setdefault("pool_reset_on_return", None)  # done by _tune_sqlite's reset hook
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
+        # The busy timeout covers only the connection's first pragmas (_on_connect).
+        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "async_creator_fn": _connect_on_the_loop}
+        engine = create_async_engine(url, connect_args=connect_args, **kwargs)
         _tune_sqlite(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
@@ -113,22 +161,21 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=0")  # statements run on the loop: never wait in SQLite (_begin)
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn) -> None:
         # A deferred BEGIN that later writes fails at once with "database is locked";
-        # IMMEDIATE takes the write lock up front and waits (busy_timeout) for it instead.
+        # IMMEDIATE takes the write lock up front and waits (_begin) for it instead.
         begin = "BEGIN" if conn.get_execution_options().get("sqlite_deferred") else "BEGIN IMMEDIATE"
-        # On the driver's connection: one trip to aiosqlite's thread instead of a cursor's three (open,
-        # execute, close), which every transaction paid. Not a statement of ours, so statement events
-        # (``before_cursor_execute``) do not see it; a failure (the lock not had within busy_timeout)
-        # is raised as SQLAlchemy's OperationalError, as a statement's would be.
+        # On the driver's connection, not a statement of ours: statement events
+        # (``before_cursor_execute``) do not see it; a failure (the lock not had within
+        # SQLITE_BUSY_TIMEOUT_MS) is raised as SQLAlchemy's OperationalError, as a statement's would be.
         try:
-            conn.connection.dbapi_connection.run_async(lambda driver: driver.execute(begin))
+            conn.connection.dbapi_connection.run_async(lambda driver: _begin(driver, begin))
         except sqlite3.Error as err:
             raise OperationalError(begin, None, err) from err
 
@@ -136,7 +183,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     def _on_reset(dbapi_conn, _record, state) -> None:
         # The pool's reset on return (``pool_reset_on_return=None`` above hands it to this hook): roll
         # back only what is still open. A session's connection comes back committed or rolled back,
-        # and a ROLLBACK of nothing would cost one more trip to aiosqlite's thread per transaction.
+        # and a ROLLBACK of nothing would cost one more statement per transaction.
         if state.asyncio_safe and not state.terminate_only and dbapi_conn.driver_connection.in_transaction:
             dbapi_conn.rollback()
 

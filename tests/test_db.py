@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import stat
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -45,9 +46,20 @@ async def two_processes(tmp_path) -> AsyncIterator[tuple[AsyncEngine, AsyncEngin
         await second.dispose()
 
 
+async def test_sqlite_statements_run_on_the_event_loop(tmp_path):
+    """aiosqlite's calls are made on the loop's thread (bot.db._OnTheLoop), not handed to its own."""
+    async with two_processes(tmp_path) as (engine, _), engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        threads: list[int] = []
+        await driver.create_function("where_am_i", 0, lambda: threads.append(threading.get_ident()) or 1)
+        assert await conn.scalar(text("SELECT where_am_i()")) == 1
+    assert threads == [threading.get_ident()]
+
+
 async def test_two_sqlite_writers_queue_instead_of_failing(tmp_path):
     """Two engines are two processes: a deferred BEGIN would fail at once with "database is locked";
-    BEGIN IMMEDIATE with the busy timeout makes the second writer wait for the first."""
+    BEGIN IMMEDIATE makes the second writer wait for the first, sleeping on the event loop (SQLite's
+    busy handler would sleep in the loop's thread, and the first writer could not commit meanwhile)."""
     async with two_processes(tmp_path) as (first, second):
         async with session_factory(first)() as holder:
             await holder.execute(add_region("A"))
@@ -67,8 +79,8 @@ async def test_two_sqlite_writers_queue_instead_of_failing(tmp_path):
 
 
 async def test_a_sqlite_writer_that_never_gets_the_lock_fails_as_a_statement_would(tmp_path, monkeypatch):
-    """BEGIN IMMEDIATE goes to the driver directly (one trip instead of a cursor's three): when the
-    other process keeps the lock past busy_timeout it still fails as SQLAlchemy's OperationalError,
+    """BEGIN IMMEDIATE goes to the driver directly: when the other process keeps the lock past
+    SQLITE_BUSY_TIMEOUT_MS it still fails as SQLAlchemy's OperationalError,
     which the callers' error handling knows, and the holder's transaction is untouched."""
     monkeypatch.setattr("bot.db.SQLITE_BUSY_TIMEOUT_MS", 100)
     async with two_processes(tmp_path) as (first, second):
