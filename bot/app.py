@@ -27,7 +27,7 @@ from bot.edits import EditsThatChangeNothing
 from bot.logs import UpdateLogContext
 from bot.metrics import Metrics
 from bot.middlewares import ActorMiddleware, ChatOrder, DbSessionMiddleware
-from bot.routing import button_prefixes_first, magic_filters_inline
+from bot.routing import button_prefixes_first, magic_filters_inline, message_gates_first
 from bot.settings import Settings
 from bot.telegram_session import BotSession
 from handlers.commands import commands_for
@@ -133,6 +133,7 @@ def build_dispatcher(
     dp.include_routers(*extra_routers, *handlers.routers())
     magic_filters_inline(dp)  # F filters on the loop, not one thread hop each (bot.routing)
     button_prefixes_first(dp)  # a button skips the routers that cannot take it (bot.routing)
+    message_gates_first(dp)  # and a message those that take neither its command nor its state
     dp.startup.register(register_commands)
     return dp
 

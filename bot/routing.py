@@ -14,7 +14,10 @@ A button's update otherwise visits every router in turn, and each checks its han
 one (unpacking the callback data once per ``CallbackData`` filter) until one matches.
 :func:`button_prefixes_first` gives each router whose buttons are all ``CallbackData`` (its own and
 those of the routers below it) one first filter on the data's prefix, so a button skips the routers
-that cannot take it; what is handled, and by whom, is unchanged.
+that cannot take it; what is handled, and by whom, is unchanged. :func:`message_gates_first` does the
+same for messages: a router whose message handlers each need a command or a state (its own and those
+below it) gets one first filter on the commands and states they take, so /topics or a comment being
+written skips the sixty-odd handlers of the routers before the one that takes it.
 """
 
 from __future__ import annotations
@@ -24,16 +27,17 @@ from typing import Any
 
 from aiogram import Router
 from aiogram.dispatcher.event.handler import FilterObject, HandlerObject
-from aiogram.filters import Filter
+from aiogram.filters import Command, Filter, StateFilter
 from aiogram.filters.callback_data import CallbackQueryFilter
-from aiogram.fsm.state import State
-from aiogram.types import CallbackQuery
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
 
 
 def _on_the_loop(resolve: Callable[..., Any]) -> Callable[..., Any]:
     async def resolved(*args: Any, **kwargs: Any) -> Any:
         return resolve(*args, **kwargs)
 
+    resolved.__wrapped__ = resolve  # type: ignore[attr-defined]  # what message_gates_first reads
     return resolved
 
 
@@ -98,4 +102,80 @@ def button_prefixes_first(router: Router) -> int:
         return frozenset(found)
 
     prefixes(router)
+    return added
+
+
+class MessageGate(Filter):
+    """A router's first filter for messages: a command one of its handlers takes (``/name`` or
+    ``/name@bot`` in the text or caption, any case), or a state one of them waits in. It lets through
+    all that any of those handlers could take, and more: the handlers still decide."""
+
+    def __init__(self, commands: frozenset[str], prefixes: frozenset[str], states: frozenset[str | None]) -> None:
+        self.commands = commands
+        self.prefixes = prefixes
+        self.states = states
+
+    async def __call__(self, message: Message, raw_state: str | None = None) -> bool:
+        if raw_state in self.states:
+            return True
+        text = message.text or message.caption
+        if not text or text[0] not in self.prefixes:
+            return False
+        return text.split(maxsplit=1)[0][1:].partition("@")[0].casefold() in self.commands
+
+
+_Gate = tuple[frozenset[str], frozenset[str], frozenset[str | None]]
+
+
+def _state_names(found: Any) -> frozenset[str | None] | None:
+    """The states a state filter admits; None for any state, or for what is not a state filter."""
+    if isinstance(found, StateFilter):
+        names = [_state_names(each) for each in found.states]
+        return None if any(n is None for n in names) else frozenset().union(*names)  # type: ignore[arg-type]
+    if found is None or isinstance(found, str):
+        return None if found == "*" else frozenset({found})
+    if isinstance(found, State):
+        return None if found.state == "*" else frozenset({found.state})
+    group = type(found) if isinstance(found, StatesGroup) else found
+    if isinstance(group, type) and issubclass(group, StatesGroup):
+        return frozenset(group.__all_states_names__)
+    return None
+
+
+def _needs(handler: HandlerObject) -> _Gate | None:
+    """What a message must be for ``handler`` to take it (one of its filters: a command of plain names,
+    else a state); None if it has neither."""
+    filters = [getattr(f.callback, "__wrapped__", f.callback) for f in handler.filters or ()]
+    for found in filters:
+        if isinstance(found, Command) and all(isinstance(c, str) for c in found.commands):
+            return frozenset(c.casefold() for c in found.commands), frozenset(found.prefix), frozenset()
+    for found in filters:
+        if isinstance(found, StateFilter | State):
+            states = _state_names(found)
+            if states is not None:
+                return frozenset(), frozenset(), states
+    return None
+
+
+def message_gates_first(router: Router) -> int:
+    """Give ``router`` and every router below it whose message handlers each need a command or a state
+    (:func:`_needs`) a :class:`MessageGate` first filter; returns how many routers got one. Call it
+    once the routers are included."""
+    added = 0
+
+    def gate(each: Router) -> _Gate | None:
+        nonlocal added
+        below = [gate(sub) for sub in each.sub_routers]  # every router below gets its own filter
+        needs = [_needs(handler) for handler in each.message.handlers]
+        if any(n is None for n in [*needs, *below]):
+            return None
+        parts = [n for n in [*needs, *below] if n is not None]
+        found = (frozenset().union(*(p[0] for p in parts)), frozenset().union(*(p[1] for p in parts)),
+                 frozenset().union(*(p[2] for p in parts)))
+        if not any(isinstance(f.callback, MessageGate) for f in each.message._handler.filters or ()):
+            each.message.filter(MessageGate(*found))
+            added += 1
+        return found
+
+    gate(router)
     return added

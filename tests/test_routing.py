@@ -1,5 +1,5 @@
 """Magic filters and state filters run on the event loop (bot.routing) and decide as before; a button
-skips the routers that cannot take it."""
+skips the routers that cannot take it, and so does a message."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from datetime import datetime
 
 import pytest
 from aiogram import Bot, Dispatcher, F, Router
+from aiogram.filters import Command, CommandStart, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.state import State, StatesGroup
+from aiogram.fsm.storage.base import StorageKey
 from aiogram.types import CallbackQuery, Chat, Message, Update, User
 
 from bot.app import build_dispatcher
-from bot.routing import ButtonPrefix, button_prefixes_first, magic_filters_inline
+from bot.routing import ButtonPrefix, MessageGate, button_prefixes_first, magic_filters_inline, message_gates_first
 from bot.settings import Settings
 
 
@@ -21,9 +23,18 @@ class Form(StatesGroup):
     name = State()
 
 
-def message(text: str) -> Message:
+class Other(StatesGroup):
+    first = State()
+    second = State()
+
+
+class Deep(StatesGroup):
+    inside = State()
+
+
+def message(text: str | None, caption: str | None = None) -> Message:
     return Message(message_id=1, date=datetime(2026, 1, 1), chat=Chat(id=5, type="private"),
-                   from_user=User(id=5, is_bot=False, first_name="A"), text=text)
+                   from_user=User(id=5, is_bot=False, first_name="A"), text=text, caption=caption)
 
 
 async def test_filters_decide_the_same_without_a_thread(monkeypatch):
@@ -128,3 +139,92 @@ def test_the_bots_routers_filter_buttons_on_their_prefixes(tmp_path):
     unfiltered = [each.name for each in dp.chain_tail if each.callback_query.handlers and not any(
         isinstance(f.callback, ButtonPrefix) for f in each.callback_query._handler.filters or ())]
     assert unfiltered == ["fallback"]  # the stale-button answer, for any data
+
+
+def gated_tree(taken: list[str]) -> Router:
+    """Routers as the bot's are: commands, states, both, a group of states, nested, and a router with a
+    handler for any text last (it gets no gate, nor does the router above it)."""
+
+    def took(name: str):
+        async def handler(event: Message) -> None:
+            taken.append(name)
+        return handler
+
+    commands, states, nested, inner, anything = (Router(name=n) for n in ("commands", "states", "nested", "inner",
+                                                                           "any"))
+    commands.message.register(took("start"), CommandStart())
+    commands.message.register(took("topics"), Command("topics", "Talk", ignore_case=True), F.chat.id > 0)
+    commands.message.register(took("bang"), Command("now", prefix="!"))
+    states.message.register(took("name"), Form.name, F.text)
+    states.message.register(took("other"), StateFilter(Other), F.text)
+    states.message.register(took("cancel"), Command("cancel"), StateFilter(Form.name, None))
+    inner.message.register(took("inner"), F.text, Deep.inside)
+    nested.include_router(inner)
+    anything.message.register(took("any text"), F.text)
+    top = Router(name="top")
+    top.include_routers(commands, states, nested, anything)
+    return top
+
+
+def gate(router: Router) -> MessageGate | None:
+    return next((f.callback for f in router.message._handler.filters or () if isinstance(f.callback, MessageGate)),
+                None)
+
+
+async def test_a_message_skips_the_routers_that_take_neither_its_command_nor_its_state():
+    top = gated_tree([])
+    magic_filters_inline(top)  # as the bot does first: the gate still reads the states behind it
+    assert message_gates_first(top) == 4  # commands, states, nested, inner; not any, nor top above it
+    assert message_gates_first(top) == 0  # once is enough
+    assert gate(top) is None and gate(top.sub_routers[3]) is None
+    commands, states, nested = (gate(r) for r in top.sub_routers[:3])
+    assert commands.commands == {"start", "topics", "talk", "now"} and commands.prefixes == {"/", "!"}
+    assert states.states == {Form.name.state, Other.first.state, Other.second.state}
+    assert nested.states == {Deep.inside.state} and not nested.commands
+    cases = [(message("/topics"), None, True), (message("/TOPICS@bot x"), None, True), (message("!now"), None, True),
+             (message("/now"), None, True),  # over-inclusive: the handler itself refuses it
+             (message("/help"), None, False), (message("topics"), None, False), (message(" /topics"), None, False),
+             (message(None, caption="/talk"), None, True), (message(None), None, False), (message(""), None, False)]
+    for msg, state, expected in cases:
+        assert await commands(msg, raw_state=state) is expected, (msg.text, msg.caption)
+    assert await states(message("Wang"), raw_state=Form.name.state)
+    assert await states(message("/cancel"), raw_state=None)
+    assert not await states(message("Wang"), raw_state=None)
+    assert not await nested(message("Wang"), raw_state=Other.first.state)
+    assert await nested(message("Wang"), raw_state=Deep.inside.state)
+
+
+async def test_the_gates_change_no_handler_a_message_reaches():
+    """The same messages in the same states, through the routers with and without gates: each is taken by
+    the same handler (or by none)."""
+    texts = [None, "", "Wang", "/start", "/start fam_x", "/topics", "/Talk@bot now", "/TOPICS", "!now", "/now",
+             "/cancel",
+             "/help", "topics", "  ", "/", "!"]
+    states = [None, Form.name.state, Other.first.state, Other.second.state, Deep.inside.state, "Elsewhere:x"]
+    bot = Bot("42:TEST")
+    bot._me = User(id=42, is_bot=True, first_name="B", username="bot")  # a mention is checked against it
+    outcomes: list[list[str]] = []
+    for with_gates in (False, True):
+        taken: list[str] = []
+        dp = Dispatcher()
+        dp.include_router(gated_tree(taken))
+        magic_filters_inline(dp)
+        if with_gates:
+            assert message_gates_first(dp) == 4
+        for update_id, (text, state) in enumerate((t, s) for t in texts for s in states):
+            await dp.storage.set_state(StorageKey(bot_id=42, chat_id=5, user_id=5), state)
+            before = len(taken)
+            await dp.feed_update(bot, Update(update_id=update_id, message=message(text)))
+            taken[before:] = [taken[before] if len(taken) > before else "-"]
+        outcomes.append(taken)
+    await bot.session.close()
+    assert outcomes[0] == outcomes[1]
+    assert {"start", "topics", "bang", "name", "other", "cancel", "inner", "any text", "-"} == set(outcomes[0])
+
+
+def test_the_bots_message_routers_are_gated(tmp_path):
+    dp = build_dispatcher(Settings(_env_file=None, bot_token="42:TEST", data_dir=tmp_path, secret_key="k"), None)
+    ungated = [each.name for each in dp.chain_tail if each.message.handlers and gate(each) is None]
+    gated = [each.name for each in dp.chain_tail if gate(each) is not None]
+    assert len(gated) > 10, gated
+    assert "discussions" not in ungated, ungated
