@@ -130,8 +130,13 @@ _Gate = tuple[frozenset[str], frozenset[str], frozenset[str | None]]
 def _state_names(found: Any) -> frozenset[str | None] | None:
     """The states a state filter admits; None for any state, or for what is not a state filter."""
     if isinstance(found, StateFilter):
-        names = [_state_names(each) for each in found.states]
-        return None if any(n is None for n in names) else frozenset().union(*names)  # type: ignore[arg-type]
+        names: set[str | None] = set()
+        for each in found.states:
+            admitted = _state_names(each)
+            if admitted is None:
+                return None
+            names |= admitted
+        return frozenset(names)
     if found is None or isinstance(found, str):
         return None if found == "*" else frozenset({found})
     if isinstance(found, State):
