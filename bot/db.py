@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiosqlite
 from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InvalidatePoolError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from bot.settings import make_private_dir
@@ -25,6 +25,8 @@ from services.models.pii import attach_data_keys
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+# A pooled PostgreSQL connection idle for this long is pinged before use (_ping_when_idle).
+IDLE_PING_S = 2.0
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -124,9 +126,35 @@ def _create_engine(url: str, **kwargs) -> AsyncEngine:
     settings = connect_args.setdefault("server_settings", {})
     settings.setdefault("jit", "off")
     settings.setdefault("work_mem", "64MB")
-    engine = create_async_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    engine = create_async_engine(url, connect_args=connect_args, **kwargs)
     _no_nul_characters(engine)
+    _ping_when_idle(engine)
     return engine
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Ping a pooled connection before use only when it has been idle for IDLE_PING_S: one that the
+    server dropped (a restart, an idle timeout) is replaced before the update that takes it, as
+    ``pool_pre_ping`` would do, without a round trip on every checkout under load, where connections
+    come back within milliseconds (the ping was a third of a transaction's cost). A connection cut in
+    that moment fails its statement instead, and SQLAlchemy then renews every pooled connection."""
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _idle_from(_dbapi_conn, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping(dbapi_conn, record, _proxy) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_S:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as err:
+            if dialect.is_disconnect(err, dbapi_conn, None):
+                raise InvalidatePoolError() from err  # reconnect: this one and every older one
+            raise
 
 
 def _without_nul(value):

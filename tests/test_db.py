@@ -1,5 +1,6 @@
 """Our engine settings (bot.db), not SQLAlchemy's: foreign keys enforced on both backends, SQLite
-writers from two processes queue instead of failing, and the database file is its owner's only."""
+writers from two processes queue instead of failing, the database file is its owner's only, and a
+PostgreSQL connection dropped while idle is replaced before use."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, insert, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import bot.db
 from bot.db import create_engine, session_factory
 from services.models import Base, Region, RegionLevel, Resident
+from tests.conftest import pg_url
+from tests.helpers import TcpProxy
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -110,6 +115,33 @@ async def test_a_sqlite_connection_comes_back_to_the_pool_without_an_open_transa
             raw = await conn.get_raw_connection()
             assert not raw.driver_connection.in_transaction
             assert set(await conn.scalars(select(Region.code))) == {"A"}
+
+
+async def test_a_postgres_connection_the_server_dropped_while_idle_is_replaced_before_use(monkeypatch):
+    """No ping on every checkout (a round trip per transaction); one idle for IDLE_PING_S is pinged and,
+    when the server dropped it meanwhile (a restart), replaced before the statement that takes it. A
+    connection back from use just now is not pinged: its statement meets the drop and fails."""
+    target = make_url(pg_url())
+    async with TcpProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
+        engine = create_engine(target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
+                               pool_size=1, max_overflow=0)
+        try:
+            for idle_ping_s, works in ((3600.0, False), (0.0, True)):
+                monkeypatch.setattr(bot.db, "IDLE_PING_S", idle_ping_s)
+                async with engine.connect() as conn:
+                    assert await conn.scalar(text("SELECT 1")) == 1
+                await proxy.cut()  # the server goes away and comes back: the pooled connection is dead
+                await proxy.restore()
+                async with engine.connect() as conn:
+                    if works:
+                        assert await conn.scalar(text("SELECT 2")) == 2
+                    else:
+                        with pytest.raises(DBAPIError) as failed:
+                            await conn.scalar(text("SELECT 2"))
+                        assert failed.value.connection_invalidated
+            assert proxy.connections == 3  # the first, the one after the failure, the one the ping made
+        finally:
+            await engine.dispose()
 
 
 def test_the_sqlite_file_is_readable_by_its_owner_only(tmp_path):
