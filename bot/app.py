@@ -104,6 +104,12 @@ def console_config(settings: Settings) -> ConsoleConfig:
     return ConsoleConfig(public_url=public, session_idle=settings.console_session_idle)
 
 
+# A chat's turn in Redis (aiogram's RedisEventIsolation, a redis-py lock): held at most a minute (a
+# worker that died gives it up by then); a worker waiting for another's looks again every 5 ms, not
+# every 100 (redis-py's default), which the chat's next update, typed as the answer came, waited.
+CHAT_TURN_LOCK = {"timeout": 60, "sleep": 0.005}
+
+
 def build_dispatcher(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
@@ -117,7 +123,7 @@ def build_dispatcher(
 
     storage = storage or build_storage(settings)
     # Updates of one chat in order, one at a time; across workers too when the state is in Redis.
-    shared = storage.create_isolation() if isinstance(storage, RedisStorage) else None
+    shared = storage.create_isolation(lock_kwargs=CHAT_TURN_LOCK) if isinstance(storage, RedisStorage) else None
     dp = Dispatcher(storage=storage, events_isolation=ChatOrder(shared), sessions=sessions,
                     config=app_config(settings), clock=clock,
                     checkin_config=checkin_config(settings),  # check-ins: one typed config per process

@@ -175,19 +175,22 @@ async def got_comment(message: Message, actor: Actor, session: AsyncSession, sta
                       discussion_config: ds.DiscussionConfig) -> None:
     data = await state.get_data()
     try:
+        # The page comes with the comment, read before the first answer commits (a read after it would
+        # be a second transaction).
         result = await ds.add_comment(session, actor, data.get("topic"), message.text or "", now=now,
                                       cfg=discussion_config, parent_id=data.get("parent"),
-                                      client_key=client_key(message))
+                                      client_key=client_key(message), view=True)
     except ds.DiscussionError as err:
         await message.answer(views.refusal(err))
         if err.reason not in ("too_long", "empty"):
             await state.clear()
         return
-    # Read before the first answer: that answer commits, and a read after it would be a second transaction.
-    view_ = await ds.topic_view(session, actor, result.comment.topic_id, 0, cfg=discussion_config)
-    await state.clear()
+    assert result.view is not None
+    # Answered first: the answer commits, and the topic's row, written last, is locked until then. The
+    # state is cleared after: had the comment not been saved, the next message would be taken as it.
     await message.answer(t("Posted as comment #{id}.", id=result.comment.id))
-    await answer_topic(message, view_)
+    await state.clear()
+    await answer_topic(message, result.view)
 
 
 async def report(query: CallbackQuery, callback_data: CommentCb, actor: Actor, session: AsyncSession,

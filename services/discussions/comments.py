@@ -76,20 +76,24 @@ def writable(topic: Topic) -> None:
 class CommentResult:
     comment: Comment
     created: bool  # False: the same update again
+    view: TopicView | None = None  # the topic's first page, as the writer sees it now (``add_comment(view=True)``)
 
 
 async def add_comment(session: AsyncSession, actor: Actor, topic_id: object, text: str, *, now: datetime,
-                      cfg: DiscussionConfig, parent_id: object = None, client_key: str | None = None
-                      ) -> CommentResult:
+                      cfg: DiscussionConfig, parent_id: object = None, client_key: str | None = None,
+                      view: bool = False) -> CommentResult:
     """A comment on a topic the actor takes part in, or a reply to one of its visible comments (a
     reply to a reply joins its thread: one level). Residents are limited (length, per 10 minutes,
-    muted) and staff only by length; a locked topic takes none. Idempotent by ``client_key``."""
+    muted) and staff only by length; a locked topic takes none. Idempotent by ``client_key``. With
+    ``view``, the topic's first page as the writer sees it afterwards comes with it, read before the
+    topic's row is written (the last statement: on PostgreSQL every other comment on the topic waits
+    for that row until this transaction commits)."""
     target = await _writing_target(session, actor, topic_id, now=now, cfg=cfg, client_key=client_key)
     topic = target.topic
     if target.existing_id is not None:
         existing = await session.get(Comment, target.existing_id)
         if existing is not None:
-            return CommentResult(existing, False)
+            return await _again(session, actor, existing, view, cfg)
     body = check_body(text, cfg)
     staff, parent = await _writer_checks(session, actor, target, parent_id, cfg=cfg)
     # A second worker writing the same update at the same moment: its comment stands, this one is not made.
@@ -101,9 +105,8 @@ async def add_comment(session: AsyncSession, actor: Actor, topic_id: object, tex
     if made is None:
         existing = await session.scalar(select(Comment).where(Comment.client_key == client_key))
         assert existing is not None  # nothing but the client key conflicts
-        return CommentResult(existing, False)
+        return await _again(session, actor, existing, view, cfg)
     comment = made
-    await session.execute(update(Topic).where(Topic.id == topic.id).values(last_activity_at=now))
     if target.subscribed:  # the writer has read what came before: their own digest starts after this comment
         await session.execute(update(TopicSubscription).where(TopicSubscription.topic_id == topic.id,
                                                               TopicSubscription.account_id == actor.account_id,
@@ -112,7 +115,16 @@ async def add_comment(session: AsyncSession, actor: Actor, topic_id: object, tex
     audit.record(session, "comment.create", now=now, actor_account_id=actor.account_id, target_type="comment",
                  target_id=comment.id, region_id=topic.committee_id,
                  detail={"topic": topic.id, "parent": comment.parent_id})
-    return CommentResult(comment, True)
+    page = await topic_view(session, actor, topic.id, 0, cfg=cfg) if view else None
+    await session.execute(update(Topic).where(Topic.id == topic.id).values(last_activity_at=now))
+    return CommentResult(comment, True, page)
+
+
+async def _again(session: AsyncSession, actor: Actor, comment: Comment, view: bool,
+                 cfg: DiscussionConfig) -> CommentResult:
+    """The comment this update made before, and its topic's first page when asked for."""
+    page = await topic_view(session, actor, comment.topic_id, 0, cfg=cfg) if view else None
+    return CommentResult(comment, False, page)
 
 
 @dataclass(frozen=True, slots=True)
