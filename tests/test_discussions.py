@@ -318,6 +318,40 @@ async def test_the_same_update_twice_makes_one_comment_and_one_topic(session):
     assert await session.scalar(select(func.count()).select_from(Topic)) == 2
 
 
+async def test_a_comment_comes_with_its_page_and_writes_the_topics_row_last(session):
+    """Every comment on a topic writes the topic's row (its last activity): that write is the last
+    statement, after the page is read, so on PostgreSQL another comment on the topic waits for the row
+    only until this one commits. The same update again gets the page too."""
+    town = await make_town(session)
+    topic = await staff_topic(session, town)
+    await session.commit()
+    statements: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:
+        statements.append(" ".join(statement.split()))
+
+    sync_engine = session.bind.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", note)
+    try:
+        made = await ds.add_comment(session, town.people["a"], topic.id, "我住3号楼", now=NOW, cfg=CFG,
+                                    client_key="101:7", view=True)
+        first = list(statements)
+        again = await ds.add_comment(session, town.people["a"], topic.id, "我住3号楼", now=NOW, cfg=CFG,
+                                     client_key="101:7", view=True)
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", note)
+    assert made.created and made.view is not None
+    assert [c.body for c in made.view.comments] == ["我住3号楼"] and made.view.count == 1
+    assert first[-1].startswith("UPDATE topics SET last_activity_at")
+    writes = [s.split()[2 if s.startswith("INSERT") else 1] for s in first if s.startswith(("INSERT", "UPDATE"))]
+    assert writes == ["comments", "audit_log", "topics"], writes
+    assert not any(s.startswith(("INSERT", "UPDATE")) for s in statements[len(first):])  # again: no write
+    assert not again.created and again.view is not None and again.view.count == 1
+    plain = await ds.add_comment(session, town.people["b"], topic.id, "我也是", now=NOW, cfg=CFG)
+    assert plain.view is None
+    assert (await session.get(Topic, topic.id)).last_activity_at == NOW
+
+
 async def test_subscribers_get_one_digest_per_interval_never_their_own_comments(engine):
     sessions = session_factory(engine)
     async with sessions() as session:
