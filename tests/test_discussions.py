@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, event, func, select
+from sqlalchemy import delete, event, func, select, update
 
 from bot.db import session_factory
 from services import discussions as ds
@@ -349,7 +349,34 @@ async def test_a_comment_comes_with_its_page_and_writes_the_topics_row_last(sess
     assert not again.created and again.view is not None and again.view.count == 1
     plain = await ds.add_comment(session, town.people["b"], topic.id, "我也是", now=NOW, cfg=CFG)
     assert plain.view is None
-    assert (await session.get(Topic, topic.id)).last_activity_at == NOW
+
+
+async def test_a_comment_moves_its_topic_up_the_list_to_the_minute(session):
+    """The topic lists put the latest activity first; a comment writes its topic's last activity when
+    that is a minute old or more, so the comments of a busy topic do not all write the one row."""
+    town = await make_town(session)
+    older = await staff_topic(session, town)
+    newer = await staff_topic(session, town)
+    for topic, idle in ((older, timedelta(hours=1)), (newer, timedelta(minutes=30))):
+        await session.execute(update(Topic).where(Topic.id == topic.id).values(last_activity_at=NOW - idle))
+    a = town.people["a"]
+
+    async def listed() -> list[int]:
+        return [item.id for item in (await ds.list_topics(session, a, cfg=CFG)).items]
+
+    async def last_activity(topic: Topic) -> datetime:
+        return await session.scalar(select(Topic.last_activity_at).where(Topic.id == topic.id))
+
+    assert await listed() == [newer.id, older.id]
+    await ds.add_comment(session, a, older.id, "一", now=NOW, cfg=CFG)
+    assert await listed() == [older.id, newer.id]
+    await ds.add_comment(session, a, older.id, "二", now=NOW + timedelta(seconds=30), cfg=CFG)
+    assert await last_activity(older) == NOW  # not a minute old: not written
+    await ds.add_comment(session, a, newer.id, "三", now=NOW + timedelta(seconds=30), cfg=CFG)
+    assert await listed() == [newer.id, older.id]
+    await ds.add_comment(session, a, older.id, "四", now=NOW + timedelta(minutes=1), cfg=CFG)
+    assert await listed() == [older.id, newer.id]
+    assert await last_activity(older) == NOW + timedelta(minutes=1)
 
 
 async def test_subscribers_get_one_digest_per_interval_never_their_own_comments(engine):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, exists, false, func, null, or_, select, update
@@ -72,6 +72,12 @@ def writable(topic: Topic) -> None:
 # --- writing ------------------------------------------------------------------------------------------
 
 
+# A topic's last activity orders the topic lists, and to the minute is enough: a comment writes it only
+# when it is that old or more, so on a busy topic one comment a minute writes (and, on PostgreSQL, locks
+# until its commit) the topic's row, not every one.
+ACTIVITY_STEP = timedelta(minutes=1)
+
+
 @dataclass(frozen=True, slots=True)
 class CommentResult:
     comment: Comment
@@ -86,8 +92,8 @@ async def add_comment(session: AsyncSession, actor: Actor, topic_id: object, tex
     reply to a reply joins its thread: one level). Residents are limited (length, per 10 minutes,
     muted) and staff only by length; a locked topic takes none. Idempotent by ``client_key``. With
     ``view``, the topic's first page as the writer sees it afterwards comes with it, read before the
-    topic's row is written (the last statement: on PostgreSQL every other comment on the topic waits
-    for that row until this transaction commits)."""
+    topic's last activity is written (the last statement: on PostgreSQL another comment on the topic
+    waits for that row until this transaction commits; see ACTIVITY_STEP)."""
     target = await _writing_target(session, actor, topic_id, now=now, cfg=cfg, client_key=client_key)
     topic = target.topic
     if target.existing_id is not None:
@@ -116,7 +122,8 @@ async def add_comment(session: AsyncSession, actor: Actor, topic_id: object, tex
                  target_id=comment.id, region_id=topic.committee_id,
                  detail={"topic": topic.id, "parent": comment.parent_id})
     page = await topic_view(session, actor, topic.id, 0, cfg=cfg) if view else None
-    await session.execute(update(Topic).where(Topic.id == topic.id).values(last_activity_at=now))
+    await session.execute(update(Topic).where(Topic.id == topic.id, Topic.last_activity_at <= now - ACTIVITY_STEP)
+                          .values(last_activity_at=now))
     return CommentResult(comment, True, page)
 
 
