@@ -106,7 +106,8 @@ def console_config(settings: Settings) -> ConsoleConfig:
 
 # A chat's turn in Redis (aiogram's RedisEventIsolation, a redis-py lock): held at most a minute (a
 # worker that died gives it up by then); a worker waiting for another's looks again every 5 ms, not
-# every 100 (redis-py's default), which the chat's next update, typed as the answer came, waited.
+# every 100 (redis-py's default): a chat's next update, sent as soon as an answer came, may arrive
+# while the previous one is still finishing at the other worker.
 CHAT_TURN_LOCK = {"timeout": 60, "sleep": 0.005}
 
 
