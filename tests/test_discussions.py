@@ -343,11 +343,21 @@ async def test_a_comment_comes_with_its_page_and_writes_the_topics_row_last(sess
     assert made.created and made.view is not None
     assert [c.body for c in made.view.comments] == ["我住3号楼"] and made.view.count == 1
     assert first[-1].startswith("UPDATE topics SET last_activity_at")
+    # The checks' read also counts the topic's comments, so the page needs one read more, not two.
+    assert [s.split()[0] for s in first] == ["SELECT", "INSERT", "INSERT", "SELECT", "UPDATE"], first
     writes = [s.split()[2 if s.startswith("INSERT") else 1] for s in first if s.startswith(("INSERT", "UPDATE"))]
     assert writes == ["comments", "audit_log", "topics"], writes
     assert not any(s.startswith(("INSERT", "UPDATE")) for s in statements[len(first):])  # again: no write
     assert not again.created and again.view is not None and again.view.count == 1
-    plain = await ds.add_comment(session, town.people["b"], topic.id, "我也是", now=NOW, cfg=CFG)
+    b = town.people["b"]
+    reply = await ds.add_comment(session, b, topic.id, "我也是", now=NOW, cfg=CFG, parent_id=made.comment.id,
+                                 view=True)
+    assert reply.view == await ds.topic_view(session, b, topic.id, cfg=CFG)  # as if read afresh
+    assert reply.view is not None and reply.view.count == 2 and len(reply.view.comments[0].replies) == 1
+    by_staff = await ds.add_comment(session, town.staff, topic.id, "居委会回复", now=NOW, cfg=CFG, view=True)
+    assert by_staff.view == await ds.topic_view(session, town.staff, topic.id, cfg=CFG)
+    assert by_staff.view is not None and by_staff.view.moderator and by_staff.view.count == 3
+    plain = await ds.add_comment(session, b, topic.id, "再说一句", now=NOW, cfg=CFG)
     assert plain.view is None
 
 

@@ -185,7 +185,8 @@ async def test_the_same_comment_update_delivered_twice_posts_once(tmp_path):
             "from": {"id": b.id, "is_bot": False, "first_name": "b", "language_code": "en"}}}, wait=True)
         # Answered as the first time (the same comment), and nothing new is posted.
         said = [body(m) for m in await b.bot_messages() if body(m).startswith("Posted as comment")]
-        assert said == [f"Posted as comment #{comment_id}."] * 2
+        assert [s.split("\n")[0] for s in said] == [f"Posted as comment #{comment_id}."] * 2
+        assert all("垃圾分类" in s and "好的" in s for s in said)  # each opens the topic's page, with it
         async with stack.session() as s:
             assert await s.scalar(select(func.count()).select_from(Comment)) == 1
             assert await s.scalar(select(func.count()).select_from(AuditLog)

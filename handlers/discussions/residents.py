@@ -15,6 +15,7 @@ from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
+from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.keyboards import inline
@@ -104,9 +105,9 @@ async def send_topic(target: Message, actor: Actor, session: AsyncSession, topic
     await answer_topic(target, await ds.topic_view(session, actor, topic_id, page, cfg=cfg))
 
 
-async def answer_topic(target: Message, view_: ds.TopicView) -> None:
-    """A topic's page as its messages, answering ``target``."""
-    for part in views.topic_messages(view_):
+async def answer_topic(target: Message, view_: ds.TopicView, lead: Markup | None = None) -> None:
+    """A topic's page as its messages, answering ``target`` (``lead``: a line before it)."""
+    for part in views.topic_messages(view_, lead):
         await target.answer(part.text, reply_markup=to_reply_markup(part.buttons))
 
 
@@ -186,11 +187,11 @@ async def got_comment(message: Message, actor: Actor, session: AsyncSession, sta
             await state.clear()
         return
     assert result.view is not None
-    # Answered first: the answer commits, and the topic's row, written last, is locked until then. The
-    # state is cleared after: had the comment not been saved, the next message would be taken as it.
-    await message.answer(t("Posted as comment #{id}.", id=result.comment.id))
+    # The page, opened by the confirmation, is the answer: it commits, and the topic's row, written last,
+    # is locked until then. The state is cleared after: had the comment not been saved, the next
+    # message would be taken as the comment.
+    await answer_topic(message, result.view, lead=t("Posted as comment #{id}.", id=result.comment.id))
     await state.clear()
-    await answer_topic(message, result.view)
 
 
 async def report(query: CallbackQuery, callback_data: CommentCb, actor: Actor, session: AsyncSession,

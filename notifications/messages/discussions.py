@@ -119,9 +119,11 @@ def topic_buttons(view: TopicView) -> Buttons:
     return rows
 
 
-def topic_messages(view: TopicView) -> list[Rendered]:
-    """A topic page as one message, or several when long (the buttons go with the last)."""
-    parts = pages(topic_text(view).split("\n"))
+def topic_messages(view: TopicView, lead: Markup | None = None) -> list[Rendered]:
+    """A topic page as one message, or several when long (the buttons go with the last); ``lead``, a
+    line saying what was just done, opens the first."""
+    text = topic_text(view) if lead is None else lead + Markup("\n\n") + topic_text(view)
+    parts = pages(text.split("\n"))
     out = [Rendered(Markup(p)) for p in parts[:-1]]
     out.append(Rendered(Markup(parts[-1]), topic_buttons(view)))
     return out

@@ -121,7 +121,9 @@ async def add_comment(session: AsyncSession, actor: Actor, topic_id: object, tex
     audit.record(session, "comment.create", now=now, actor_account_id=actor.account_id, target_type="comment",
                  target_id=comment.id, region_id=topic.committee_id,
                  detail={"topic": topic.id, "parent": comment.parent_id})
-    page = await topic_view(session, actor, topic.id, 0, cfg=cfg) if view else None
+    # The page's heading from what the checks read: the counts with this comment in them.
+    page = await _page_view(session, actor, topic, target.committee, target.roots + (parent is None),
+                            target.visible + 1, target.subscribed, 0, cfg) if view else None
     await session.execute(update(Topic).where(Topic.id == topic.id, Topic.last_activity_at <= now - ACTIVITY_STEP)
                           .values(last_activity_at=now))
     return CommentResult(comment, True, page)
@@ -144,6 +146,8 @@ class _Target:
     recent: int  # the actor's comments within the comment window
     existing_id: int | None  # the actor's comment made by this client key
     subscribed: bool  # the actor is subscribed to the topic
+    roots: int  # the topic's top-level comments
+    visible: int  # the topic's visible comments
 
 
 async def _writing_target(session: AsyncSession, actor: Actor, topic_id: object, *, now: datetime,
@@ -159,20 +163,21 @@ async def _writing_target(session: AsyncSession, actor: Actor, topic_id: object,
     row = (await session.execute(query, values)).first()
     if row is None:
         raise DiscussionError("no_topic")
-    return _Target(row[0], row[1], row[2], row[3] or 0, row[4], bool(row[5]))
+    return _Target(row[0], row[1], row[2], row[3] or 0, row[4], bool(row[5]), row[6] or 0, row[7] or 0)
 
 
 def _target(scope: ColumnElement[bool], account: int | ColumnElement[Any] | None, by_client_key: bool,
             subscribed_: ColumnElement[bool]) -> Select:
-    """:class:`_Target`'s statement: the topic ``topic_id`` within ``scope`` and what the checks of
-    ``account`` writing in it need; ``now``, ``since`` (the comment window's start), ``client_key`` bound."""
+    """:class:`_Target`'s statement: the topic ``topic_id`` within ``scope``, what the checks of
+    ``account`` writing in it need, and its counts for the page after; ``now``, ``since`` (the comment
+    window's start), ``client_key`` bound."""
     recent = (select(func.count()).select_from(Comment).where(
         Comment.author_account_id == account, Comment.created_at > bindparam("since")).scalar_subquery())
     existing = (select(Comment.id).where(Comment.client_key == bindparam("client_key"),
                                          Comment.author_account_id == account).scalar_subquery()
                 if by_client_key else null())
     return (select(Topic, Region, muted_until(Topic.committee_id, account, bindparam("now")), recent, existing,
-                   subscribed_)
+                   subscribed_, _roots(), visible_count())
             .join(Region, Region.id == Topic.committee_id).where(Topic.id == bindparam("topic_id"), scope))
 
 
@@ -276,12 +281,16 @@ class TopicView:
     committee_id: int
 
 
+def _roots():
+    """A correlated count of a topic's top-level comments."""
+    return (select(func.count()).select_from(Comment).where(Comment.topic_id == Topic.id, Comment.parent_id.is_(None))
+            .correlate(Topic).scalar_subquery())
+
+
 def _heading(scope: ColumnElement[bool], subscribed_: ColumnElement[bool]) -> Select:
     """A topic page's first statement: the topic ``topic_id`` within ``scope``, its committee, its counts
     (top-level comments, visible comments) and the reader's subscription."""
-    roots = (select(func.count()).select_from(Comment).where(Comment.topic_id == Topic.id, Comment.parent_id.is_(None))
-             .correlate(Topic).scalar_subquery())
-    return (select(Topic, Region, roots, visible_count(), subscribed_).join(Region, Region.id == Topic.committee_id)
+    return (select(Topic, Region, _roots(), visible_count(), subscribed_).join(Region, Region.id == Topic.committee_id)
             .where(Topic.id == bindparam("topic_id"), scope))
 
 
@@ -324,7 +333,12 @@ async def topic_view(session: AsyncSession, actor: Actor, topic_id: object, page
     row = (await session.execute(query, values)).first()
     if row is None:
         raise DiscussionError("no_topic")
-    topic, committee, total_roots, count = row[0], row[1], row[2] or 0, row[3] or 0
+    return await _page_view(session, actor, row[0], row[1], row[2] or 0, row[3] or 0, bool(row[4]), number, cfg)
+
+
+async def _page_view(session: AsyncSession, actor: Actor, topic: Topic, committee: Region, total_roots: int,
+                     count: int, subscribed_: bool, number: int, cfg: DiscussionConfig) -> TopicView:
+    """:func:`topic_view` once its heading is read: page ``number`` (the last if beyond it)."""
     moderator = is_moderator(actor, committee)
     pages = max(1, -(-total_roots // cfg.comments_page))
     number = min(number, pages - 1)
@@ -358,7 +372,7 @@ async def topic_view(session: AsyncSession, actor: Actor, topic_id: object, page
 
     return TopicView(topic.id, topic.title, topic.body, topic.status.value, topic.building,
                      author(topic.author_account_id, topic.author_role, topic.author_building),
-                     [view(c) for c in top], count, number, pages, bool(row[4]), moderator, topic.committee_id)
+                     [view(c) for c in top], count, number, pages, subscribed_, moderator, topic.committee_id)
 
 
 # --- reports --------------------------------------------------------------------------------------------
