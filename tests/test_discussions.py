@@ -319,9 +319,10 @@ async def test_the_same_update_twice_makes_one_comment_and_one_topic(session):
 
 
 async def test_a_comment_comes_with_its_page_and_writes_the_topics_row_last(session):
-    """Every comment on a topic writes the topic's row (its last activity): that write is the last
+    """A comment's write of its topic's row (the last activity, when a minute old) is its last
     statement, after the page is read, so on PostgreSQL another comment on the topic waits for the row
-    only until this one commits. The same update again gets the page too."""
+    only until this one commits. The page comes from the checks' read and one more; the same update
+    again gets the page too, and writes nothing."""
     town = await make_town(session)
     topic = await staff_topic(session, town)
     await session.commit()
