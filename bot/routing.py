@@ -15,9 +15,10 @@ one (unpacking the callback data once per ``CallbackData`` filter) until one mat
 :func:`button_prefixes_first` gives each router whose buttons are all ``CallbackData`` (its own and
 those of the routers below it) one first filter on the data's prefix, so a button skips the routers
 that cannot take it; what is handled, and by whom, is unchanged. :func:`message_gates_first` does the
-same for messages: a router whose message handlers each need a command or a state (its own and those
-below it) gets one first filter on the commands and states they take, so /topics or a comment being
-written skips the sixty-odd handlers of the routers before the one that takes it.
+same for messages: a router whose message handlers each need a command, a state or a kind of content
+(``F.contact``, ``F.document``; its own handlers and those below it) gets one first filter on the
+commands, states and contents they take, so /topics or a comment being written skips the sixty-odd
+handlers of the routers before the one that takes it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from aiogram.filters import Command, Filter, StateFilter
 from aiogram.filters.callback_data import CallbackQueryFilter
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
+from magic_filter import MagicFilter
+from magic_filter.operations import GetAttributeOperation
 
 
 def _on_the_loop(resolve: Callable[..., Any]) -> Callable[..., Any]:
@@ -107,16 +110,19 @@ def button_prefixes_first(router: Router) -> int:
 
 class MessageGate(Filter):
     """A router's first filter for messages: a command one of its handlers takes (``/name`` or
-    ``/name@bot`` in the text or caption, any case), or a state one of them waits in. It lets through
-    all that any of those handlers could take, and more: the handlers still decide."""
+    ``/name@bot`` in the text or caption, any case), a state one of them waits in, or a content one of
+    them needs (the message's ``contact``, ``document`` … is set). It lets through all that any of
+    those handlers could take, and more: the handlers still decide."""
 
-    def __init__(self, commands: frozenset[str], prefixes: frozenset[str], states: frozenset[str | None]) -> None:
+    def __init__(self, commands: frozenset[str], prefixes: frozenset[str], states: frozenset[str | None],
+                 contents: frozenset[str] = frozenset()) -> None:
         self.commands = commands
         self.prefixes = prefixes
         self.states = states
+        self.contents = contents
 
     async def __call__(self, message: Message, raw_state: str | None = None) -> bool:
-        if raw_state in self.states:
+        if raw_state in self.states or any(getattr(message, name, None) is not None for name in self.contents):
             return True
         text = message.text or message.caption
         if not text or text[0] not in self.prefixes:
@@ -124,7 +130,7 @@ class MessageGate(Filter):
         return text.split(maxsplit=1)[0][1:].partition("@")[0].casefold() in self.commands
 
 
-_Gate = tuple[frozenset[str], frozenset[str], frozenset[str | None]]
+_Gate = tuple[frozenset[str], frozenset[str], frozenset[str | None], frozenset[str]]
 
 
 def _state_names(found: Any) -> frozenset[str | None] | None:
@@ -147,24 +153,38 @@ def _state_names(found: Any) -> frozenset[str | None] | None:
     return None
 
 
+def _content(found: Any) -> str | None:
+    """The attribute a magic filter of one attribute checks (``F.contact``: "contact"), else None."""
+    magic = getattr(found, "__self__", None)  # a magic filter's callback is its bound ``resolve``
+    if isinstance(magic, MagicFilter) and len(magic._operations) == 1:
+        operation = magic._operations[0]
+        if isinstance(operation, GetAttributeOperation):
+            return operation.name
+    return None
+
+
 def _needs(handler: HandlerObject) -> _Gate | None:
     """What a message must be for ``handler`` to take it (one of its filters: a command of plain names,
-    else a state); None if it has neither."""
+    else a state, else a content); None if it has none of them."""
     filters = [getattr(f.callback, "__wrapped__", f.callback) for f in handler.filters or ()]
+    none: frozenset[Any] = frozenset()
     for found in filters:
         if isinstance(found, Command) and all(isinstance(c, str) for c in found.commands):
-            return frozenset(c.casefold() for c in found.commands), frozenset(found.prefix), frozenset()
+            return frozenset(c.casefold() for c in found.commands), frozenset(found.prefix), none, none
     for found in filters:
         if isinstance(found, StateFilter | State):
             states = _state_names(found)
             if states is not None:
-                return frozenset(), frozenset(), states
+                return none, none, states, none
+    for found in filters:
+        if (content := _content(found)) is not None:
+            return none, none, none, frozenset({content})
     return None
 
 
 def message_gates_first(router: Router) -> int:
-    """Give ``router`` and every router below it whose message handlers each need a command or a state
-    (:func:`_needs`) a :class:`MessageGate` first filter; returns how many routers got one. Call it
+    """Give ``router`` and every router below it whose message handlers each need a command, a state or a
+    content (:func:`_needs`) a :class:`MessageGate` first filter; returns how many routers got one. Call it
     once the routers are included."""
     added = 0
 
@@ -176,7 +196,7 @@ def message_gates_first(router: Router) -> int:
             return None
         parts = [n for n in [*needs, *below] if n is not None]
         found = (frozenset().union(*(p[0] for p in parts)), frozenset().union(*(p[1] for p in parts)),
-                 frozenset().union(*(p[2] for p in parts)))
+                 frozenset().union(*(p[2] for p in parts)), frozenset().union(*(p[3] for p in parts)))
         if not any(isinstance(f.callback, MessageGate) for f in each.message._handler.filters or ()):
             each.message.filter(MessageGate(*found))
             added += 1

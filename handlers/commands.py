@@ -107,10 +107,12 @@ def audiences(actor: Actor | None, *, elder: bool = False, helper: bool = False)
     return frozenset(out)
 
 
-async def audiences_of(session: AsyncSession, actor: Actor) -> frozenset[str]:
+async def audiences_of(session: AsyncSession, actor: Actor, *, as_read: bool = False) -> frozenset[str]:
     """:func:`audiences`, looking up whether the actor's resident is enrolled in daily check-ins and
-    whether they are an elder's helper (their own; a substitute works from the lists they are sent)."""
-    roles = await cs.checkin_roles(session, actor.account)
+    whether they are an elder's helper (their own; a substitute works from the lists they are sent).
+    ``as_read``: the roles read with the actor at the start of the update will do (a handler that has
+    changed no plan), when there are some."""
+    roles = actor.checkin if as_read and actor.checkin is not None else await cs.checkin_roles(session, actor.account)
     return audiences(actor, elder=actor.is_verified and roles.elder, helper=roles.helper)
 
 

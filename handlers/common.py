@@ -60,7 +60,7 @@ def help_text(roles: frozenset[str]) -> Markup:
 async def help_command(message: Message, actor: Actor, session: AsyncSession,
                        roles: frozenset[str] | None = None) -> None:
     """/help: the commands of the person's audiences (``roles``: already looked up by a menu button)."""
-    await message.answer(help_text(roles if roles is not None else await audiences_of(session, actor)))
+    await message.answer(help_text(roles if roles is not None else await audiences_of(session, actor, as_read=True)))
 
 
 def lang_keyboard(current: str) -> InlineKeyboardMarkup:
@@ -173,7 +173,7 @@ def menu_keyboard(roles: frozenset[str] | Actor) -> InlineKeyboardMarkup:
 
 
 async def menu_command(message: Message, actor: Actor, session: AsyncSession) -> None:
-    await message.answer(t("Main menu"), reply_markup=menu_keyboard(await audiences_of(session, actor)))
+    await message.answer(t("Main menu"), reply_markup=menu_keyboard(await audiences_of(session, actor, as_read=True)))
 
 
 async def lang_menu(message: Message, actor: Actor) -> None:
@@ -183,7 +183,7 @@ async def lang_menu(message: Message, actor: Actor) -> None:
 async def menu_chosen(query: CallbackQuery, callback_data: MenuCb, actor: Actor, session: AsyncSession,
                       **data: Any) -> None:
     """Run the command behind a menu button, re-checking that this actor may use it now."""
-    roles = await audiences_of(session, actor)
+    roles = await audiences_of(session, actor, as_read=True)
     allowed = {i.item: i for i in menu_items(roles)}
     item = allowed.get(callback_data.item)
     if item is None or not isinstance(query.message, Message):

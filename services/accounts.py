@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.i18n import LOCALES, normalize_locale
-from services.models import Account, Region, Resident, Staff
-from services.scope import Actor, StaffGrant, load_staff_grants
+from services.models import Account, CheckinPlan, Region, Resident, Staff
+from services.models.checkins import HELPER_MODES
+from services.scope import Actor, CheckinRoles, StaffGrant, load_staff_grants
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +59,15 @@ async def _touched(session: AsyncSession, account: Account | None, user: Telegra
     return account
 
 
-# The account of a Telegram user with its resident and active staff grants: one row per grant (one row
-# without a grant for a non-staff account), so a known user is resolved in one statement. Built once:
-# constructing a select() costs about twice as much Python as executing one (bench updates, /help).
-ACTOR_ROWS = (select(Account, Resident, Staff.id, Staff.role, Region.id, Region.path, Region.code, Region.name)
+# The account of a Telegram user with its resident, its check-in roles (as checkin_roles answers them:
+# /help, /menu and every menu button ask) and active staff grants: one row per grant (one row without a
+# grant for a non-staff account), so a known user is resolved in one statement. Built once: constructing
+# a select() costs about twice as much Python as executing one (bench updates, /help).
+_ELDER = exists().where(CheckinPlan.resident_id == Account.resident_id, CheckinPlan.active.is_(True))
+_HELPER = exists().where(CheckinPlan.helper_account_id == Account.id, CheckinPlan.active.is_(True),
+                         CheckinPlan.mode.in_(HELPER_MODES))
+ACTOR_ROWS = (select(Account, Resident, _ELDER, _HELPER,
+                     Staff.id, Staff.role, Region.id, Region.path, Region.code, Region.name)
               .outerjoin(Resident, Resident.id == Account.resident_id)
               .outerjoin(Staff, and_(Staff.account_id == Account.id, Staff.active.is_(True)))
               .outerjoin(Region, Region.id == Staff.region_id)
@@ -72,13 +78,15 @@ ACTOR_ROWS = (select(Account, Resident, Staff.id, Staff.role, Region.id, Region.
 async def touch_actor(session: AsyncSession, user: TelegramUser, now: datetime, *, default_locale: str) -> Actor:
     """:func:`touch_account` and :func:`resolve_actor` for the user behind an update: the account (made
     on first contact), its resident, staff grants and language as one ``Actor``, read in one statement;
-    the account row written only when something changed (see :func:`touch_account`)."""
+    the account row written only when something changed (see :func:`touch_account`). Its ``checkin`` roles
+    are those at the start of the update."""
     rows = (await session.execute(ACTOR_ROWS, {"telegram_id": user.id})).all()
-    account = await _touched(session, rows[0][0] if rows else None, user, now)
-    resident = rows[0][1] if rows else None
-    grants = [StaffGrant(*row[2:]) for row in rows if row[2] is not None]
+    account, resident, elder, helper = rows[0][:4] if rows else (None, None, False, False)
+    account = await _touched(session, account, user, now)
+    roles = CheckinRoles(resident is not None and bool(elder), bool(helper))
+    grants = [StaffGrant(*tuple(row)[4:]) for row in rows if row[4] is not None]
     locale = account.locale or normalize_locale(user.language_code, default_locale)
-    return Actor(account=account, resident=resident, staff=grants, locale=locale)
+    return Actor(account=account, resident=resident, staff=grants, locale=locale, checkin=roles)
 
 
 async def resolve_actor(

@@ -27,6 +27,12 @@ class StaffGrant:
     region_name: str
 
 
+@dataclass(frozen=True, slots=True)
+class CheckinRoles:
+    elder: bool  # the account's own resident is enrolled (an active plan)
+    helper: bool  # the account answers the check-in for at least one elder (as helped_committees counts)
+
+
 @dataclass(slots=True)
 class Actor:
     """The resolved identity behind an update or a web request."""
@@ -35,6 +41,9 @@ class Actor:
     resident: Resident | None = None
     staff: list[StaffGrant] = field(default_factory=list)
     locale: str = "zh_Hans"
+    # The check-in roles as read with the actor at the start of the update (``touch_actor``); None when
+    # not read. A handler that changes plans reads them afresh (``services.checkins.checkin_roles``).
+    checkin: CheckinRoles | None = None
 
     @property
     def account_id(self) -> int | None:

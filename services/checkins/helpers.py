@@ -73,15 +73,14 @@ from services.models import (
     RoundStatus,
     Staff,
 )
-from services.models.checkins import ELDER_OPEN_STATUSES, HELPER_OPEN_STATUSES
+from services.models.checkins import ELDER_OPEN_STATUSES, HELPER_MODES, HELPER_OPEN_STATUSES
 from services.notify import tell
 from services.outbox import Priority, enqueue, message_payload
 from services.outbox import cancel as cancel_messages
 from services.residents import find_residents
-from services.scope import Actor
+from services.scope import Actor, CheckinRoles
 from services.sql import rowcount
 
-HELPER_MODES = (AnswerMode.proxy, AnswerMode.self_then_helper)
 HELPER_ANSWERS = ("ok", "noreach", "help")  # Seen / spoke — all well · Could not reach · Needs help
 MAX_ELDERS_PER_HELPER = 25  # one list message: 3 buttons an elder, under Telegram's 100
 MAX_HANDOVER_DAYS = 90
@@ -801,12 +800,6 @@ async def helped_committees(session: AsyncSession, account_id: int | None) -> li
                CheckinPlan.mode.in_(HELPER_MODES))
         .group_by(Region.id, Region.name).order_by(Region.name))
     return [HelpedCommittee(cid, name, n) for cid, name, n in rows]
-
-
-@dataclass(frozen=True, slots=True)
-class CheckinRoles:
-    elder: bool  # the account's own resident is enrolled (an active plan)
-    helper: bool  # the account answers the check-in for at least one elder (as helped_committees counts)
 
 
 # Both of checkin_roles' questions in one statement, built once: /help, /menu and every menu button ask.

@@ -37,6 +37,8 @@ class AnswerMode(enum.StrEnum):
     self_then_helper = "self_then_helper"  # the elder; when the reminder goes unanswered, the helper
 
 
+HELPER_MODES = (AnswerMode.proxy, AnswerMode.self_then_helper)  # the modes in which a helper answers
+
 class HelperRole(enum.StrEnum):
     """Who the helper asked for a round is, for that day (``CheckinRound.helper_role``)."""
 
