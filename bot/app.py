@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import handlers
 from bot.checkin_jobs import checkin_config
+from bot.conversations import DatabaseStorage
 from bot.db import create_engine, session_factory
 from bot.edits import EditsThatChangeNothing
 from bot.logs import UpdateLogContext
@@ -57,16 +58,20 @@ def build_bot(settings: Settings, token: str | None = None) -> Bot:
     return bot
 
 
-def build_storage(settings: Settings) -> BaseStorage:
-    """Conversation state: in memory (one process), or in Redis shared by every worker. In Redis the
-    key carries the bot id (two bots on one Redis never read each other's state) and both the state
-    and its data expire FSM_TTL after the last step, so abandoned conversations do not pile up."""
+def build_storage(settings: Settings, sessions: async_sessionmaker[AsyncSession] | None = None,
+                  clock: Clock = system_clock) -> BaseStorage:
+    """Conversation state: in Redis shared by every worker, else in the database (one process:
+    ``bot.conversations``; in memory only without a database, as for routing checks). The key carries
+    the bot id (two bots on one Redis or database never read each other's state) and a conversation
+    is forgotten FSM_TTL after its last step, so abandoned ones do not pile up."""
     if settings.redis_url:
         from aiogram.fsm.storage.base import DefaultKeyBuilder
         from aiogram.fsm.storage.redis import RedisStorage
 
         return RedisStorage.from_url(settings.redis_url, key_builder=DefaultKeyBuilder(with_bot_id=True),
                                      state_ttl=settings.fsm_ttl, data_ttl=settings.fsm_ttl)
+    if sessions is not None:
+        return DatabaseStorage(sessions, ttl=settings.fsm_ttl, clock=clock)
     return MemoryStorage()
 
 
@@ -122,7 +127,7 @@ def build_dispatcher(
     """The dispatcher with its middlewares and routers; handlers get the typed configs as data."""
     from aiogram.fsm.storage.redis import RedisStorage
 
-    storage = storage or build_storage(settings)
+    storage = storage or build_storage(settings, sessions, clock)
     # Updates of one chat in order, one at a time; across workers too when the state is in Redis.
     shared = storage.create_isolation(lock_kwargs=CHAT_TURN_LOCK) if isinstance(storage, RedisStorage) else None
     dp = Dispatcher(storage=storage, events_isolation=ChatOrder(shared), sessions=sessions,

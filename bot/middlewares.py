@@ -41,6 +41,13 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 # The session of the update being handled in this task (aiogram runs each update in its own task, whose
 # context this is); unset outside updates: the outbox sender, ticks, the CLI.
 _update_session: ContextVar[AsyncSession | None] = ContextVar("update_session", default=None)
+
+
+def update_session() -> AsyncSession | None:
+    """The session of the update being handled in this task, if any."""
+    return _update_session.get()
+
+
 # A commit can fail on the database (constraint, serialisation, lost connection) or on the socket.
 COMMIT_ERRORS = (SQLAlchemyError, OSError)
 

@@ -115,15 +115,20 @@ async def notices_tick(rt: Runtime, now: datetime) -> int:
 
 async def outbox_redact_tick(rt: Runtime, now: datetime) -> int:
     """Hourly: finished messages older than OUTBOX_PII_RETENTION lose their payload (an alert's phone
-    numbers and names); the delivery record stays. Markers of updates Telegram no longer redelivers go."""
+    numbers and names); the delivery record stays. Markers of updates Telegram no longer redelivers go,
+    and so do conversations left alone for FSM_TTL (bot.conversations; Redis forgets its own)."""
+    from bot.conversations import DatabaseStorage, forget_conversations
     from services.outbox import redact_finished
     from services.updates import forget_processed
 
     async with rt.sessions() as session:
         done = await redact_finished(session, older_than=rt.settings.outbox_pii_retention, now=now)
         await forget_processed(session, now)
+        await forget_conversations(session, now, rt.settings.fsm_ttl)
         await session.commit()
-        return done
+    if isinstance(rt.dp.storage, DatabaseStorage):
+        rt.dp.storage.forget_idle(now)
+    return done
 
 
 async def nightly_rule_tags(rt: Runtime, now: datetime) -> bool:

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     data_key: str | None = None  # encrypts phone numbers at rest; else DATA_DIR/data_key (see README)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line (bot.logs)
-    fsm_ttl: Duration = timedelta(days=1)  # with REDIS_URL: an abandoned conversation's state expires
+    fsm_ttl: Duration = timedelta(days=1)  # an abandoned conversation is forgotten this long after its last step
 
     outbox_rate: float = Field(default=25.0, gt=0)
     outbox_per_chat_rate: float = Field(default=1.0, gt=0)

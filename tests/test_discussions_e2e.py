@@ -12,6 +12,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.storage.base import StorageKey
 from sqlalchemy import func, select
 
+from bot.conversations import DatabaseStorage
 from bot.runtime import discussions_tick
 from handlers.discussions.residents import Writing
 from services.models import Account, AuditLog, Comment, CommentReport, OutboxMessage, Topic
@@ -191,6 +192,27 @@ async def test_the_same_comment_update_delivered_twice_posts_once(tmp_path):
             assert await s.scalar(select(func.count()).select_from(Comment)) == 1
             assert await s.scalar(select(func.count()).select_from(AuditLog)
                                   .where(AuditLog.action == "comment.create")) == 1
+
+
+async def test_a_comment_begun_before_a_restart_is_posted_after_it(tmp_path):
+    """Without Redis the conversation is kept in the database: a process started afresh on it (a new
+    storage, its memory empty) takes the text as the comment the resident was asked for."""
+    clock = PacedClock(PINNED)
+    async with running_stack(tmp_path, clock=clock) as stack:
+        staff = await dxyc_member(stack, "staff", staff=True)
+        b = await dxyc_member(stack, "b")
+        await staff.send("/topic_new")
+        await staff.send("垃圾分类")
+        await staff.send("新规定")
+        await staff.press("Whole committee")
+        page = await _open_topic(b, "垃圾分类")
+        assert await answer_to(stack, b, page, _button(page, "💬 Comment")) is None
+        assert isinstance(stack.dp.fsm.storage, DatabaseStorage)
+        stack.dp.fsm.storage = DatabaseStorage(stack.sessions, ttl=stack.settings.fsm_ttl, clock=clock)
+        await b.send("周三收厨余垃圾吗？")
+        assert body(await b.last_message()).startswith("Posted as comment #")
+        async with stack.session() as s:
+            assert await s.scalar(select(Comment.body)) == "周三收厨余垃圾吗？"
 
 
 def page_topic(page: dict) -> int:

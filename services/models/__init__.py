@@ -20,6 +20,7 @@ from services.models.checkins import (  # noqa: F401
     WeeklyReportClaim,
 )
 from services.models.console import ConsoleLink, ConsoleSession  # noqa: F401
+from services.models.conversations import Conversation  # noqa: F401
 from services.models.core import (
     LEVEL_ORDER,
     SEGMENT_INDEX_COLUMNS,

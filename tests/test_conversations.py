@@ -1,0 +1,115 @@
+"""Conversations kept in the database when there is no Redis (bot.conversations), on SQLite and
+PostgreSQL: a new process (a new storage on the same database) carries on where each person was; a
+step made while handling an update commits with it, or not at all; cleared and idle conversations go."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.fsm.storage.base import StorageKey
+from sqlalchemy import func, select
+
+from bot.conversations import DatabaseStorage, forget_conversations
+from bot.db import session_factory
+from bot.middlewares import _update_session
+from services.models import Conversation
+from tests.conftest import NOW
+from tests.helpers import PacedClock
+
+
+class Form(StatesGroup):
+    name = State()
+    address = State()
+
+
+def key(user: int, bot_id: int = 42) -> StorageKey:
+    return StorageKey(bot_id=bot_id, chat_id=user, user_id=user)
+
+
+async def rows(sessions) -> int:
+    async with sessions() as s:
+        return await s.scalar(select(func.count()).select_from(Conversation)) or 0
+
+
+async def test_a_new_process_carries_on_where_each_person_was(engine):
+    sessions = session_factory(engine)
+    clock = PacedClock(NOW)
+    first = DatabaseStorage(sessions, ttl=timedelta(days=1), clock=clock)
+    wang = FSMContext(first, key(1001))
+    await wang.set_state(Form.address)
+    await wang.update_data(name="王秀英", answers={"age": 81}, asked=["age"])
+    li = FSMContext(first, key(1002))
+    await li.set_state(Form.name)
+    other_bot = FSMContext(first, key(1001, bot_id=43))
+    await other_bot.set_state(Form.name)
+    assert await rows(sessions) == 3
+
+    again = DatabaseStorage(sessions, ttl=timedelta(days=1), clock=clock)  # after a restart
+    assert await FSMContext(again, key(1001)).get_state() == Form.address.state
+    assert await FSMContext(again, key(1001)).get_data() == {"name": "王秀英", "answers": {"age": 81}, "asked": ["age"]}
+    assert await FSMContext(again, key(1002)).get_state() == Form.name.state
+    assert await FSMContext(again, key(1001, bot_id=43)).get_state() == Form.name.state
+    assert await FSMContext(again, key(1003)).get_state() is None and await FSMContext(again, key(1003)).get_data() == {}
+
+    # What a caller does with the data it read changes nothing stored.
+    data = await FSMContext(again, key(1001)).get_data()
+    data["name"] = "x"
+    assert (await FSMContext(again, key(1001)).get_data())["name"] == "王秀英"
+
+    # A finished conversation leaves no row; nor does a state set to none for someone without one.
+    await FSMContext(again, key(1001)).clear()
+    await FSMContext(again, key(1004)).set_state(None)
+    await FSMContext(again, key(1004)).set_data({})
+    assert await rows(sessions) == 2
+    third = DatabaseStorage(sessions, ttl=timedelta(days=1), clock=clock)
+    assert await FSMContext(third, key(1001)).get_state() is None and await FSMContext(third, key(1001)).get_data() == {}
+    assert await FSMContext(third, key(1002)).get_state() == Form.name.state
+
+
+async def test_a_step_made_in_an_update_commits_with_it_or_not_at_all(engine):
+    sessions = session_factory(engine)
+    storage = DatabaseStorage(sessions, ttl=timedelta(days=1), clock=PacedClock(NOW))
+    zhao = FSMContext(storage, key(2001))
+    await zhao.get_state()  # loaded before the update's transaction, as aiogram's middleware reads it
+    for commit in (False, True):
+        async with sessions() as s:
+            token = _update_session.set(s)
+            try:
+                await zhao.set_state(Form.name)
+                await zhao.update_data(name="赵")
+                if commit:
+                    await s.commit()
+                else:
+                    await s.rollback()
+            finally:
+                _update_session.reset(token)
+        restarted = DatabaseStorage(sessions, ttl=timedelta(days=1), clock=PacedClock(NOW))
+        expected = Form.name.state if commit else None
+        assert await FSMContext(restarted, key(2001)).get_state() == expected, commit
+
+
+async def test_a_conversation_left_alone_for_the_ttl_is_forgotten(engine):
+    sessions = session_factory(engine)
+    clock = PacedClock(NOW)
+    storage = DatabaseStorage(sessions, ttl=timedelta(hours=1), clock=clock)
+    await FSMContext(storage, key(3001)).set_state(Form.name)  # at 0 minutes
+    clock.advance(timedelta(minutes=10))
+    await FSMContext(storage, key(3002)).set_state(Form.name)  # at 10
+    clock.advance(timedelta(minutes=40))
+    await FSMContext(storage, key(3001)).update_data(n=1)  # at 50: a step, so its hour starts again
+    clock.advance(timedelta(minutes=30))  # at 80
+    await FSMContext(storage, key(3003)).set_state(Form.name)
+    assert await FSMContext(storage, key(3002)).get_state() is None  # 70 minutes since its last step
+    assert await FSMContext(storage, key(3001)).get_state() == Form.name.state  # 30
+    restarted = DatabaseStorage(sessions, ttl=timedelta(hours=1), clock=clock)
+    assert await FSMContext(restarted, key(3002)).get_state() is None
+    assert await FSMContext(restarted, key(3001)).get_data() == {"n": 1}
+    clock.advance(timedelta(minutes=45))  # at 125: 3001's last step was 75 minutes ago, 3003's 45
+    assert storage.forget_idle(clock()) == 1  # 3001 (3002 went when it was read)
+    assert await FSMContext(storage, key(3003)).get_state() == Form.name.state
+    async with sessions() as s:
+        assert await forget_conversations(s, clock(), timedelta(hours=1)) == 2  # 3001 and 3002
+        await s.commit()
+    assert await rows(sessions) == 1
