@@ -116,8 +116,10 @@ async def notices_tick(rt: Runtime, now: datetime) -> int:
 async def outbox_redact_tick(rt: Runtime, now: datetime) -> int:
     """Hourly: finished messages older than OUTBOX_PII_RETENTION lose their payload (an alert's phone
     numbers and names); the delivery record stays. Markers of updates Telegram no longer redelivers go,
-    and so do conversations left alone for FSM_TTL (bot.conversations; Redis forgets its own)."""
+    and so do conversations left alone for FSM_TTL (bot.conversations; Redis forgets its own), console
+    links and sessions a day after they ended, and records of once-a-period jobs after 90 days."""
     from bot.conversations import DatabaseStorage, forget_conversations
+    from services import console_auth, jobs
     from services.outbox import redact_finished
     from services.updates import forget_processed
 
@@ -125,6 +127,8 @@ async def outbox_redact_tick(rt: Runtime, now: datetime) -> int:
         done = await redact_finished(session, older_than=rt.settings.outbox_pii_retention, now=now)
         await forget_processed(session, now)
         await forget_conversations(session, now, rt.settings.fsm_ttl)
+        await console_auth.forget_stale(session, now=now, cfg=rt.dp["console_config"])
+        await jobs.forget_runs(session, now)
         await session.commit()
     if isinstance(rt.dp.storage, DatabaseStorage):
         rt.dp.storage.forget_idle(now)

@@ -1,15 +1,16 @@
-"""/help, /lang, /menu and the welcome text."""
+"""/help, /lang, /menu, the welcome text, and noting a person who blocks the bot."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any
 
-from aiogram import Router
-from aiogram.filters import Command, CommandObject
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram import F, Router
+from aiogram.filters import KICKED, ChatMemberUpdatedFilter, Command, CommandObject
+from aiogram.types import CallbackQuery, ChatMemberUpdated, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.commands import (
@@ -26,7 +27,7 @@ from handlers.commands import (
 from notifications.callbacks import LangCb, MenuCb
 from notifications.format import LANGUAGE_NAMES, person_name
 from notifications.render import Markup, render_template, t
-from services.accounts import set_account_locale
+from services.accounts import note_blocked, set_account_locale
 from services.i18n import N_, _, set_locale
 from services.scope import Actor
 
@@ -38,7 +39,18 @@ def router() -> Router:
     r.callback_query.register(lang_chosen, LangCb.filter())
     r.message.register(menu_command, Command("menu"))
     r.callback_query.register(menu_chosen, MenuCb.filter())
+    r.my_chat_member.register(blocked, ChatMemberUpdatedFilter(member_status_changed=KICKED),
+                              F.chat.type == "private")
     return r
+
+
+async def blocked(event: ChatMemberUpdated, actor: Actor, session: AsyncSession, now: datetime) -> None:
+    """The person blocked the bot: nothing can reach them until they write again (any update of
+    theirs, unblocking included, clears it: ``services.accounts.touch_actor``), so notices, digests and
+    policy offers leave them out and their audience counts say so at once, not after a failed send.
+    Check-ins still send (the prompt comes back "blocked" and raises the alert, as before)."""
+    if actor.account is not None:
+        await note_blocked(session, actor.account, now)
 
 
 def welcome_text(actor: Actor, first_name: str | None, last_name: str | None = None) -> Markup:

@@ -101,6 +101,12 @@ async def resolve_actor(
     return Actor(account=account, resident=resident, staff=grants, locale=locale)
 
 
+async def note_blocked(session: AsyncSession, account: Account, now: datetime) -> None:
+    """The person blocked the bot (Telegram says so, or a send came back 403). No commit."""
+    account.unreachable_at = now
+    await session.flush()
+
+
 async def set_account_locale(session: AsyncSession, account: Account, locale: str) -> str:
     """Remember the account's language; unknown codes fall back to the default."""
     account.locale = locale if locale in LOCALES else normalize_locale(locale)

@@ -42,6 +42,9 @@ TOKEN_BYTES = 32
 # A session's "last seen" is written at most this often (not on every page): idle expiry is counted
 # from the last write, so a session may end up to this much earlier than CONSOLE_SESSION_IDLE says.
 SESSION_TOUCH = timedelta(minutes=1)
+# Spent and expired links, and ended sessions, are kept this long (a late click on a link is told it
+# was used or expired, not that it is unknown), then deleted (forget_stale).
+STALE_KEPT = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,3 +260,13 @@ def check_csrf(console_session: ConsoleSession, secret_key: str, value: str | No
     that is not ASCII is simply wrong instead of an error)."""
     given = (value or "").encode("utf-8", "surrogateescape")
     return bool(given) and hmac.compare_digest(csrf_token(console_session, secret_key).encode(), given)
+
+
+async def forget_stale(session: AsyncSession, *, now: datetime, cfg: ConsoleConfig) -> int:
+    """Delete the links that expired and the sessions that ended (or went idle) more than
+    ``STALE_KEPT`` ago; returns how many rows went. The caller commits."""
+    links = await session.execute(delete(ConsoleLink).where(ConsoleLink.expires_at < now - STALE_KEPT))
+    sessions = await session.execute(delete(ConsoleSession).where(
+        (ConsoleSession.ended_at < now - STALE_KEPT)
+        | (ConsoleSession.last_seen_at < now - cfg.session_idle - STALE_KEPT)))
+    return rowcount(links) + rowcount(sessions)

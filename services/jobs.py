@@ -11,15 +11,19 @@ takes the claim itself); SQLite has one writer (``BEGIN IMMEDIATE``).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models.jobs import JobRun
+from services.sql import rowcount
 
-__all__ = ["JobRun", "claim_run", "finish_run", "last_runs"]
+__all__ = ["JobRun", "claim_run", "finish_run", "forget_runs", "last_runs"]
+
+# Only the current period's row decides whether a job runs; older ones are a history for operators.
+RUNS_KEPT = timedelta(days=90)
 
 
 async def claim_run(session: AsyncSession, job: str, period: str, *, worker: str, now: datetime) -> bool:
@@ -43,3 +47,8 @@ async def last_runs(session: AsyncSession) -> dict[str, JobRun]:
     """The latest recorded run of each job (for health checks and operators)."""
     rows = (await session.scalars(select(JobRun).order_by(JobRun.job, JobRun.started_at))).all()
     return {row.job: row for row in rows}
+
+
+async def forget_runs(session: AsyncSession, now: datetime, keep: timedelta = RUNS_KEPT) -> int:
+    """Delete the records of runs started more than ``keep`` ago; returns how many. The caller commits."""
+    return rowcount(await session.execute(delete(JobRun).where(JobRun.started_at < now - keep)))

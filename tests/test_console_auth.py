@@ -209,6 +209,7 @@ async def test_a_mini_app_over_https_gets_a_cookie_telegram_frames_can_send(sqli
         response = await app.client.post("/console/app", data={"init_data": init}, allow_redirects=False)
         cookie = response.headers["Set-Cookie"]
         assert response.status == 303 and "SameSite=None" in cookie and "Secure" in cookie and "HttpOnly" in cookie
+        assert response.headers["Strict-Transport-Security"] == "max-age=31536000"  # HTTPS only from now on
 
 
 @pytest.mark.parametrize("forgery", ["other_token", "tampered_user", "no_hash", "garbage", "empty"])

@@ -275,6 +275,7 @@ async def test_the_language_switch_and_security_headers(app, world):
     response = await app.client.get("/console/")
     assert "frame-ancestors" in response.headers["Content-Security-Policy"]
     assert response.headers["Cache-Control"] == "no-store" and response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Strict-Transport-Security" not in response.headers  # over plain HTTP it would mean nothing
 
 
 async def test_pages_fit_a_phone_and_an_office_screen(app, world):

@@ -28,6 +28,10 @@ def key(user: int, bot_id: int = 42) -> StorageKey:
     return StorageKey(bot_id=bot_id, chat_id=user, user_id=user)
 
 
+async def steps(storage, user: int) -> tuple[str | None, dict]:
+    return await storage.get_state(key(user)), await storage.get_data(key(user))
+
+
 async def rows(sessions) -> int:
     async with sessions() as s:
         return await s.scalar(select(func.count()).select_from(Conversation)) or 0
@@ -51,7 +55,7 @@ async def test_a_new_process_carries_on_where_each_person_was(engine):
     assert await FSMContext(again, key(1001)).get_data() == {"name": "王秀英", "answers": {"age": 81}, "asked": ["age"]}
     assert await FSMContext(again, key(1002)).get_state() == Form.name.state
     assert await FSMContext(again, key(1001, bot_id=43)).get_state() == Form.name.state
-    assert await FSMContext(again, key(1003)).get_state() is None and await FSMContext(again, key(1003)).get_data() == {}
+    assert await steps(again, 1003) == (None, {})
 
     # What a caller does with the data it read changes nothing stored.
     data = await FSMContext(again, key(1001)).get_data()
@@ -64,7 +68,7 @@ async def test_a_new_process_carries_on_where_each_person_was(engine):
     await FSMContext(again, key(1004)).set_data({})
     assert await rows(sessions) == 2
     third = DatabaseStorage(sessions, ttl=timedelta(days=1), clock=clock)
-    assert await FSMContext(third, key(1001)).get_state() is None and await FSMContext(third, key(1001)).get_data() == {}
+    assert await steps(third, 1001) == (None, {})
     assert await FSMContext(third, key(1002)).get_state() == Form.name.state
 
 

@@ -492,6 +492,8 @@ class Invariants:
         def owned(table: str, row: dict) -> bool:
             if table == "accounts":
                 return row["telegram_id"] in self.world.fuzz_tids
+            if table == "conversations":  # fsm:<bot>:<chat>:<user>:<destiny>, the user's own conversation
+                return int(row["key"].split(":")[3]) in self.world.fuzz_tids
             if table == "outbox" and row.get("chat_id") in self.world.fuzz_tids:
                 return True
             if any(row.get(c) in fuzz_accounts for c in OWNER_COLUMNS if c in row):

@@ -290,7 +290,10 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """No sniffing, no framing except by Telegram's own apps and this site, no caching of pages."""
+    """No sniffing, no framing except by Telegram's own apps and this site, no caching of pages; over
+    HTTPS (PUBLIC_URL), browsers are told to come back by HTTPS only (HSTS, a year)."""
+    if request.app[CONSOLE].cfg.secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault(

@@ -212,7 +212,7 @@ class Account(Base):
     # registry's, so staff can reach a resident whose registry entry has none (alerts fall back to it).
     phone: Mapped[str | None] = mapped_column(EncryptedPhone)
     consent_at: Mapped[datetime | None]
-    unreachable_at: Mapped[datetime | None]  # blocked the bot (403 from Telegram)
+    unreachable_at: Mapped[datetime | None]  # blocked the bot (Telegram said so, or a send came back 403)
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime | None]
 
