@@ -1,13 +1,14 @@
 """Conversation state (aiogram's FSM) kept in the database, for a deployment without Redis.
 
 One process serves such a deployment, so its memory is the truth while it runs: every read is a
-dictionary lookup (aiogram reads the state of every update). Every change is also written to the
-``conversations`` table, in the update's own transaction when it is made while handling an update
-(the step commits with the effects that led to it, before the answer that asks for the next one), else
-in one of its own. When the process starts, the first read loads the rows back, so a restart does not
-drop anyone half-way through a comment, a verification or a notice draft. A conversation left alone
-for FSM_TTL is forgotten, as Redis forgets it in a district's deployment (``forget_conversations``,
-hourly, and whenever it is read).
+dictionary lookup (aiogram reads the state of every update). A step taken while handling an update
+commits with the update: it is written in the update's transaction when that commits (one statement
+per conversation, however many steps the handler took) and reaches memory only then, so a step whose
+update failed is not taken; until then the update itself reads its own steps. A step taken outside an
+update is written at once. When the process starts, the first read loads the table back, so a restart
+does not drop anyone half-way through a comment, a verification or a notice draft. A conversation
+left alone for FSM_TTL is forgotten, as Redis forgets it in a district's deployment
+(``forget_conversations`` and ``forget_idle``, hourly, and whenever it is read).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, StateType, StorageKey
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
-from bot.middlewares import update_session
+from bot.middlewares import PENDING_WRITES, update_session
 from services.clock import Clock, system_clock
 from services.models import Conversation
 from services.sql import rowcount
@@ -44,11 +46,47 @@ _UPSERTS = {"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)}
 _DELETE = delete(_TABLE).where(_TABLE.c.key == bindparam("key"))
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Step:
     state: str | None
     data: dict[str, Any]
     at: datetime  # the last change
+
+    @property
+    def empty(self) -> bool:
+        return self.state is None and not self.data
+
+
+# A session's pending steps: (storage, key) -> the step, which the commit writes and then keeps.
+_Pending = dict[tuple["DatabaseStorage", str], _Step]
+
+
+def _statement(dialect_name: str, name: str, step: _Step) -> tuple[Any, dict[str, Any]]:
+    if step.empty:
+        return _DELETE, {"key": name}
+    return (_UPSERTS["postgresql" if dialect_name == "postgresql" else "sqlite"],
+            {"key": name, "state": step.state, "data": step.data, "updated_at": step.at})
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    pending: _Pending | None = session.info.get(PENDING_WRITES)
+    if pending:
+        dialect = session.get_bind().dialect.name
+        for (_storage, name), step in pending.items():
+            session.execute(*_statement(dialect, name, step))
+
+
+@event.listens_for(Session, "after_commit")
+def _keep_pending(session: Session) -> None:
+    pending: _Pending | None = session.info.pop(PENDING_WRITES, None)
+    for (storage, name), step in (pending or {}).items():
+        storage._keep(name, step)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(PENDING_WRITES, None)
 
 
 class DatabaseStorage(BaseStorage):
@@ -67,57 +105,57 @@ class DatabaseStorage(BaseStorage):
         if self._steps is None:
             async with self._loading:
                 if self._steps is None:
-                    since = self.clock() - self.ttl
-                    rows = await self._run(lambda s: s.execute(
-                        select(_TABLE.c.key, _TABLE.c.state, _TABLE.c.data, _TABLE.c.updated_at)
-                        .where(_TABLE.c.updated_at >= since)), commit=False)
-                    self._steps = {key: _Step(state, dict(data or {}), at) for key, state, data, at in rows}
+                    self._steps = await self._load()
         return self._steps
 
-    async def _step(self, key: StorageKey) -> tuple[str, _Step | None]:
-        name = self.keys.build(key)
-        steps = await self._all()
-        step = steps.get(name)
-        if step is not None and step.at < self.clock() - self.ttl:
-            del steps[name]  # left alone too long: forgotten (its row goes with the hourly sweep)
-            step = None
-        return name, step
-
-    async def _run(self, work, *, commit: bool = True) -> Any:
-        """``work(session)`` in the update's transaction when handling one, else in its own."""
+    async def _load(self) -> dict[str, _Step]:
+        query = (select(_TABLE.c.key, _TABLE.c.state, _TABLE.c.data, _TABLE.c.updated_at)
+                 .where(_TABLE.c.updated_at >= self.clock() - self.ttl))
         session = update_session()
         if session is not None:
-            return await work(session)
-        async with self.sessions() as own:
-            result = await work(own)
-            if commit:
-                await own.commit()
-            return result
+            rows = (await session.execute(query)).all()
+        else:
+            async with self.sessions() as own:
+                rows = (await own.execute(query)).all()
+        return {key: _Step(state, dict(data or {}), at) for key, state, data, at in rows}
 
-    async def _save(self, name: str, step: _Step) -> None:
+    async def _step(self, key: StorageKey) -> tuple[str, _Step | None]:
+        """The key's name and its step: this update's own if it took one, else the one kept."""
+        name = self.keys.build(key)
         steps = await self._all()
-        if step.state is None and not step.data:
-            steps.pop(name, None)
-            await self._run(lambda s: s.execute(_DELETE, {"key": name}))
+        session = update_session()
+        pending: _Pending = session.info.get(PENDING_WRITES, {}) if session is not None else {}
+        step = pending[(self, name)] if (self, name) in pending else steps.get(name)
+        if step is not None and step.at < self.clock() - self.ttl:
+            steps.pop(name, None)  # left alone too long: forgotten (its row goes with the hourly sweep)
+            step = None
+        return name, None if step is None or step.empty else step
+
+    async def _take(self, name: str, state: str | None, data: dict[str, Any]) -> None:
+        step = _Step(state, data, self.clock())
+        session = update_session()
+        if session is not None:  # written when the update commits, kept then (see the module)
+            session.info.setdefault(PENDING_WRITES, {})[(self, name)] = step
             return
-        step.at = self.clock()
-        steps[name] = step
+        async with self.sessions() as own:
+            await own.execute(*_statement(own.get_bind().dialect.name, name, step))
+            await own.commit()
+        self._keep(name, step)
 
-        async def write(session: AsyncSession) -> None:
-            upsert = _UPSERTS["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
-            await session.execute(upsert, {"key": name, "state": step.state, "data": step.data,
-                                           "updated_at": step.at})
-
-        await self._run(write)
+    def _keep(self, name: str, step: _Step) -> None:
+        if self._steps is None:  # not loaded (a restart in between): the table has it
+            return
+        if step.empty:
+            self._steps.pop(name, None)
+        else:
+            self._steps[name] = step
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         name, step = await self._step(key)
         value = state.state if isinstance(state, State) else state
         if step is None and value is None:
             return
-        step = step or _Step(None, {}, self.clock())
-        step.state = value
-        await self._save(name, step)
+        await self._take(name, value, dict(step.data) if step else {})
 
     async def get_state(self, key: StorageKey) -> str | None:
         _, step = await self._step(key)
@@ -129,13 +167,11 @@ class DatabaseStorage(BaseStorage):
         name, step = await self._step(key)
         if step is None and not data:
             return
-        step = step or _Step(None, {}, self.clock())
-        step.data = data.copy()
-        await self._save(name, step)
+        await self._take(name, step.state if step else None, data.copy())
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
         _, step = await self._step(key)
-        return step.data.copy() if step else {}
+        return dict(step.data) if step else {}
 
     def forget_idle(self, now: datetime) -> int:
         """Drop from memory the conversations left alone for the TTL; returns how many."""

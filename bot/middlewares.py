@@ -48,6 +48,11 @@ def update_session() -> AsyncSession | None:
     return _update_session.get()
 
 
+# ``session.info`` key of writes that wait for the session's commit (bot.conversations): a Telegram
+# call commits them first too.
+PENDING_WRITES = "pending_writes"
+
+
 # A commit can fail on the database (constraint, serialisation, lost connection) or on the socket.
 COMMIT_ERRORS = (SQLAlchemyError, OSError)
 
@@ -136,7 +141,8 @@ class CommitBeforeTelegram(BaseRequestMiddleware):
     async def __call__(self, make_request: NextRequestMiddlewareType[Any], bot: Bot,
                        method: TelegramMethod[Any]) -> Any:
         session = _update_session.get()
-        if session is not None and (session.in_transaction() or session.new or session.dirty or session.deleted):
+        if session is not None and (session.in_transaction() or session.new or session.dirty or session.deleted
+                                    or session.info.get(PENDING_WRITES)):
             try:
                 await session.commit()
             except COMMIT_ERRORS as exc:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import StorageKey
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bot.conversations import DatabaseStorage, forget_conversations
 from bot.db import session_factory
@@ -28,7 +28,7 @@ def key(user: int, bot_id: int = 42) -> StorageKey:
     return StorageKey(bot_id=bot_id, chat_id=user, user_id=user)
 
 
-async def steps(storage, user: int) -> tuple[str | None, dict]:
+async def steps_of(storage, user: int) -> tuple[str | None, dict]:
     return await storage.get_state(key(user)), await storage.get_data(key(user))
 
 
@@ -55,7 +55,7 @@ async def test_a_new_process_carries_on_where_each_person_was(engine):
     assert await FSMContext(again, key(1001)).get_data() == {"name": "王秀英", "answers": {"age": 81}, "asked": ["age"]}
     assert await FSMContext(again, key(1002)).get_state() == Form.name.state
     assert await FSMContext(again, key(1001, bot_id=43)).get_state() == Form.name.state
-    assert await steps(again, 1003) == (None, {})
+    assert await steps_of(again, 1003) == (None, {})
 
     # What a caller does with the data it read changes nothing stored.
     data = await FSMContext(again, key(1001)).get_data()
@@ -68,30 +68,62 @@ async def test_a_new_process_carries_on_where_each_person_was(engine):
     await FSMContext(again, key(1004)).set_data({})
     assert await rows(sessions) == 2
     third = DatabaseStorage(sessions, ttl=timedelta(days=1), clock=clock)
-    assert await steps(third, 1001) == (None, {})
+    assert await steps_of(third, 1001) == (None, {})
     assert await FSMContext(third, key(1002)).get_state() == Form.name.state
 
 
-async def test_a_step_made_in_an_update_commits_with_it_or_not_at_all(engine):
+async def in_update(sessions, steps, *, commit: bool, statements: list[str] | None = None):
+    """``steps()`` while handling an update (the update's session set, as DbSessionMiddleware does), then
+    its commit or rollback; what it read, and (``statements``) the SQL the commit sent."""
+    async with sessions() as s:
+        token = _update_session.set(s)
+        try:
+            seen = await steps()
+            if statements is not None:
+                def note(conn, cursor, statement, *args) -> None:
+                    statements.append(statement.split()[0].upper())
+                event.listen(s.bind.sync_engine, "before_cursor_execute", note)
+            try:
+                await (s.commit() if commit else s.rollback())
+            finally:
+                if statements is not None:
+                    event.remove(s.bind.sync_engine, "before_cursor_execute", note)
+        finally:
+            _update_session.reset(token)
+    return seen
+
+
+async def test_a_step_taken_in_an_update_commits_with_it_or_not_at_all(engine):
     sessions = session_factory(engine)
     storage = DatabaseStorage(sessions, ttl=timedelta(days=1), clock=PacedClock(NOW))
     zhao = FSMContext(storage, key(2001))
     await zhao.get_state()  # loaded before the update's transaction, as aiogram's middleware reads it
+
+    async def steps():
+        await zhao.set_state(Form.name)
+        await zhao.update_data(name="赵")
+        await zhao.set_state(Form.address)
+        return await zhao.get_state(), await zhao.get_data(), await storage.get_state(key(2002))
+
     for commit in (False, True):
-        async with sessions() as s:
-            token = _update_session.set(s)
-            try:
-                await zhao.set_state(Form.name)
-                await zhao.update_data(name="赵")
-                if commit:
-                    await s.commit()
-                else:
-                    await s.rollback()
-            finally:
-                _update_session.reset(token)
+        statements: list[str] = []
+        seen = await in_update(sessions, steps, commit=commit, statements=statements)
+        assert seen == (Form.address.state, {"name": "赵"}, None)  # the update reads its own steps
+        expected = (Form.address.state, {"name": "赵"}) if commit else (None, {})
+        assert await steps_of(storage, 2001) == expected, commit  # kept only once committed
         restarted = DatabaseStorage(sessions, ttl=timedelta(days=1), clock=PacedClock(NOW))
-        expected = Form.name.state if commit else None
-        assert await FSMContext(restarted, key(2001)).get_state() == expected, commit
+        assert await steps_of(restarted, 2001) == expected, commit
+        # Three steps, one statement (SQLite's BEGIN aside); a rollback sends none.
+        assert [s for s in statements if s != "BEGIN"] == (["INSERT"] if commit else []), statements
+
+    async def finish():
+        await zhao.clear()
+        return await zhao.get_state()
+
+    assert await in_update(sessions, finish, commit=False) is None
+    assert await steps_of(storage, 2001) == (Form.address.state, {"name": "赵"})  # the update failed: still there
+    assert await in_update(sessions, finish, commit=True) is None
+    assert await steps_of(storage, 2001) == (None, {}) and await rows(sessions) == 0
 
 
 async def test_a_conversation_left_alone_for_the_ttl_is_forgotten(engine):
