@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import handlers
 from bot.checkin_jobs import checkin_config
-from bot.conversations import DatabaseStorage
+from bot.conversations import DatabaseStorage, RedisConversations
 from bot.db import create_engine, session_factory
 from bot.edits import EditsThatChangeNothing
 from bot.logs import UpdateLogContext
@@ -66,9 +66,8 @@ def build_storage(settings: Settings, sessions: async_sessionmaker[AsyncSession]
     is forgotten FSM_TTL after its last step, so abandoned ones do not pile up."""
     if settings.redis_url:
         from aiogram.fsm.storage.base import DefaultKeyBuilder
-        from aiogram.fsm.storage.redis import RedisStorage
 
-        return RedisStorage.from_url(settings.redis_url, key_builder=DefaultKeyBuilder(with_bot_id=True),
+        return RedisConversations.from_url(settings.redis_url, key_builder=DefaultKeyBuilder(with_bot_id=True),
                                      state_ttl=settings.fsm_ttl, data_ttl=settings.fsm_ttl)
     if sessions is not None:
         return DatabaseStorage(sessions, ttl=settings.fsm_ttl, clock=clock)

@@ -1,14 +1,17 @@
-"""Conversation state (aiogram's FSM) kept in the database, for a deployment without Redis.
+"""Conversation state (aiogram's FSM): a step taken while handling an update is taken when the update
+commits, or not at all, and the update reads its own steps until then.
 
-One process serves such a deployment, so its memory is the truth while it runs: every read is a
-dictionary lookup (aiogram reads the state of every update). A step taken while handling an update
-commits with the update: it is written in the update's transaction when that commits (one statement
-per conversation, however many steps the handler took) and reaches memory only then, so a step whose
-update failed is not taken; until then the update itself reads its own steps. A step taken outside an
-update is written at once. When the process starts, the first read loads the table back, so a restart
-does not drop anyone half-way through a comment, a verification or a notice draft. A conversation
-left alone for FSM_TTL is forgotten, as Redis forgets it in a district's deployment
-(``forget_conversations`` and ``forget_idle``, hourly, and whenever it is read).
+In Redis (:class:`RedisConversations`, a district's workers share it), the update's steps are written
+once its transaction has committed (``bot.middlewares.commit_update``), before its first answer.
+
+In the database (:class:`DatabaseStorage`), for a deployment without Redis: one process serves such a
+deployment, so its memory is the truth while it runs: every read is a dictionary lookup (aiogram reads
+the state of every update). An update's steps are written in its own transaction when that commits
+(one statement per conversation, however many steps the handler took) and reach memory only then. A
+step taken outside an update is written at once. When the process starts, the first read loads the
+table back, so a restart does not drop anyone half-way through a comment, a verification or a notice
+draft. A conversation left alone for FSM_TTL is forgotten, as Redis forgets it in a district's
+deployment (``forget_conversations`` and ``forget_idle``, hourly, and whenever it is read).
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, StateType, StorageKey
+from aiogram.fsm.storage.redis import RedisStorage
 from sqlalchemy import bindparam, delete, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from bot.middlewares import PENDING_WRITES, update_session
+from bot.middlewares import AFTER_COMMIT, PENDING_WRITES, update_session
 from services.clock import Clock, system_clock
 from services.models import Conversation
 from services.sql import rowcount
@@ -87,6 +91,66 @@ def _keep_pending(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_pending(session: Session) -> None:
     session.info.pop(PENDING_WRITES, None)
+    session.info.pop(AFTER_COMMIT, None)
+
+
+def _check_data(data: object) -> None:
+    if not isinstance(data, dict):
+        raise TypeError(f"Data must be a dict or dict-like object, got {type(data).__name__}")
+
+
+_UNSET: Any = object()
+
+
+@dataclass(slots=True)
+class _Later:
+    """What an update changed of one conversation, written to Redis when the update commits."""
+
+    state: Any = _UNSET  # str | None once set
+    data: Any = _UNSET  # dict once set
+
+
+class RedisConversations(RedisStorage):
+    """aiogram's Redis storage whose steps taken in an update reach Redis after the update commits
+    (see the module); outside updates, at once."""
+
+    def _later(self, key: StorageKey, *, taking: bool = False) -> _Later | None:
+        session = update_session()
+        if session is None:
+            return None
+        waiting: dict[tuple[RedisConversations, StorageKey], _Later] = session.info.setdefault(AFTER_COMMIT, {})
+        if taking:
+            return waiting.setdefault((self, key), _Later())
+        return waiting.get((self, key))
+
+    async def write_committed(self, key: StorageKey, later: _Later) -> None:
+        if later.state is not _UNSET:
+            await super().set_state(key, later.state)
+        if later.data is not _UNSET:
+            await super().set_data(key, later.data)
+
+    async def set_state(self, key: StorageKey, state: StateType = None) -> None:
+        later = self._later(key, taking=True)
+        if later is None:
+            await super().set_state(key, state)
+        else:
+            later.state = state.state if isinstance(state, State) else state
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        later = self._later(key)
+        return later.state if later is not None and later.state is not _UNSET else await super().get_state(key)
+
+    async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
+        _check_data(data)
+        later = self._later(key, taking=True)
+        if later is None:
+            await super().set_data(key, data)
+        else:
+            later.data = dict(data)
+
+    async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        later = self._later(key)
+        return dict(later.data) if later is not None and later.data is not _UNSET else await super().get_data(key)
 
 
 class DatabaseStorage(BaseStorage):
@@ -162,8 +226,7 @@ class DatabaseStorage(BaseStorage):
         return step.state if step else None
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
-        if not isinstance(data, dict):
-            raise TypeError(f"Data must be a dict or dict-like object, got {type(data).__name__}")
+        _check_data(data)
         name, step = await self._step(key)
         if step is None and not data:
             return

@@ -51,10 +51,25 @@ def update_session() -> AsyncSession | None:
 # ``session.info`` key of writes that wait for the session's commit (bot.conversations): a Telegram
 # call commits them first too.
 PENDING_WRITES = "pending_writes"
+# ``session.info`` key of writes elsewhere that follow the session's commit (bot.conversations'
+# steps kept in Redis): {(their storage, its key): the step}; :func:`commit_update` writes them.
+AFTER_COMMIT = "after_commit"
 
 
 # A commit can fail on the database (constraint, serialisation, lost connection) or on the socket.
 COMMIT_ERRORS = (SQLAlchemyError, OSError)
+
+
+async def commit_update(session: AsyncSession, *, why: str) -> None:
+    """Commit the update's work (``UpdateNotSaved`` if that fails: ``why`` says what it stops), then write
+    what follows the commit: the update's conversation steps when they are kept in Redis."""
+    if session.in_transaction() or session.new or session.dirty or session.deleted or session.info.get(PENDING_WRITES):
+        try:
+            await session.commit()
+        except COMMIT_ERRORS as exc:
+            raise UpdateNotSaved(why) from exc
+    for (storage, key), step in session.info.pop(AFTER_COMMIT, {}).items():
+        await storage.write_committed(key, step)
 
 
 # The chat whose turn the current task already holds (ChatOrder.hold), so its own lock() passes.
@@ -141,12 +156,8 @@ class CommitBeforeTelegram(BaseRequestMiddleware):
     async def __call__(self, make_request: NextRequestMiddlewareType[Any], bot: Bot,
                        method: TelegramMethod[Any]) -> Any:
         session = _update_session.get()
-        if session is not None and (session.in_transaction() or session.new or session.dirty or session.deleted
-                                    or session.info.get(PENDING_WRITES)):
-            try:
-                await session.commit()
-            except COMMIT_ERRORS as exc:
-                raise UpdateNotSaved(f"not committed, so {type(method).__name__} was not called") from exc
+        if session is not None:
+            await commit_update(session, why=f"not committed, so {type(method).__name__} was not called")
         return await make_request(bot, method)
 
 
@@ -179,12 +190,10 @@ class DbSessionMiddleware(BaseMiddleware):
                 try:
                     result = await handler(event, data)
                 except BaseException:
+                    session.info.pop(AFTER_COMMIT, None)  # steps of a failed update are not taken
                     await session.rollback()
                     raise
-                try:
-                    await session.commit()
-                except COMMIT_ERRORS as exc:
-                    raise UpdateNotSaved("the update's last changes were not committed") from exc
+                await commit_update(session, why="the update's last changes were not committed")
                 return result
             finally:
                 _update_session.reset(token)

@@ -1,6 +1,7 @@
 """Conversations kept in the database when there is no Redis (bot.conversations), on SQLite and
 PostgreSQL: a new process (a new storage on the same database) carries on where each person was; a
-step made while handling an update commits with it, or not at all; cleared and idle conversations go."""
+step made while handling an update commits with it, or not at all; cleared and idle conversations go.
+In Redis, an update's steps are written once it has committed, or not at all."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ from datetime import timedelta
 
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.fsm.storage.base import StorageKey
+from aiogram.fsm.storage.base import DefaultKeyBuilder, StorageKey
+from aiogram.fsm.storage.redis import RedisStorage
 from sqlalchemy import event, func, select
 
-from bot.conversations import DatabaseStorage, forget_conversations
+from bot.conversations import DatabaseStorage, RedisConversations, forget_conversations
 from bot.db import session_factory
-from bot.middlewares import _update_session
+from bot.middlewares import _update_session, commit_update
 from services.models import Conversation
 from tests.conftest import NOW
-from tests.helpers import PacedClock
+from tests.helpers import PacedClock, fresh_redis
 
 
 class Form(StatesGroup):
@@ -74,7 +76,8 @@ async def test_a_new_process_carries_on_where_each_person_was(engine):
 
 async def in_update(sessions, steps, *, commit: bool, statements: list[str] | None = None):
     """``steps()`` while handling an update (the update's session set, as DbSessionMiddleware does), then
-    its commit or rollback; what it read, and (``statements``) the SQL the commit sent."""
+    its commit (as the middleware commits) or rollback; what it read, and (``statements``) the SQL the
+    commit sent."""
     async with sessions() as s:
         token = _update_session.set(s)
         try:
@@ -84,7 +87,7 @@ async def in_update(sessions, steps, *, commit: bool, statements: list[str] | No
                     statements.append(statement.split()[0].upper())
                 event.listen(s.bind.sync_engine, "before_cursor_execute", note)
             try:
-                await (s.commit() if commit else s.rollback())
+                await (commit_update(s, why="test") if commit else s.rollback())
             finally:
                 if statements is not None:
                     event.remove(s.bind.sync_engine, "before_cursor_execute", note)
@@ -124,6 +127,44 @@ async def test_a_step_taken_in_an_update_commits_with_it_or_not_at_all(engine):
     assert await steps_of(storage, 2001) == (Form.address.state, {"name": "赵"})  # the update failed: still there
     assert await in_update(sessions, finish, commit=True) is None
     assert await steps_of(storage, 2001) == (None, {}) and await rows(sessions) == 0
+
+
+async def test_in_redis_a_step_taken_in_an_update_is_written_once_it_has_committed(engine):
+    sessions = session_factory(engine)
+    client = await fresh_redis()
+    keys = DefaultKeyBuilder(with_bot_id=True)
+    storage = RedisConversations(client, key_builder=keys)
+    elsewhere = RedisStorage(client, key_builder=keys)  # what another worker reads
+    try:
+        qian = FSMContext(storage, key(4001))
+
+        async def steps():
+            await qian.set_state(Form.name)
+            await qian.update_data(name="钱")
+            await qian.set_state(Form.address)
+            seen = await qian.get_state(), await qian.get_data(), await storage.get_state(key(4002))
+            assert await steps_of(elsewhere, 4001) == (None, {})  # not yet
+            return seen
+
+        for commit in (False, True):
+            seen = await in_update(sessions, steps, commit=commit)
+            assert seen == (Form.address.state, {"name": "钱"}, None)  # the update reads its own steps
+            expected = (Form.address.state, {"name": "钱"}) if commit else (None, {})
+            assert await steps_of(elsewhere, 4001) == expected, commit
+
+        async def finish():
+            await qian.clear()
+            return await qian.get_state()
+
+        assert await in_update(sessions, finish, commit=False) is None
+        assert await steps_of(elsewhere, 4001) == (Form.address.state, {"name": "钱"})  # the update failed
+        assert await in_update(sessions, finish, commit=True) is None
+        assert await steps_of(elsewhere, 4001) == (None, {})
+
+        await FSMContext(storage, key(4003)).set_state(Form.name)  # outside an update: at once
+        assert await elsewhere.get_state(key(4003)) == Form.name.state
+    finally:
+        await client.aclose()
 
 
 async def test_a_conversation_left_alone_for_the_ttl_is_forgotten(engine):

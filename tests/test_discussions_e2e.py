@@ -10,14 +10,17 @@ from datetime import UTC, datetime, timedelta
 
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.storage.base import StorageKey
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from bot.conversations import DatabaseStorage
+from bot.middlewares import PENDING_WRITES
 from bot.runtime import discussions_tick
 from handlers.discussions.residents import Writing
 from services.models import Account, AuditLog, Comment, CommentReport, OutboxMessage, Topic
 from tests.harness import running_stack
-from tests.helpers import PacedClock, answer_to, assert_shown_as_text, body, dxyc_member
+from tests.helpers import PacedClock, answer_to, assert_shown_as_text, body, dxyc_member, tr
 
 PINNED = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 HOSTILE = '<a href="tg://user?id=1">x</a>'
@@ -209,6 +212,48 @@ async def test_a_comment_begun_before_a_restart_is_posted_after_it(tmp_path):
         assert await answer_to(stack, b, page, _button(page, "💬 Comment")) is None
         assert isinstance(stack.dp.fsm.storage, DatabaseStorage)
         stack.dp.fsm.storage = DatabaseStorage(stack.sessions, ttl=stack.settings.fsm_ttl, clock=clock)
+        await b.send("周三收厨余垃圾吗？")
+        assert body(await b.last_message()).startswith("Posted as comment #")
+        async with stack.session() as s:
+            assert await s.scalar(select(Comment.body)) == "周三收厨余垃圾吗？"
+
+
+async def test_a_comment_that_could_not_be_saved_is_still_awaited(tmp_path):
+    """The conversation ends in the comment's own transaction: when that commit fails the resident is
+    told it did not work, nothing is posted, and their next message is taken as the comment."""
+    clock = PacedClock(PINNED)
+    async with running_stack(tmp_path, clock=clock) as stack:
+        staff = await dxyc_member(stack, "staff", staff=True)
+        b = await dxyc_member(stack, "b")
+        await staff.send("/topic_new")
+        await staff.send("垃圾分类")
+        await staff.send("新规定")
+        await staff.press("Whole committee")
+        page = await _open_topic(b, "垃圾分类")
+        assert await answer_to(stack, b, page, _button(page, "💬 Comment")) is None
+        failures = []
+
+        def noting(state) -> None:
+            if state.is_insert and getattr(state.statement.table, "name", "") == "comments":
+                state.session.info["writes a comment"] = True
+
+        def disk_full_once(session: Session) -> None:  # the first commit of a comment fails
+            if not failures and session.info.get("writes a comment"):
+                failures.append(session.info.get(PENDING_WRITES))
+                raise OperationalError("COMMIT", {}, Exception("database or disk is full"))
+
+        event.listen(Session, "do_orm_execute", noting)
+        event.listen(Session, "before_commit", disk_full_once)
+        try:
+            await b.send("周三收厨余垃圾吗？")
+        finally:
+            event.remove(Session, "do_orm_execute", noting)
+            event.remove(Session, "before_commit", disk_full_once)
+        assert len(failures) == 1 and failures[0]  # the conversation's end was in that commit
+        assert [body(m) for m in await b.bot_messages_since_last_action()] == [
+            tr("en", "Sorry, that did not work: it could not be saved. Please try again in a moment.")]
+        async with stack.session() as s:
+            assert await s.scalar(select(func.count()).select_from(Comment)) == 0
         await b.send("周三收厨余垃圾吗？")
         assert body(await b.last_message()).startswith("Posted as comment #")
         async with stack.session() as s:

@@ -187,11 +187,12 @@ async def got_comment(message: Message, actor: Actor, session: AsyncSession, sta
             await state.clear()
         return
     assert result.view is not None
-    # The page, opened by the confirmation, is the answer: it commits, and the topic's row, written last,
-    # is locked until then. The state is cleared after: had the comment not been saved, the next
-    # message would be taken as the comment.
-    await answer_topic(message, result.view, lead=t("Posted as comment #{id}.", id=result.comment.id))
+    # The conversation ends with the comment, in its transaction: had the comment not been saved, the
+    # next message would still be taken as the comment (bot.conversations).
     await state.clear()
+    # The page, opened by the confirmation, is the answer: it commits, and the topic's row, written last,
+    # is locked until then.
+    await answer_topic(message, result.view, lead=t("Posted as comment #{id}.", id=result.comment.id))
 
 
 async def report(query: CallbackQuery, callback_data: CommentCb, actor: Actor, session: AsyncSession,
