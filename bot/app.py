@@ -68,7 +68,7 @@ def build_storage(settings: Settings, sessions: async_sessionmaker[AsyncSession]
         from aiogram.fsm.storage.base import DefaultKeyBuilder
 
         return RedisConversations.from_url(settings.redis_url, key_builder=DefaultKeyBuilder(with_bot_id=True),
-                                     state_ttl=settings.fsm_ttl, data_ttl=settings.fsm_ttl)
+                                           state_ttl=settings.fsm_ttl, data_ttl=settings.fsm_ttl)
     if sessions is not None:
         return DatabaseStorage(sessions, ttl=settings.fsm_ttl, clock=clock)
     return MemoryStorage()

@@ -118,10 +118,9 @@ class RedisConversations(RedisStorage):
         session = update_session()
         if session is None:
             return None
-        waiting: dict[tuple[RedisConversations, StorageKey], _Later] = session.info.setdefault(AFTER_COMMIT, {})
         if taking:
-            return waiting.setdefault((self, key), _Later())
-        return waiting.get((self, key))
+            return session.info.setdefault(AFTER_COMMIT, {}).setdefault((self, key), _Later())
+        return session.info.get(AFTER_COMMIT, {}).get((self, key))
 
     async def write_committed(self, key: StorageKey, later: _Later) -> None:
         if later.state is not _UNSET:
