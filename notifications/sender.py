@@ -12,7 +12,9 @@ between, the lease expires and another sender (or this one, restarted) sends the
 nothing is lost. A duplicate is possible only for a row that Telegram accepted but that was not
 yet marked: at most ``max_in_flight`` rows (default = ``batch`` = ceil(rate / 4), i.e. 7 at
 25 msg/s, 8 at 29 msg/s) per sender process that is killed. Rows claimed but not yet started are
-re-sent without duplicates.
+re-sent without duplicates. A sender starts a row's request only while the lease still covers it
+(half the lease at most, the request's timeout): a row it held longer, say while the shared rate was
+away, may be another sender's by then, so it leaves that row to the lease's end.
 
 Limits
 ------
@@ -116,6 +118,10 @@ class OutboxSender:
         self.reclaim_every = reclaim_every
         # A request must end well inside the lease, or another sender could take the row meanwhile.
         self.request_timeout = max(1, int(lease.total_seconds() / 2))
+        # So a send starts early enough in the lease for its request to end within it: a row held
+        # longer (the shared rate away, a long wait) may be another sender's by now and is left alone.
+        self._send_margin = min(timedelta(seconds=self.request_timeout), lease / 2)
+        self._start_by: dict[int, datetime] = {}  # row id -> the last moment to start sending it
 
         self._interval = 1.0 / rate
         # A little over 1/per_chat_rate: requests leave in order but may arrive a few ms apart.
@@ -218,6 +224,13 @@ class OutboxSender:
             rows = await outbox.claim(session, worker_id=self.worker_id, limit=self.batch, lease=self.lease,
                                       now=now, skip_chats=self._cooling_chats(now))
         self._queue.extend(rows)
+        for row in rows:
+            self._start_by[row.id] = now + self.lease - self._send_margin
+
+    def _still_ours(self, row: OutboxMessage, now: datetime | None = None) -> bool:
+        """Whether the row's lease still covers a send by this sender (see ``_send_margin``)."""
+        start_by = self._start_by.get(row.id)
+        return start_by is None or (now or self.clock()) <= start_by
 
     def _cooling_chats(self, now: datetime) -> list[int]:
         horizon = now - self._chat_interval
@@ -241,6 +254,13 @@ class OutboxSender:
             self._slots.release()
             return
         row = self._queue.popleft()
+        ours = self._still_ours(row, now)
+        self._start_by.pop(row.id, None)
+        if not ours:
+            # Its lease no longer covers a send, and another sender may have taken it: the lease's end
+            # puts it back (reclaim_expired) unless that sender sends it.
+            self._slots.release()
+            return
         at = now or self.clock()
         self._chat_sent[row.chat_id] = at
         self._chat_order.append((at, row.chat_id))
@@ -293,8 +313,10 @@ class OutboxSender:
             if slot.chat_busy:
                 # Another worker wrote to this chat a moment ago: back to the outbox until it is free.
                 self._queue.popleft()
-                not_before = self.clock() + timedelta(seconds=slot.wait)
-                await self._write(partial(outbox.release, message_ids=[row.id], not_before=not_before))
+                if self._still_ours(row):
+                    not_before = self.clock() + timedelta(seconds=slot.wait)
+                    await self._write(partial(outbox.release, message_ids=[row.id], not_before=not_before))
+                self._start_by.pop(row.id, None)
                 return False
             if not slot.granted:
                 await self._sleep(slot.wait, stop_event)
@@ -327,8 +349,9 @@ class OutboxSender:
             except Exception:
                 log.warning("outbox sender %s: could not close the shared rate's connection", self.worker_id)
         if self._queue:
-            ids = [row.id for row in self._queue]
+            ids = [row.id for row in self._queue if self._still_ours(row)]
             self._queue.clear()
+            self._start_by.clear()
             try:
                 await self._write(lambda s: outbox.release(s, ids))
             except Exception:
@@ -368,8 +391,9 @@ class OutboxSender:
             log.warning("outbox: flood control, pausing %ss", err.retry_after)
             # Hand back the rows waiting here too: the pause may outlast their lease, and after it
             # the next claim re-reads the priorities anyway.
-            ids = [row.id, *(queued.id for queued in self._queue)]
+            ids = [row.id, *(queued.id for queued in self._queue if self._still_ours(queued))]
             self._queue.clear()
+            self._start_by.clear()
             self._chat_sent.pop(row.chat_id, None)  # nothing reached that chat
             await self._write(lambda s: outbox.release(s, ids))
         except TelegramForbiddenError as err:

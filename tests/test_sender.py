@@ -356,3 +356,22 @@ async def test_killed_sender_resends_its_window_and_loses_nothing(server, bot, t
     duplicates = sum(received.values()) - len(uids)
     assert duplicates <= batch
     assert sent() == len(uids) + duplicates
+
+
+async def test_a_row_held_past_what_its_lease_covers_is_not_sent_by_its_old_holder(server, bot, factory):
+    """A sender that kept claimed rows too long (the shared rate away, a long wait) sends only those
+    whose lease still covers a request; the others may be another sender's by now. Once their lease
+    has run out, another sender reclaims them and each goes once."""
+    early, late = server.users(2)
+    await enqueue(factory, OutboxItem("held:1", early, text("停水通知")), OutboxItem("held:2", late, text("停电通知")))
+    first = OutboxSender(bot, factory, rate=100, lease=timedelta(seconds=60), worker_id="first")
+    await first._fill(NOW)
+    await first._send_next(None, NOW + timedelta(seconds=29))  # the request (30 s at most) ends in the lease
+    await first._send_next(None, NOW + timedelta(seconds=31))  # it could outlast the lease: not sent
+    await first._wait_in_flight()
+    assert (server.bot_texts(early), server.bot_texts(late)) == (["停水通知"], [])
+    assert [r.status for r in await rows(factory)] == [OutboxStatus.sent, OutboxStatus.sending]
+    second = OutboxSender(bot, factory, rate=100, lease=timedelta(seconds=60), worker_id="second")
+    assert await second.drain_once(NOW + timedelta(seconds=61)) == 1
+    assert (server.bot_texts(early), server.bot_texts(late)) == (["停水通知"], ["停电通知"])
+    assert [r.status for r in await rows(factory)] == [OutboxStatus.sent, OutboxStatus.sent]
