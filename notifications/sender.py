@@ -391,7 +391,7 @@ class OutboxSender:
             log.warning("outbox: flood control, pausing %ss", err.retry_after)
             # Hand back the rows waiting here too: the pause may outlast their lease, and after it
             # the next claim re-reads the priorities anyway.
-            ids = [row.id, *(queued.id for queued in self._queue if self._still_ours(queued))]
+            ids = [row.id, *(queued.id for queued in self._queue if self._still_ours(queued, now))]
             self._queue.clear()
             self._start_by.clear()
             self._chat_sent.pop(row.chat_id, None)  # nothing reached that chat
