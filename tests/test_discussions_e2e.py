@@ -163,18 +163,24 @@ async def test_a_neighbourhood_discussion_end_to_end(tmp_path):
                 "topic.lock", "topic.unlock", "discussion.mute"} <= actions
 
 
+async def _asked_for_a_comment(stack):
+    """Staff publish a topic; resident b opens it and presses "Comment": (b, the topic's page)."""
+    staff = await dxyc_member(stack, "staff", staff=True)
+    b = await dxyc_member(stack, "b")
+    await staff.send("/topic_new")
+    await staff.send("垃圾分类")
+    await staff.send("新规定")
+    await staff.press("Whole committee")
+    assert "is published" in "\n".join(body(m) for m in await staff.bot_messages())
+    page = await _open_topic(b, "垃圾分类")
+    assert await answer_to(stack, b, page, _button(page, "💬 Comment")) is None
+    return b, page
+
+
 async def test_the_same_comment_update_delivered_twice_posts_once(tmp_path):
     clock = PacedClock(PINNED)
     async with running_stack(tmp_path, clock=clock) as stack:
-        staff = await dxyc_member(stack, "staff", staff=True)
-        b = await dxyc_member(stack, "b")
-        await staff.send("/topic_new")
-        await staff.send("垃圾分类")
-        await staff.send("新规定")
-        await staff.press("Whole committee")
-        assert "is published" in "\n".join(body(m) for m in await staff.bot_messages())
-        page = await _open_topic(b, "垃圾分类")
-        assert await answer_to(stack, b, page, _button(page, "💬 Comment")) is None
+        b, page = await _asked_for_a_comment(stack)
         await b.send("好的")
         async with stack.session() as s:
             [(comment_id, key)] = (await s.execute(select(Comment.id, Comment.client_key))).all()
@@ -202,14 +208,7 @@ async def test_a_comment_begun_before_a_restart_is_posted_after_it(tmp_path):
     storage, its memory empty) takes the text as the comment the resident was asked for."""
     clock = PacedClock(PINNED)
     async with running_stack(tmp_path, clock=clock) as stack:
-        staff = await dxyc_member(stack, "staff", staff=True)
-        b = await dxyc_member(stack, "b")
-        await staff.send("/topic_new")
-        await staff.send("垃圾分类")
-        await staff.send("新规定")
-        await staff.press("Whole committee")
-        page = await _open_topic(b, "垃圾分类")
-        assert await answer_to(stack, b, page, _button(page, "💬 Comment")) is None
+        b, _ = await _asked_for_a_comment(stack)
         assert isinstance(stack.dp.fsm.storage, DatabaseStorage)
         stack.dp.fsm.storage = DatabaseStorage(stack.sessions, ttl=stack.settings.fsm_ttl, clock=clock)
         await b.send("周三收厨余垃圾吗？")
@@ -223,14 +222,7 @@ async def test_a_comment_that_could_not_be_saved_is_still_awaited(tmp_path):
     told it did not work, nothing is posted, and their next message is taken as the comment."""
     clock = PacedClock(PINNED)
     async with running_stack(tmp_path, clock=clock) as stack:
-        staff = await dxyc_member(stack, "staff", staff=True)
-        b = await dxyc_member(stack, "b")
-        await staff.send("/topic_new")
-        await staff.send("垃圾分类")
-        await staff.send("新规定")
-        await staff.press("Whole committee")
-        page = await _open_topic(b, "垃圾分类")
-        assert await answer_to(stack, b, page, _button(page, "💬 Comment")) is None
+        b, _ = await _asked_for_a_comment(stack)
         failures = []
 
         def noting(state) -> None:
