@@ -450,6 +450,9 @@ class Profile:
         self.counts: dict[str, Counter] = defaultdict(Counter)
         self.statements: dict[str, Counter] = defaultdict(Counter)
         self.handle_s: dict[str, float] = defaultdict(float)
+        # CPU of the process while an update of the kind was in feed_update: its own when updates do not
+        # overlap (a paced load well below capacity), others' as well when they do
+        self.handle_cpu_s: dict[str, float] = defaultdict(float)
         self.snapshots = 0
 
     def install(self) -> None:
@@ -502,12 +505,13 @@ class Profile:
         async def feed_update(bot, update, **kwargs):
             kind = update_kind(update)
             token = self.kind.set(kind)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             try:
                 return await feed(bot, update, **kwargs)
             finally:
                 self.counts[kind]["updates"] += 1
                 self.handle_s[kind] += time.perf_counter() - started
+                self.handle_cpu_s[kind] += time.process_time() - cpu
                 self.kind.reset(token)
 
         dp.feed_update = feed_update
@@ -517,6 +521,7 @@ class Profile:
         self.snapshots += 1
         body = {"snapshot": self.snapshots, "cpu_s": usage.ru_utime + usage.ru_stime,
                 "kinds": {k: {**c, "handle_s": self.handle_s.get(k, 0.0),
+                                          "handle_cpu_s": self.handle_cpu_s.get(k, 0.0),
                               "top": self.statements[k].most_common(8)} for k, c in self.counts.items()}}
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(body, ensure_ascii=False), "utf-8")
@@ -771,7 +776,7 @@ def profile_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
     for kind, now in after["kinds"].items():
         was = before["kinds"].get(kind, {})
         delta = {k: now.get(k, 0) - was.get(k, 0) for k, v in now.items() if k != "top"}
-        for k in ("updates", "statements", "commits", "rollbacks", "checkouts", "handle_s"):
+        for k in ("updates", "statements", "commits", "rollbacks", "checkouts", "handle_s", "handle_cpu_s"):
             delta.setdefault(k, 0)
         if any(delta.values()):
             was_top = dict((s, n) for s, n in was.get("top", []))
@@ -1069,6 +1074,7 @@ async def run_stack(stack: str, backend: str | None, workers: int, args: argpars
                 figures["profile"] = {k: {**{m: (round(v[m] / max(v["updates"], 1), 2) if m != "updates" else v[m])
                                              for m in ("updates", "statements", "checkouts", "commits", "rollbacks")},
                                           "handle_ms": round(v["handle_s"] / max(v["updates"], 1) * 1000, 2),
+                                          "handle_cpu_ms": round(v["handle_cpu_s"] / max(v["updates"], 1) * 1000, 2),
                                           **({"top": v["top"][:6]} if stack == "full" and mode == "saturated"
                                              else {})}
                                       for k, v in delta["kinds"].items() if k != "process"}

@@ -222,6 +222,9 @@ async def run_polling(rt: Runtime, *, handle_signals: bool = True) -> None:
     waits at Telegram instead of piling up tasks that wait for a database connection (and time out)."""
     from bot.web import MAX_IN_HAND
 
+    order = rt.dp.fsm.events_isolation
+    if isinstance(order, ChatOrder):
+        order.only_here()
     async with background_running(rt):
         with contextlib.suppress(TelegramAPIError):
             await rt.bot.delete_webhook(drop_pending_updates=False)

@@ -92,9 +92,9 @@ class ChatOrder(BaseEventIsolation):
     In the process, an ``asyncio.Lock`` per chat (its waiters are served first come, first served),
     kept only while an update of that chat is in hand or waiting, so a process that has seen a million
     chats holds no million locks (aiogram's ``SimpleEventIsolation`` keeps every lock it ever made).
-    With workers sharing Redis, aiogram's ``RedisEventIsolation`` as well, taken after the local lock:
-    a process's own updates of a chat queue in order, and only the first of them waits on Redis while
-    another worker has the chat.
+    With webhook workers sharing Redis, aiogram's ``RedisEventIsolation`` as well, taken after the local
+    lock: a process's own updates of a chat queue in order, and only the first of them waits on Redis
+    while another worker has the chat (:meth:`only_here` drops it for long polling).
     """
 
     def __init__(self, shared: BaseEventIsolation | None = None) -> None:
@@ -136,6 +136,12 @@ class ChatOrder(BaseEventIsolation):
         turn = contextlib.AsyncExitStack()
         await turn.enter_async_context(self.lock(key))
         return turn
+
+    def only_here(self) -> None:
+        """This process is the only one handling the bot's updates (long polling: Telegram gives them to
+        one getUpdates caller at a time), so the chat's turn is this process's lock alone: the turn in
+        Redis would cost two round trips an update and order nothing more."""
+        self.shared = None
 
     def chats_in_hand(self) -> int:
         """How many chats have an update in hand or waiting in this process."""

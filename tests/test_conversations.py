@@ -167,6 +167,76 @@ async def test_in_redis_a_step_taken_in_an_update_is_written_once_it_has_committ
         await client.aclose()
 
 
+async def counting_redis(sent: list[list[str]]):
+    """A client on the test database whose every round trip to Redis is noted in ``sent`` (the
+    commands it carried, upper case)."""
+    from redis.asyncio import ConnectionPool, Redis
+    from redis.asyncio.connection import Connection
+
+    class Noting(Connection):
+        async def send_packed_command(self, command, check_health=True):
+            parts = [command] if isinstance(command, bytes | str) else list(command)
+            blob = b"".join(p if isinstance(p, bytes) else p.encode() for p in parts)
+            # RESP: each command is "*N" then "$len" "name" ...: the name follows the first "$" line
+            lines = blob.split(b"\r\n")
+            sent.append([lines[i + 2].decode().upper() for i, line in enumerate(lines) if line.startswith(b"*")])
+            return await super().send_packed_command(command, check_health)
+
+    probe = await fresh_redis()  # empties the database (and skips without Redis)
+    kwargs = probe.connection_pool.connection_kwargs
+    await probe.aclose()
+    client = Redis.from_pool(ConnectionPool(connection_class=Noting, host=kwargs.get("host", "localhost"),
+                                            port=kwargs.get("port", 6379), db=kwargs.get("db", 0)))
+    await client.ping()  # connected: what follows is the storage's own
+    return client
+
+
+async def test_in_redis_an_update_reads_its_conversation_once_and_clearing_nothing_sends_nothing(engine):
+    sessions = session_factory(engine)
+    sent: list[list[str]] = []
+    client = await counting_redis(sent)
+    keys = DefaultKeyBuilder(with_bot_id=True)
+    storage = RedisConversations(client, key_builder=keys)
+    elsewhere = RedisStorage(client, key_builder=keys)
+    sun = FSMContext(storage, key(5001))
+    try:
+        async def command():  # aiogram reads every update's state; a command clears what it interrupts
+            await sun.get_state()
+            await sun.clear()
+            return await sun.get_state(), await sun.get_data()
+
+        sent.clear()
+        assert await in_update(sessions, command, commit=True) == (None, {})
+        assert sent == [["MGET"]], sent  # one read, and nothing to clear
+
+        async def step():
+            seen = await sun.get_state(), await sun.get_data()
+            await sun.set_state(Form.name)
+            await sun.update_data(topic=7)
+            return seen
+
+        sent.clear()
+        assert await in_update(sessions, step, commit=True) == (None, {})
+        assert sent == [["MGET"], ["MULTI", "SET", "SET", "EXEC"]], sent  # state and data in one trip
+        assert await steps_of(elsewhere, 5001) == (Form.name.state, {"topic": 7})
+
+        async def on_after_a_commit():  # a Telegram call commits the update first; the update goes on
+            await sun.get_state()
+            await sun.update_data(parent=3)
+            await commit_update(_update_session.get(), why="test")
+            assert await steps_of(elsewhere, 5001) == (Form.name.state, {"topic": 7, "parent": 3})
+            seen = await sun.get_data()
+            await sun.clear()  # what it wrote is there to clear
+            return seen
+
+        sent.clear()
+        assert await in_update(sessions, on_after_a_commit, commit=True) == {"topic": 7, "parent": 3}
+        assert sent[0] == ["MGET"] and sent[-1] == ["MULTI", "DEL", "DEL", "EXEC"], sent
+        assert await steps_of(elsewhere, 5001) == (None, {})
+    finally:
+        await client.aclose()
+
+
 async def test_a_conversation_left_alone_for_the_ttl_is_forgotten(engine):
     sessions = session_factory(engine)
     clock = PacedClock(NOW)
