@@ -117,7 +117,7 @@ class _Held:
     """A conversation as Redis held it when the update first read it (the chat's turn keeps it so)."""
 
     state: str | None
-    data: dict[str, Any]
+    data: str | bytes | None  # as stored (JSON), so that each read gets its own copy; None: no data
 
 
 class RedisConversations(RedisStorage):
@@ -150,7 +150,7 @@ class RedisConversations(RedisStorage):
             state, data = await self.redis.mget(*names)
             if isinstance(state, bytes):
                 state = state.decode("utf-8")
-            held = seen[(self, key)] = _Held(state, self.json_loads(data) if data is not None else {})
+            held = seen[(self, key)] = _Held(state, data)
         return held
 
     async def write_committed(self, key: StorageKey, later: _Later) -> None:
@@ -159,19 +159,20 @@ class RedisConversations(RedisStorage):
         held = seen.get((self, key))
         # Clearing what held nothing changes nothing; anything else is written (a write renews the TTL).
         state = later.state if not (later.state is None and held is not None and held.state is None) else _UNSET
-        data = later.data if not (later.data == {} and held is not None and not held.data) else _UNSET
+        data = later.data if not (later.data == {} and held is not None and held.data is None) else _UNSET
         if state is _UNSET and data is _UNSET:
             return
+        stored = self.json_dumps(data) if data is not _UNSET and data else None
         async with self.redis.pipeline(transaction=True) as pipe:
             if state is not _UNSET:
                 name = self.key_builder.build(key, "state")
                 pipe.delete(name) if state is None else pipe.set(name, state, ex=self.state_ttl)
             if data is not _UNSET:
                 name = self.key_builder.build(key, "data")
-                pipe.delete(name) if not data else pipe.set(name, self.json_dumps(data), ex=self.data_ttl)
+                pipe.delete(name) if stored is None else pipe.set(name, stored, ex=self.data_ttl)
             await pipe.execute()
         if held is not None:  # the update may go on (a commit before each Telegram call): it reads what it wrote
-            seen[(self, key)] = _Held(held.state if state is _UNSET else state, held.data if data is _UNSET else data)
+            seen[(self, key)] = _Held(held.state if state is _UNSET else state, held.data if data is _UNSET else stored)
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         later = self._later(key, taking=True)
@@ -200,7 +201,9 @@ class RedisConversations(RedisStorage):
         if later is not None and later.data is not _UNSET:
             return dict(later.data)
         held = await self._held(key)
-        return dict(held.data) if held is not None else await super().get_data(key)
+        if held is None:
+            return await super().get_data(key)
+        return self.json_loads(held.data) if held.data is not None else {}
 
 
 class DatabaseStorage(BaseStorage):
