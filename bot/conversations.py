@@ -124,11 +124,10 @@ class RedisConversations(RedisStorage):
     """aiogram's Redis storage whose steps taken in an update reach Redis after the update commits
     (see the module); outside updates, at once.
 
-    Within an update it costs one round trip to read and at most one to write: aiogram reads every
-    update's state, and the first read fetches the conversation's data with it (the handler that reads
-    the state usually reads the data too), which the update then reads from its session; the steps go
-    in one MULTI/EXEC once it has committed, and clearing a conversation that held nothing (every command
-    clears the one it interrupts) sends nothing."""
+    Within an update, the first read fetches the conversation's state and data together (MGET) and the
+    update reads both from its session after that (aiogram's own read of the state, made before the
+    update's session opens, is one GET); the steps go in one MULTI/EXEC once it has committed, and
+    clearing a conversation read as empty sends nothing."""
 
     def _later(self, key: StorageKey, *, taking: bool = False) -> _Later | None:
         session = update_session()
