@@ -216,15 +216,21 @@ async def background_running(rt: Runtime) -> AsyncIterator[asyncio.Event]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def polling_alone(dp: Dispatcher) -> None:
+    """Long polling: Telegram gives the bot's updates to one getUpdates caller at a time, so this process
+    is the only one handling them and a chat's turn is its own lock alone (``ChatOrder.only_here``)."""
+    order = dp.fsm.events_isolation
+    if isinstance(order, ChatOrder):
+        order.only_here()
+
+
 async def run_polling(rt: Runtime, *, handle_signals: bool = True) -> None:
     """Long polling plus the background tasks, until a signal or the dispatcher stops. At most as many
     updates in hand as a webhook worker takes (``bot.web.MAX_IN_HAND``): beyond that the next batch
     waits at Telegram instead of piling up tasks that wait for a database connection (and time out)."""
     from bot.web import MAX_IN_HAND
 
-    order = rt.dp.fsm.events_isolation
-    if isinstance(order, ChatOrder):
-        order.only_here()
+    polling_alone(rt.dp)
     async with background_running(rt):
         with contextlib.suppress(TelegramAPIError):
             await rt.bot.delete_webhook(drop_pending_updates=False)

@@ -100,8 +100,6 @@ def _check_data(data: object) -> None:
 
 
 _UNSET: Any = object()
-# ``session.info`` key of what Redis held of the conversations the update read: {(storage, key): _Held}.
-_HELD = "redis_held"
 
 
 @dataclass(slots=True)
@@ -112,22 +110,9 @@ class _Later:
     data: Any = _UNSET  # dict once set
 
 
-@dataclass(frozen=True, slots=True)
-class _Held:
-    """A conversation as Redis held it when the update first read it (the chat's turn keeps it so)."""
-
-    state: str | None
-    data: str | bytes | None  # as stored (JSON), so that each read gets its own copy; None: no data
-
-
 class RedisConversations(RedisStorage):
     """aiogram's Redis storage whose steps taken in an update reach Redis after the update commits
-    (see the module); outside updates, at once.
-
-    Within an update, the first read fetches the conversation's state and data together (MGET) and the
-    update reads both from its session after that (aiogram's own read of the state, made before the
-    update's session opens, is one GET); the steps go in one MULTI/EXEC once it has committed, and
-    clearing a conversation read as empty sends nothing."""
+    (see the module), state and data in one MULTI/EXEC; outside updates, at once."""
 
     def _later(self, key: StorageKey, *, taking: bool = False) -> _Later | None:
         session = update_session()
@@ -137,41 +122,15 @@ class RedisConversations(RedisStorage):
             return session.info.setdefault(AFTER_COMMIT, {}).setdefault((self, key), _Later())
         return session.info.get(AFTER_COMMIT, {}).get((self, key))
 
-    async def _held(self, key: StorageKey) -> _Held | None:
-        """What Redis holds of ``key``'s conversation, read once per update (None outside updates)."""
-        session = update_session()
-        if session is None:
-            return None
-        seen = session.info.setdefault(_HELD, {})
-        held = seen.get((self, key))
-        if held is None:
-            names = self.key_builder.build(key, "state"), self.key_builder.build(key, "data")
-            state, data = await self.redis.mget(*names)
-            if isinstance(state, bytes):
-                state = state.decode("utf-8")
-            held = seen[(self, key)] = _Held(state, data)
-        return held
-
     async def write_committed(self, key: StorageKey, later: _Later) -> None:
-        session = update_session()
-        seen: dict[tuple[RedisConversations, StorageKey], _Held] = session.info.get(_HELD, {}) if session else {}
-        held = seen.get((self, key))
-        # Clearing what held nothing changes nothing; anything else is written (a write renews the TTL).
-        state = later.state if not (later.state is None and held is not None and held.state is None) else _UNSET
-        data = later.data if not (later.data == {} and held is not None and held.data is None) else _UNSET
-        if state is _UNSET and data is _UNSET:
-            return
-        stored = self.json_dumps(data) if data is not _UNSET and data else None
         async with self.redis.pipeline(transaction=True) as pipe:
-            if state is not _UNSET:
+            if later.state is not _UNSET:
                 name = self.key_builder.build(key, "state")
-                pipe.delete(name) if state is None else pipe.set(name, state, ex=self.state_ttl)
-            if data is not _UNSET:
+                pipe.delete(name) if later.state is None else pipe.set(name, later.state, ex=self.state_ttl)
+            if later.data is not _UNSET:
                 name = self.key_builder.build(key, "data")
-                pipe.delete(name) if stored is None else pipe.set(name, stored, ex=self.data_ttl)
+                pipe.delete(name) if not later.data else pipe.set(name, self.json_dumps(later.data), ex=self.data_ttl)
             await pipe.execute()
-        if held is not None:  # the update may go on (a commit before each Telegram call): it reads what it wrote
-            seen[(self, key)] = _Held(held.state if state is _UNSET else state, held.data if data is _UNSET else stored)
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         later = self._later(key, taking=True)
@@ -182,10 +141,7 @@ class RedisConversations(RedisStorage):
 
     async def get_state(self, key: StorageKey) -> str | None:
         later = self._later(key)
-        if later is not None and later.state is not _UNSET:
-            return later.state
-        held = await self._held(key)
-        return held.state if held is not None else await super().get_state(key)
+        return later.state if later is not None and later.state is not _UNSET else await super().get_state(key)
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
         _check_data(data)
@@ -197,12 +153,7 @@ class RedisConversations(RedisStorage):
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
         later = self._later(key)
-        if later is not None and later.data is not _UNSET:
-            return dict(later.data)
-        held = await self._held(key)
-        if held is None:
-            return await super().get_data(key)
-        return self.json_loads(held.data) if held.data is not None else {}
+        return dict(later.data) if later is not None and later.data is not _UNSET else await super().get_data(key)
 
 
 class DatabaseStorage(BaseStorage):

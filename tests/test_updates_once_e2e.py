@@ -118,7 +118,9 @@ async def test_with_redis_a_chat_is_one_at_a_time_across_workers(tmp_path):
     it (aiogram's RedisEventIsolation), and chat B still goes through."""
     url = _redis_url()
     probe = Probe()
-    async with running_stack(tmp_path, redis_url=url, extra_routers=[probe.router()]) as stack:
+    # Worker 1 takes its chats' turns in Redis, as a webhook worker does (polling takes them in the process).
+    async with running_stack(tmp_path, redis_url=url, extra_routers=[probe.router()],
+                             polling_alone=False) as stack:
         redis = stack.dp.storage.redis  # type: ignore[attr-defined]
         try:
             await redis.flushdb()
@@ -147,6 +149,26 @@ async def test_with_redis_a_chat_is_one_at_a_time_across_workers(tmp_path):
             assert [m["text"] for m in await first.bot_messages()] == ["holding", "held", "n 3"]
         finally:
             await other.storage.close()
+
+
+async def test_with_redis_a_polling_bot_keeps_its_chats_turns_in_the_process(tmp_path):
+    """Polling is one process (Telegram has one getUpdates caller): chat A's second update still waits for
+    its first, and no turn is taken in Redis (two round trips an update saved). Conversations stay in
+    Redis (tests/test_redis_storage.py)."""
+    url = _redis_url()
+    probe = Probe()
+    async with running_stack(tmp_path, redis_url=url, extra_routers=[probe.router()]) as stack:
+        redis = stack.dp.storage.redis  # type: ignore[attr-defined]
+        await redis.flushdb()
+        first = await stack.client.create_user("A", language_code="en")
+        second = await stack.client.create_user("B", language_code="en")
+        stack.sandbox.user_text(first.id, "hold")
+        stack.sandbox.user_text(first.id, "n 2")
+        await asyncio.wait_for(probe.holding.wait(), 30)
+        assert [key async for key in redis.scan_iter("*lock*")] == []
+        stack.sandbox.user_text(second.id, "release")
+        await stack.settled()
+        assert probe.log == ["hold:start", "release", "hold:end", "n 2:start", "n 2:end"]
 
 
 # --- exactly once ------------------------------------------------------------------------------------
