@@ -40,8 +40,10 @@ Errors: an update not finished within 60 s, an answer that is the error handler'
 The saturated and paced runs of the mixed load use two committees of N residents each (a check-in is
 answered once). Each bot process counts, per kind of update, its SQL statements
 (``before_cursor_execute``), commits, rollbacks and pool checkouts (transactions), its time inside
-``feed_update``, its CPU, garbage-collector time and pydantic models built while running; the profile
-table shows them per kind, the JSON adds the most frequent statements.
+``feed_update`` and the process's CPU meanwhile (``handle_cpu_ms``: the update's own in a paced run
+well below capacity, where updates seldom overlap), its CPU, garbage-collector time and pydantic
+models built while running; the profile table shows them per kind, the JSON adds the most frequent
+statements.
 
 PostgreSQL comes from BENCH_DATABASE_URL (default the local ``test`` database): the benchmark works in
 a database of its own beside it (``<name>_bench_updates``, dropped afterwards). Prints tables, then
@@ -520,8 +522,7 @@ class Profile:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         self.snapshots += 1
         body = {"snapshot": self.snapshots, "cpu_s": usage.ru_utime + usage.ru_stime,
-                "kinds": {k: {**c, "handle_s": self.handle_s.get(k, 0.0),
-                                          "handle_cpu_s": self.handle_cpu_s.get(k, 0.0),
+                "kinds": {k: {**c, "handle_s": self.handle_s.get(k, 0.0), "handle_cpu_s": self.handle_cpu_s.get(k, 0.0),
                               "top": self.statements[k].most_common(8)} for k, c in self.counts.items()}}
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(body, ensure_ascii=False), "utf-8")
