@@ -26,8 +26,7 @@ from aiogram.types import TelegramObject
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.app import Runtime, build_bot, build_dispatcher
-from bot.app import polling_alone as alone
+from bot.app import Runtime, build_bot, build_dispatcher, polling_alone
 from bot.db import create_engine, session_factory
 from bot.sandbox import Sandbox, create_sandbox_app
 from bot.sandbox.client import SandboxClient
@@ -165,12 +164,12 @@ async def start_sandbox(sandbox: Sandbox | None = None) -> tuple[web.AppRunner, 
 @contextlib.asynccontextmanager
 async def running_stack(
     tmp: Path, *, db_url: str | None = None, extra_routers: Iterable[Router] = (), clock: Clock = system_clock,
-    console: bool = False, polling_alone: bool = True, **overrides
+    console: bool = False, redis_turns: bool = False, **overrides
 ) -> AsyncIterator[Stack]:
     """The sandbox and the bot polling it; with ``console``, as ``demo`` serves them: the bot's routes
     (the staff console, /healthz, /metrics) on the sandbox's own app, its /console links pointing there.
-    ``polling_alone=False``: the bot takes its chats' turns in Redis as a webhook worker does (for a test
-    that feeds a second dispatcher beside it)."""
+    ``redis_turns``: the bot takes its chats' turns in Redis as a webhook worker does, not as polling
+    does (for a test that feeds a second dispatcher beside it)."""
     if console:
         # The port first: the bot's settings need it, and the routes must be added before the app starts.
         sock = socket.create_server(("127.0.0.1", 0))
@@ -207,8 +206,8 @@ async def running_stack(
         await runner.setup()
         await web.SockSite(runner, sock).start()
     # As `run` polls (bot.app.run_polling): every update in its own task, the dispatcher's isolation.
-    if polling_alone:
-        alone(dp)
+    if not redis_turns:
+        polling_alone(dp)
     polling = asyncio.create_task(
         dp.start_polling(bot, polling_timeout=1, handle_signals=False, close_bot_session=False)
     )

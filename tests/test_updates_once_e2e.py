@@ -119,8 +119,7 @@ async def test_with_redis_a_chat_is_one_at_a_time_across_workers(tmp_path):
     url = _redis_url()
     probe = Probe()
     # Worker 1 takes its chats' turns in Redis, as a webhook worker does (polling takes them in the process).
-    async with running_stack(tmp_path, redis_url=url, extra_routers=[probe.router()],
-                             polling_alone=False) as stack:
+    async with running_stack(tmp_path, redis_url=url, extra_routers=[probe.router()], redis_turns=True) as stack:
         redis = stack.dp.storage.redis  # type: ignore[attr-defined]
         try:
             await redis.flushdb()
